@@ -1,0 +1,180 @@
+"""Load and validate ``config.yaml``.
+
+pydantic reports every problem with its key path; we only turn that into one
+readable message per problem. Secrets come from ``${VAR}`` references that
+are resolved from the environment before validation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+PRIORITIES = ("P1", "P2", "P3", "P4")
+Priority = Literal["P1", "P2", "P3", "P4"]
+
+
+class ConfigError(Exception):
+    """A config problem, phrased for the operator (key path first)."""
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(value: Any, environ: dict[str, str] | os._Environ = os.environ, path: str = "") -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of the tree."""
+    if isinstance(value, dict):
+        return {k: expand_env(v, environ, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, environ, f"{path}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{path or '(top level)'}: environment variable {name} is not set (write ${{{name}:-default}} to give a default)")
+
+    return _VAR.sub(substitute, value)
+
+
+class Strict(BaseModel):
+    # A misspelt key is a config error, not a silently ignored setting.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Brand(Strict):
+    name: str = Field(min_length=1)
+    keywords: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+    # The brand's own accounts: their posts are not complaints.
+    own_accounts: list[str] = Field(default_factory=list)
+
+    @property
+    def terms(self) -> list[str]:
+        return [self.name, *self.keywords]
+
+
+class SmtpSettings(Strict):
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    starttls: bool = False
+    ssl: bool = False
+    timeout: float = Field(default=30.0, gt=0)
+
+
+class EmailSettings(Strict):
+    from_: str = Field(default="complaint-monitor@localhost", alias="from")
+    smtp: SmtpSettings | None = None
+    outbox_dir: str = "outbox"
+    # Give up retrying an alert after this long; it stays visible in status.
+    max_retry_hours: float = Field(default=72, gt=0)
+
+
+class Responder(Strict):
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    brands: list[str] | Literal["all"] = "all"
+    min_priority: Priority = "P4"
+
+    def wants(self, brand: str | None, priority: str) -> bool:
+        if self.brands != "all" and brand not in self.brands:
+            return False
+        return PRIORITIES.index(priority) <= PRIORITIES.index(self.min_priority)
+
+
+class Thresholds(Strict):
+    """Priority from the higher of urgency and virality risk (0-100)."""
+
+    p1: float = 75
+    p2: float = 50
+    p3: float = 25
+
+
+class SentimentSettings(Strict):
+    # Words VADER finds neutral but customers use to complain, with a valence (-4..4).
+    lexicon: dict[str, float] = Field(default_factory=dict)
+
+
+class Config(Strict):
+    brands: list[Brand] = Field(min_length=1)
+    sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    store: str = "complaint-monitor.db"
+    email: EmailSettings = Field(default_factory=EmailSettings)
+    responders: list[Responder] = Field(default_factory=list)
+    rules: list[str] = Field(default_factory=list)
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    sentiment: SentimentSettings = Field(default_factory=SentimentSettings)
+    # Where relative paths (store, rules, outbox) are resolved; set by load_config.
+    base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    @field_validator("sources")
+    @classmethod
+    def _sections_are_mappings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name, section in value.items():
+            if section is not None and not isinstance(section, dict):
+                raise ValueError(f"sources.{name} must be a mapping of settings")
+        return {name: section or {} for name, section in value.items()}
+
+    def path(self, relative: str) -> Path:
+        p = Path(relative).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
+
+    @property
+    def store_path(self) -> Path:
+        return self.path(self.store)
+
+    @property
+    def rule_paths(self) -> list[Path]:
+        return [self.path(r) for r in self.rules]
+
+    def brand(self, name: str) -> Brand | None:
+        return next((b for b in self.brands if b.name == name), None)
+
+
+def format_validation_error(err: ValidationError, prefix: str = "") -> str:
+    lines = []
+    for problem in err.errors():
+        loc = ".".join(str(p) for p in problem["loc"] if p != "from_") or "(top level)"
+        loc = loc.replace(".from_", ".from")
+        if prefix:
+            loc = f"{prefix}.{loc}"
+        lines.append(f"{loc}: {problem['msg']}")
+    return "\n".join(lines)
+
+
+def parse_config(raw: Any, *, base_dir: Path, environ=os.environ) -> Config:
+    if raw is None:
+        raise ConfigError("the config is empty")
+    if not isinstance(raw, dict):
+        raise ConfigError("(top level): the config must be a mapping of keys to values")
+    expanded = expand_env(raw, environ)
+    try:
+        config = Config.model_validate({**expanded, "base_dir": base_dir})
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err)) from None
+    return config
+
+
+def load_config(path: str | Path, *, environ=os.environ) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read: {err}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    return parse_config(raw, base_dir=path.resolve().parent, environ=environ)

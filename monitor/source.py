@@ -1,0 +1,87 @@
+"""The ``Source`` protocol and the one way adapters are found: entry points.
+
+An adapter is a class registered in the ``complaint_monitor.sources`` entry
+point group (the built-in ``reddit`` and ``rss`` adapters are registered in
+``pyproject.toml`` exactly as a third party's would be). It declares a
+pydantic ``Settings`` model for its ``sources.<name>`` config section and is
+built by ``from_settings``. Only the adapters the config names are imported.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ValidationError
+
+from .config import Config, ConfigError, format_validation_error
+from .mention import Mention
+
+ENTRY_POINT_GROUP = "complaint_monitor.sources"
+
+
+@dataclass
+class Poll:
+    """What one poll found, and the cursor to store with it.
+
+    The pipeline stores the mentions and then ``state`` in one transaction, so
+    a crash mid-poll repeats the poll instead of skipping what it found.
+    """
+
+    mentions: list[Mention] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    """What the core hands an adapter when it is built."""
+
+    name: str
+    search_terms: dict[str, list[str]]  # brand name -> keywords to search for
+    log: logging.Logger
+
+
+@runtime_checkable
+class Source(Protocol):
+    Settings: ClassVar[type[BaseModel]]
+    name: str
+    interval: float
+
+    @classmethod
+    def from_settings(cls, settings: Any, *, context: SourceContext) -> "Source": ...
+
+    def poll(self, state: dict[str, Any]) -> Poll:
+        """Fetch what is new since ``state`` (the last stored cursor); never raise for one bad item."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def available_sources() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def load_source_class(name: str) -> type:
+    found = available_sources()
+    if name not in found:
+        known = ", ".join(sorted(found)) or "none installed"
+        raise ConfigError(f"sources.{name}: no source adapter named {name!r} (installed: {known})")
+    return found[name].load()
+
+
+def validate_source_settings(config: Config) -> dict[str, tuple[type, BaseModel]]:
+    """Each configured adapter's class and validated settings; errors name the key path."""
+    validated = {}
+    problems = []
+    for name, section in config.sources.items():
+        cls = load_source_class(name)
+        try:
+            validated[name] = (cls, cls.Settings.model_validate(section))
+        except ValidationError as err:
+            problems.append(format_validation_error(err, prefix=f"sources.{name}"))
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return validated
