@@ -1,0 +1,171 @@
+"""Turn a matched mention into scores: sentiment, signals, rules, priority.
+
+This stage owns the facts a rule can read; the rules themselves decide what
+those facts are worth. Every number it produces carries its reasons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from .config import Config, Thresholds
+from .match import BrandMatch
+from .mention import Mention
+from .rules import Reason, RuleBook, Verdict, default_facts
+from .sentiment import Sentiment, SentimentScorer
+
+
+@dataclass(frozen=True, slots=True)
+class Signals:
+    """Measured facts about spread, as opposed to what the words say."""
+
+    score_velocity: float = 0.0
+    comment_velocity: float = 0.0
+    acceleration: float = 0.0
+    age_hours: float = 0.0
+    sightings: int = 1
+    brand_spike: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass
+class Scores:
+    sentiment: Sentiment
+    title_compound: float
+    signals: Signals
+    verdict: Verdict
+    priority: str
+    facts: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def urgency(self) -> float:
+        return self.verdict.urgency
+
+    @property
+    def virality(self) -> float:
+        return self.verdict.virality
+
+    @property
+    def reasons(self) -> list[Reason]:
+        return self.verdict.reasons
+
+    def explain(self) -> dict[str, Any]:
+        return {
+            "priority": self.priority,
+            "urgency": self.urgency,
+            "virality": self.virality,
+            "sentiment": {**self.sentiment.as_dict(), "title_compound": self.title_compound},
+            "signals": self.signals.as_dict(),
+            "reasons": [r.as_dict() for r in self.reasons],
+            "tags": self.verdict.tags,
+            "suppressed": self.verdict.suppressed,
+        }
+
+
+def priority_for(urgency: float, virality: float, thresholds: Thresholds) -> str:
+    level = max(urgency, virality)
+    if level >= thresholds.p1:
+        return "P1"
+    if level >= thresholds.p2:
+        return "P2"
+    if level >= thresholds.p3:
+        return "P3"
+    return "P4"
+
+
+def signals_from_mention(mention: Mention, *, now: datetime | None = None, sightings: int = 1,
+                         brand_spike: float = 0.0, previous: list[tuple[datetime, int, int]] | None = None) -> Signals:
+    """Velocity from the post's age, or from the last two growth snapshots when there are some."""
+    now = now or datetime.now(timezone.utc)
+    age = max((now - mention.created_at).total_seconds() / 3600, 0.0)
+    score = mention.engagement.score or 0
+    comments = mention.engagement.comments or 0
+    # A post seen minutes after it was made would get an absurd rate: at least a quarter hour.
+    hours = max(age, 0.25)
+    score_velocity = score / hours
+    comment_velocity = comments / hours
+    acceleration = 0.0
+    if previous:
+        points = sorted(previous) + [(now, score, comments)]
+        (t0, s0, c0), (t1, s1, c1) = points[-2], points[-1]
+        span = max((t1 - t0).total_seconds() / 3600, 1 / 60)
+        recent_velocity = max(s1 - s0, 0) / span
+        comment_velocity = max(c1 - c0, 0) / span
+        if len(points) >= 3:
+            tp, sp, _ = points[-3]
+            before = max(s0 - sp, 0) / max((t0 - tp).total_seconds() / 3600, 1 / 60)
+            acceleration = (recent_velocity - before) / span
+        score_velocity = recent_velocity
+    return Signals(round(score_velocity, 2), round(comment_velocity, 2), round(acceleration, 2),
+                   round(age, 2), sightings, round(brand_spike, 2))
+
+
+class Scorer:
+    def __init__(self, *, rules: RuleBook, sentiment: SentimentScorer, thresholds: Thresholds,
+                 own_account=lambda brand, author: False):
+        self.rules = rules
+        self.sentiment = sentiment
+        self.thresholds = thresholds
+        self._own_account = own_account
+
+    @classmethod
+    def from_config(cls, config: Config, *, own_account=lambda brand, author: False) -> "Scorer":
+        return cls(rules=RuleBook.from_files(config.rule_paths),
+                   sentiment=SentimentScorer(lexicon=config.sentiment.lexicon),
+                   thresholds=config.thresholds, own_account=own_account)
+
+    def facts(self, mention: Mention, match: BrandMatch | None, sentiment: Sentiment,
+              title_compound: float, signals: Signals) -> dict[str, Any]:
+        facts = default_facts()
+        e = mention.engagement
+        facts.update(
+            text=mention.text, title=mention.title, source=mention.source, kind=mention.kind,
+            place=mention.place, subreddit=str(mention.extra.get("subreddit") or ""),
+            feed=str(mention.extra.get("feed") or ""), author=mention.author or "",
+            brand=mention.brand or "", own_account=bool(self._own_account(mention.brand, mention.author)),
+            compound=sentiment.compound, negative=sentiment.negative, positive=sentiment.positive,
+            min_sentence=sentiment.min_sentence, negative_share=sentiment.negative_share,
+            brand_compound=sentiment.brand_compound, title_compound=title_compound,
+            score=float(e.score or 0), comments=float(e.comments or 0),
+            upvote_ratio=float(e.upvote_ratio if e.upvote_ratio is not None else 1.0),
+            awards=float(e.awards or 0), reach=float(mention.reach or 0), length=float(len(mention.text)),
+            **{k: float(v) for k, v in signals.as_dict().items()},
+        )
+        return facts
+
+    def score(self, mention: Mention, match: BrandMatch | None = None, *, signals: Signals | None = None) -> Scores:
+        brand_span = None
+        if match is not None and mention.title and match.start >= len(mention.title) + 1:
+            # The matcher saw "title\ntext"; shift the span into the text.
+            brand_span = (match.start - len(mention.title) - 1, match.end - len(mention.title) - 1)
+        elif match is not None and not mention.title:
+            brand_span = (match.start, match.end)
+        sentiment = self.sentiment.score(mention.text, brand_span=brand_span)
+        title_compound = self.sentiment.vader(mention.title)["compound"] if mention.title else 0.0
+        if not mention.text.strip() and mention.title:
+            sentiment = self.sentiment.score(mention.title)
+        signals = signals or signals_from_mention(mention)
+        facts = self.facts(mention, match, sentiment, title_compound, signals)
+        verdict = self.rules.evaluate(facts)
+        verdict.reasons.extend(_signal_reasons(signals, mention))
+        return Scores(sentiment, title_compound, signals, verdict,
+                      priority_for(verdict.urgency, verdict.virality, self.thresholds), facts)
+
+
+def _signal_reasons(signals: Signals, mention: Mention) -> list[Reason]:
+    """The measured values behind the virality rules, so an explanation shows them."""
+    reasons = [
+        Reason("signal", "score_velocity", detail=f"{signals.score_velocity:g} points/hour"),
+        Reason("signal", "comment_velocity", detail=f"{signals.comment_velocity:g} comments/hour"),
+    ]
+    if mention.reach:
+        reasons.append(Reason("signal", "reach", detail=f"{mention.reach:,.0f}"))
+    if signals.sightings > 1:
+        reasons.append(Reason("signal", "sightings", detail=f"seen in {signals.sightings} places"))
+    if signals.brand_spike:
+        reasons.append(Reason("signal", "brand_spike", detail=f"{signals.brand_spike:g}x the usual hourly volume"))
+    return reasons
