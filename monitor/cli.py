@@ -1,0 +1,158 @@
+"""The ``complaint-monitor`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .config import ConfigError, load_config
+
+log = logging.getLogger("complaint_monitor")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # praw/prawcore/httpx log every request at INFO/DEBUG; our own lines say what matters.
+    for noisy in ("httpx", "httpcore", "prawcore", "urllib3", "apscheduler.executors.default"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def cmd_check_config(args) -> int:
+    from .rules import RuleBook
+    from .source import validate_source_settings
+    config = load_config(args.config)
+    validate_source_settings(config)
+    book = RuleBook.from_files(config.rule_paths)
+    print(f"{args.config}: OK ({len(config.brands)} brands, sources: {', '.join(config.sources) or 'none'},"
+          f" {len(book.rules)} rules, {len(config.responders)} responders)")
+    return 0
+
+
+def cmd_once(args) -> int:
+    from .app import Monitor
+    monitor = Monitor.from_config(load_config(args.config))
+    try:
+        reports = monitor.poll_all()
+        sent, pending = monitor.deliver()
+    finally:
+        monitor.close()
+    stored = sum(len(r.outcome.stored) for r in reports if r.outcome)
+    errors = sum(len(r.errors) for r in reports)
+    print(f"{stored} new mentions, {sent} alerts sent, {pending} pending, {errors} source errors")
+    if pending:
+        print(f"{pending} alerts could not be delivered yet; they stay queued for the next run", file=sys.stderr)
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .app import Monitor
+    from .daemon import run
+    run(Monitor.from_config(load_config(args.config)))
+    return 0
+
+
+def _read_text(arg: str) -> str:
+    if arg == "-":
+        return sys.stdin.buffer.read().decode("utf-8", errors="replace")
+    return arg
+
+
+def cmd_score(args) -> int:
+    from .match import BrandMatcher, quote_around
+    from .mention import Mention
+    from .score import Scorer
+    config = load_config(args.config)
+    text = _read_text(args.text)
+    matcher = BrandMatcher(config.brands)
+    scorer = Scorer.from_config(config, own_account=matcher.is_own_account)
+    mention = Mention(source="cli", source_id="-", url="", title=args.title or "", text=text,
+                      author=args.author)
+    haystack = f"{mention.title}\n{text}" if mention.title else text
+    match = matcher.match(haystack)
+    if match:
+        mention.brand = match.brand
+        mention.quote = quote_around(haystack, match.start, match.end)
+    scores = scorer.score(mention, match)
+    result = {"brand": mention.brand, "quote": mention.quote, **scores.explain()}
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{scores.priority}  urgency {scores.urgency:.0f}  virality {scores.virality:.0f}"
+              f"  compound {scores.sentiment.compound:+.3f}  brand {mention.brand or '(none matched)'}")
+        for reason in scores.reasons:
+            print(f"  {reason.kind} {reason}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .analysis import load_mentions
+    config = load_config(args.config)
+    df = load_mentions(config, brand=args.brand, since=args.since, until=args.until, source=args.source,
+                       min_priority=args.min_priority)
+    out = Path(args.out)
+    if args.format == "parquet":
+        df.to_parquet(out, index=False)
+    elif args.format == "jsonl":
+        df.to_json(out, orient="records", lines=True, date_format="iso")
+    else:
+        flat = df.copy()
+        for c in ("reasons", "tags", "rules"):
+            flat[c] = [json.dumps(v) for v in flat[c]]
+        flat.to_csv(out, index=False)
+    print(f"wrote {len(df)} mentions to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="complaint-monitor", description=__doc__)
+    parser.add_argument("--config", default="config.yaml", help="config file (default ./config.yaml)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name, func, help):
+        p = sub.add_parser(name, help=help)
+        p.add_argument("--config", default=argparse.SUPPRESS, help="config file (default ./config.yaml)")
+        p.set_defaults(func=func)
+        return p
+
+    command("run", cmd_run, "run the daemon")
+    command("once", cmd_once, "poll every source once, deliver alerts, exit")
+    command("check-config", cmd_check_config, "validate the config and the rule packs")
+    p = command("score", cmd_score, "score a text and explain the result")
+    p.add_argument("text", help="the text, or - to read it from standard input")
+    p.add_argument("--title", default="")
+    p.add_argument("--author", default=None)
+    p.add_argument("--json", action="store_true")
+    p = command("export", cmd_export, "write stored mentions to a file")
+    p.add_argument("--format", choices=["csv", "parquet", "jsonl"], default="csv")
+    p.add_argument("--out", required=True)
+    for flag in ("--brand", "--source", "--since", "--until"):
+        p.add_argument(flag, default=None)
+    p.add_argument("--min-priority", choices=["P1", "P2", "P3", "P4"], default=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return args.func(args)
+    except ConfigError as err:
+        print(f"config error in {args.config}:\n{err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:
+        from .daemon import AlreadyRunning
+        if isinstance(err, AlreadyRunning):
+            print(str(err), file=sys.stderr)
+            return 3
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""SQLite storage: mentions with their scores, the alert outbox, source cursors.
+
+One file, WAL mode, schema versioned by ``PRAGMA user_version`` with the
+migrations below (append only: a released migration is never edited).
+A mention, its scores and the alerts it causes are written in one
+transaction, so a crash can never leave a scored mention without its alerts.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from .mention import Engagement, Mention
+
+MIGRATIONS: list[str] = [
+    # 1: first release
+    """
+    CREATE TABLE mentions (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        source_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        url TEXT NOT NULL,
+        author TEXT,
+        title TEXT NOT NULL,
+        text TEXT NOT NULL,
+        place TEXT NOT NULL,
+        created_at REAL NOT NULL,      -- unix seconds, UTC
+        fetched_at REAL NOT NULL,
+        brand TEXT,
+        quote TEXT NOT NULL,
+        score INTEGER, comments INTEGER, upvote_ratio REAL, awards INTEGER,
+        reach REAL,
+        extra TEXT NOT NULL,           -- JSON
+        compound REAL, negative REAL, neutral REAL, positive REAL,
+        min_sentence REAL, negative_share REAL, brand_compound REAL, title_compound REAL,
+        urgency REAL, virality REAL, priority TEXT,
+        reasons TEXT,                  -- JSON list of {kind, name, urgency, virality, detail}
+        tags TEXT,                     -- JSON list
+        signals TEXT,                  -- JSON object
+        suppressed INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (source, source_id)
+    );
+    CREATE INDEX mentions_brand_created ON mentions (brand, created_at);
+    CREATE INDEX mentions_fetched ON mentions (fetched_at);
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        mention_id INTEGER NOT NULL REFERENCES mentions (id),
+        recipient TEXT NOT NULL,
+        priority TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',   -- pending, sent, failed
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        last_error TEXT,
+        message_id TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        sent_at REAL,
+        UNIQUE (mention_id, recipient, priority)
+    );
+    CREATE INDEX alerts_pending ON alerts (status, next_attempt_at);
+    CREATE TABLE source_state (
+        source TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,           -- JSON
+        PRIMARY KEY (source, key)
+    );
+    CREATE TABLE snapshots (
+        mention_id INTEGER NOT NULL REFERENCES mentions (id),
+        taken_at REAL NOT NULL,
+        score INTEGER, comments INTEGER, upvote_ratio REAL, awards INTEGER,
+        PRIMARY KEY (mention_id, taken_at)
+    );
+    """,
+]
+
+
+def to_epoch(dt: datetime) -> float:
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def from_epoch(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, timezone.utc)
+
+
+class Store:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One connection shared by the scheduler's threads, serialised by a lock:
+        # SQLite writes are serialised anyway, and this keeps transactions whole.
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self._lock:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise RuntimeError(f"{self.path}: store schema {version} is newer than this program ({len(MIGRATIONS)})")
+            for number in range(version, len(MIGRATIONS)):
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in MIGRATIONS[number].split(";"):
+                        if statement.strip():
+                            self._db.execute(statement)
+                    self._db.execute(f"PRAGMA user_version = {number + 1}")
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+
+    @property
+    def schema_version(self) -> int:
+        return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Nested uses join the outer transaction."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self._db
+                finally:
+                    self._depth -= 1
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+            finally:
+                self._depth = 0
+
+    def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    # -- mentions -------------------------------------------------------
+
+    def known(self, source: str, source_ids: list[str]) -> set[str]:
+        """Which of these ids are already stored (so they are not scored again)."""
+        found: set[str] = set()
+        for i in range(0, len(source_ids), 500):
+            chunk = source_ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.query(f"SELECT source_id FROM mentions WHERE source = ? AND source_id IN ({marks})",
+                              [source, *chunk])
+            found.update(r[0] for r in rows)
+        return found
+
+    def add_mention(self, mention: Mention, scores) -> int | None:
+        """Store a scored mention; None when it was stored before."""
+        s = scores.sentiment
+        e = mention.engagement
+        row = {
+            "source": mention.source, "source_id": mention.source_id, "kind": mention.kind,
+            "url": mention.url, "author": mention.author, "title": mention.title, "text": mention.text,
+            "place": mention.place, "created_at": to_epoch(mention.created_at),
+            "fetched_at": to_epoch(mention.fetched_at), "brand": mention.brand, "quote": mention.quote,
+            "score": e.score, "comments": e.comments, "upvote_ratio": e.upvote_ratio, "awards": e.awards,
+            "reach": mention.reach, "extra": json.dumps(mention.extra, default=str),
+            "compound": s.compound, "negative": s.negative, "neutral": s.neutral, "positive": s.positive,
+            "min_sentence": s.min_sentence, "negative_share": s.negative_share,
+            "brand_compound": s.brand_compound, "title_compound": scores.title_compound,
+            "urgency": scores.urgency, "virality": scores.virality, "priority": scores.priority,
+            "reasons": json.dumps([r.as_dict() for r in scores.reasons]),
+            "tags": json.dumps(scores.verdict.tags), "signals": json.dumps(scores.signals.as_dict()),
+            "suppressed": int(scores.verdict.suppressed),
+        }
+        cols = ",".join(row)
+        marks = ",".join(f":{c}" for c in row)
+        with self.transaction() as db:
+            cur = db.execute(f"INSERT OR IGNORE INTO mentions ({cols}) VALUES ({marks})", row)
+            if cur.rowcount == 0:
+                return None
+            mention_id = cur.lastrowid
+            if e.score is not None or e.comments is not None:
+                db.execute("INSERT OR IGNORE INTO snapshots VALUES (?,?,?,?,?,?)",
+                           (mention_id, row["fetched_at"], e.score, e.comments, e.upvote_ratio, e.awards))
+            return mention_id
+
+    def mention(self, mention_id: int) -> sqlite3.Row | None:
+        rows = self.query("SELECT * FROM mentions WHERE id = ?", (mention_id,))
+        return rows[0] if rows else None
+
+    @staticmethod
+    def row_to_mention(row: sqlite3.Row) -> Mention:
+        return Mention(
+            source=row["source"], source_id=row["source_id"], kind=row["kind"], url=row["url"],
+            author=row["author"], title=row["title"], text=row["text"], place=row["place"],
+            created_at=from_epoch(row["created_at"]), fetched_at=from_epoch(row["fetched_at"]),
+            engagement=Engagement(row["score"], row["comments"], row["upvote_ratio"], row["awards"]),
+            reach=row["reach"], extra=json.loads(row["extra"]), brand=row["brand"], quote=row["quote"],
+        )
+
+    # -- alert outbox ---------------------------------------------------
+
+    def enqueue_alert(self, *, mention_id: int, recipient: str, priority: str, now: float) -> int | None:
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO alerts (mention_id, recipient, priority, next_attempt_at, message_id, created_at)"
+                " VALUES (?, ?, ?, ?, '', ?)", (mention_id, recipient, priority, now, now))
+            if cur.rowcount == 0:
+                return None
+            alert_id = cur.lastrowid
+            # Fixed before the first attempt, so a resend after a crash carries
+            # the same Message-ID and the recipient's mail client folds it.
+            db.execute("UPDATE alerts SET message_id = ? WHERE id = ?",
+                       (f"<alert-{alert_id}-m{mention_id}@complaint-monitor>", alert_id))
+            return alert_id
+
+    def due_alerts(self, now: float, limit: int = 200) -> list[sqlite3.Row]:
+        return self.query("SELECT * FROM alerts WHERE status = 'pending' AND next_attempt_at <= ?"
+                          " ORDER BY priority, id LIMIT ?", (now, limit))
+
+    def mark_sent(self, alert_id: int, now: float) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE alerts SET status = 'sent', sent_at = ?, attempts = attempts + 1, last_error = NULL"
+                       " WHERE id = ?", (now, alert_id))
+
+    def mark_failed(self, alert_id: int, error: str, *, retry_at: float | None) -> None:
+        with self.transaction() as db:
+            if retry_at is None:
+                db.execute("UPDATE alerts SET status = 'failed', attempts = attempts + 1, last_error = ?"
+                           " WHERE id = ?", (error, alert_id))
+            else:
+                db.execute("UPDATE alerts SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?"
+                           " WHERE id = ?", (error, retry_at, alert_id))
+
+    def pending_count(self) -> int:
+        return self.query("SELECT count(*) FROM alerts WHERE status = 'pending'")[0][0]
+
+    # -- source state (cursors, ETags) ----------------------------------
+
+    def source_state(self, source: str) -> dict[str, Any]:
+        return {r["key"]: json.loads(r["value"]) for r in
+                self.query("SELECT key, value FROM source_state WHERE source = ?", (source,))}
+
+    def save_source_state(self, source: str, state: dict[str, Any]) -> None:
+        with self.transaction() as db:
+            db.executemany("INSERT INTO source_state (source, key, value) VALUES (?, ?, ?)"
+                           " ON CONFLICT (source, key) DO UPDATE SET value = excluded.value",
+                           [(source, k, json.dumps(v)) for k, v in state.items()])
