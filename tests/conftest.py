@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.servers.feeds import FeedServer
+from tests.servers.smtp import SmtpServer
+
+ROOT = Path(__file__).resolve().parent.parent
+RULE_PACKS = sorted(str(p) for p in (ROOT / "rules").glob("*.yaml"))
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture
+def feeds():
+    with FeedServer() as server:
+        yield server
+
+
+@pytest.fixture
+def smtp():
+    with SmtpServer() as server:
+        yield server
+
+
+@pytest.fixture
+def reddit():
+    from tests.servers.reddit_server import RedditServer
+    with RedditServer() as server:
+        yield server
+
+
+def deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+@pytest.fixture
+def write_config(tmp_path):
+    """Write a config.yaml into tmp_path from a base config plus overrides; returns its path."""
+
+    def write(overrides: dict | None = None, *, name: str = "config.yaml") -> Path:
+        base = {
+            "brands": [{"name": "Acme", "keywords": ["acme", "@acmesupport"], "own_accounts": ["acmesupport"]}],
+            "store": str(tmp_path / "store.db"),
+            "email": {"from": "monitor@test.local", "outbox_dir": str(tmp_path / "outbox")},
+            "responders": [{"email": "oncall@test.local", "brands": "all", "min_priority": "P4"}],
+            "rules": RULE_PACKS,
+            "sentiment": {"lexicon": {"refund": -1.5, "overcharged": -2.0}},
+        }
+        config = deep_merge(base, overrides or {})
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        return path
+
+    return write
