@@ -59,6 +59,9 @@ class Monitor:
             return report
         report.errors.extend(poll.errors)
         report.outcome = self.pipeline.process(name, poll)
+        if poll.updates:
+            grown = self.pipeline.update_engagement(name, poll.updates)
+            report.outcome.alerts += grown.alerts
         log.info("polled %s: %d items, %d matched, %d new mentions, %d alerts queued, %d errors", name,
                  report.outcome.seen, report.outcome.matched, len(report.outcome.stored), report.outcome.alerts,
                  len(poll.errors))

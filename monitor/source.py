@@ -31,6 +31,8 @@ class Poll:
     """
 
     mentions: list[Mention] = field(default_factory=list)
+    # Fresh numbers (score, comments, reach) for items stored before: growth tracking.
+    updates: list[Mention] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 

@@ -202,6 +202,31 @@ class Store:
                            (mention_id, row["fetched_at"], e.score, e.comments, e.upvote_ratio, e.awards))
             return mention_id
 
+    def find_mention(self, source: str, source_id: str) -> sqlite3.Row | None:
+        rows = self.query("SELECT * FROM mentions WHERE source = ? AND source_id = ?", (source, source_id))
+        return rows[0] if rows else None
+
+    def add_snapshot(self, mention_id: int, engagement: Engagement, taken_at: float) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO snapshots VALUES (?,?,?,?,?,?)",
+                       (mention_id, taken_at, engagement.score, engagement.comments, engagement.upvote_ratio,
+                        engagement.awards))
+            db.execute("UPDATE mentions SET score = ?, comments = ?, upvote_ratio = ?, awards = ? WHERE id = ?",
+                       (engagement.score, engagement.comments, engagement.upvote_ratio, engagement.awards,
+                        mention_id))
+
+    def snapshots(self, mention_id: int) -> list[sqlite3.Row]:
+        return self.query("SELECT * FROM snapshots WHERE mention_id = ? ORDER BY taken_at", (mention_id,))
+
+    def update_scores(self, mention_id: int, scores) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE mentions SET urgency = ?, virality = ?, priority = ?, reasons = ?, tags = ?, signals = ?,"
+                " suppressed = ? WHERE id = ?",
+                (scores.urgency, scores.virality, scores.priority, json.dumps([r.as_dict() for r in scores.reasons]),
+                 json.dumps(scores.verdict.tags), json.dumps(scores.signals.as_dict()),
+                 int(scores.verdict.suppressed), mention_id))
+
     def mention(self, mention_id: int) -> sqlite3.Row | None:
         rows = self.query("SELECT * FROM mentions WHERE id = ?", (mention_id,))
         return rows[0] if rows else None
