@@ -1,0 +1,104 @@
+"""The alert email: hostile text stays data, and the format is pinned by golden files."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from monitor.alert import alert_context, deliver_pending
+from monitor.config import load_config
+from monitor.mail import FolderTransport, SmtpTransport, build_message, header_safe, render
+from monitor.mention import Engagement, Mention
+from monitor.pipeline import Pipeline
+from monitor.store import Store
+
+GOLDEN = Path(__file__).parent / "golden"
+INJECTION = "=?utf-8?q?=0D=0ABcc:_attacker@evil.example?="
+
+
+def test_header_safe_strips_controls_and_encoded_words():
+    cleaned = header_safe("Bad\r\nBcc: x@evil\u2028more " + INJECTION)
+    assert "\r" not in cleaned and "\n" not in cleaned and "\u2028" not in cleaned
+    assert "=?" not in cleaned
+
+
+@pytest.mark.parametrize("subject", [
+    "x" * 80 + " " + INJECTION,
+    INJECTION + " " + "y" * 200,
+    "Acme \r\nBcc: attacker@evil.example",
+    "Acme \nX-Injected: yes",
+    "Àcme " * 40 + INJECTION,
+])
+def test_hostile_subject_never_adds_a_header(subject):
+    msg = build_message(sender="m@test.local", recipient="oncall@test.local", subject=subject, text="t",
+                        html="<p>t</p>", message_id="<1@test>")
+    parsed = email.message_from_bytes(msg.as_bytes(), policy=email.policy.default)
+    assert parsed["Bcc"] is None and parsed["X-Injected"] is None
+    assert sorted(parsed.keys()) == sorted(msg.keys())
+
+
+def _stored_alert(tmp_path, write_config, *, title, text, author="angry_customer"):
+    config = load_config(write_config())
+    store = Store(config.store_path)
+    pipeline = Pipeline(config=config, store=store)
+    mention = Mention(source="rss", source_id="golden-1", kind="entry", url="https://example.com/post/1",
+                      title=title, text=text, author=author, place="Example Forum",
+                      created_at=datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc),
+                      fetched_at=datetime(2026, 11, 20, 9, 45, tzinfo=timezone.utc),
+                      engagement=Engagement(score=120, comments=45), reach=3000.0)
+    from monitor.source import Poll
+    outcome = pipeline.process("rss", Poll(mentions=[mention]))
+    assert outcome.stored and outcome.alerts == 1
+    alert = store.due_alerts(now=1e12)[0]
+    return config, store, alert
+
+
+def test_golden_alert_email(tmp_path, write_config):
+    config, store, alert = _stored_alert(
+        tmp_path, write_config, title="Acme charged me twice and nobody answers",
+        text="I was charged twice by Acme for one order. Third time I call and still no refund. "
+             "Never again, switching to Globex.")
+    text, html = render("alert", alert_context(store, alert, store.mention(alert["mention_id"])))
+    # Ids differ by nothing but are not the point of the format.
+    for name, body in (("alert.txt", text), ("alert.html", html)):
+        golden = GOLDEN / name
+        if os.environ.get("UPDATE_GOLDEN"):
+            golden.write_text(body, encoding="utf-8")
+        assert body == golden.read_text(encoding="utf-8"), f"{name} changed: run with UPDATE_GOLDEN=1 and review the diff"
+
+
+def test_hostile_title_and_body_over_real_smtp(tmp_path, write_config, smtp):
+    body = "<script>alert('x')</script> Acme <b>burned</b> my house " + "é€😀 " + "spam " * 300_000
+    config, store, alert = _stored_alert(tmp_path, write_config, title="Acme " + INJECTION + "\r\nX-Evil: 1",
+                                         text=body)
+    from monitor.config import SmtpSettings
+    transport = SmtpTransport(settings=SmtpSettings(host="127.0.0.1", port=smtp.port))
+    sent, pending = deliver_pending(store, transport, config)
+    assert (sent, pending) == (1, 0)
+    assert len(smtp.messages) == 1
+    rcpts, msg = smtp.messages[0]
+    assert rcpts == ["oncall@test.local"]
+    assert msg["Bcc"] is None and msg["X-Evil"] is None
+    assert str(msg["Subject"]).strip().startswith("[P") and "Acme" in msg["Subject"]
+    html = msg.get_body(("html",)).get_content()
+    plain = msg.get_body(("plain",)).get_content()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "é€😀" in plain and "é€😀" in html
+    assert len(plain) < 20_000  # a megabyte post is trimmed; the link has the rest
+
+
+def test_folder_transport_writes_one_file_per_alert(tmp_path):
+    transport = FolderTransport(folder=tmp_path / "outbox")
+    msg = build_message(sender="a@b", recipient="c@d", subject="s", text="t", html="<p>t</p>",
+                        message_id="<alert-1-m1@complaint-monitor>")
+    transport.send(msg)
+    transport.send(msg)  # a resend of the same alert replaces its own file
+    files = list((tmp_path / "outbox").iterdir())
+    assert [f.suffix for f in files] == [".eml"]
+    parsed = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
+    assert parsed["Message-ID"] == "<alert-1-m1@complaint-monitor>"
