@@ -77,6 +77,21 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (mention_id, taken_at)
     );
     """,
+    # 2: stories -- the same story seen in several places (same link, near-identical title)
+    """
+    CREATE TABLE stories (
+        id INTEGER PRIMARY KEY,
+        brand TEXT,
+        key TEXT NOT NULL UNIQUE,      -- normalised link or title fingerprint
+        title TEXT NOT NULL,
+        url TEXT NOT NULL,
+        first_seen REAL NOT NULL,
+        last_seen REAL NOT NULL,
+        sightings INTEGER NOT NULL DEFAULT 1
+    );
+    ALTER TABLE mentions ADD COLUMN story_id INTEGER REFERENCES stories (id);
+    CREATE INDEX mentions_story ON mentions (story_id);
+    """,
 ]
 
 
