@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
 from dataclasses import dataclass, field
 
 from .alert import recipients
@@ -38,7 +39,7 @@ class Pipeline:
         self.matcher = matcher or BrandMatcher(config.brands)
         self.scorer = scorer or Scorer.from_config(config, own_account=self.matcher.is_own_account)
 
-    def process(self, source: str, poll: Poll) -> Outcome:
+    def process(self, source: str, poll: Poll, *, now: datetime | None = None) -> Outcome:
         outcome = Outcome(seen=len(poll.mentions))
         known = self.store.known(source, [m.source_id for m in poll.mentions])
         for mention in poll.mentions:
@@ -46,7 +47,7 @@ class Pipeline:
                 continue
             known.add(mention.source_id)
             try:
-                stored = self._process_one(mention, outcome)
+                stored = self._process_one(mention, outcome, now=now)
             except Exception:
                 # One poisoned item must not cost the rest of the poll; its
                 # cursor still advances, so it is logged loudly instead.
@@ -100,7 +101,7 @@ class Pipeline:
                 queued += 1
         return queued
 
-    def _process_one(self, mention: Mention, outcome: Outcome) -> int | None:
+    def _process_one(self, mention: Mention, outcome: Outcome, *, now: datetime | None) -> int | None:
         haystack = f"{mention.title}\n{mention.text}" if mention.title else mention.text
         match = self.matcher.match(haystack)
         if match is None:
@@ -108,7 +109,7 @@ class Pipeline:
         outcome.matched += 1
         mention.brand = match.brand
         mention.quote = quote_around(haystack, match.start, match.end)
-        scores = self.scorer.score(mention, match)
+        scores = self.scorer.score(mention, match, signals=signals_from_mention(mention, now=now))
         with self.store.transaction():
             mention_id = self.store.add_mention(mention, scores)
             if mention_id is None:

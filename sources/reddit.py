@@ -44,12 +44,17 @@ class RedditSettings(BaseModel):
         return [k for k in ("client_id", "client_secret") if not getattr(self, k).strip()]
 
 
+def _field(thing: Any, name: str, default: Any = None) -> Any:
+    """An attribute Reddit sent, without praw's lazy fetch of the whole object when it is absent."""
+    return vars(thing).get(name, default)
+
+
 def _created(thing: Any) -> datetime:
     return datetime.fromtimestamp(float(thing.created_utc), timezone.utc)
 
 
 def _author(thing: Any) -> str:
-    author = getattr(thing, "author", None)
+    author = _field(thing, "author")
     return "[deleted]" if author is None else str(author)
 
 
@@ -60,11 +65,10 @@ def mention_from_submission(source: str, post: Any, *, now: datetime) -> Mention
         title=post.title or "", text=post.selftext or "", author=_author(post), created_at=_created(post),
         fetched_at=now, place=f"r/{sub}",
         engagement=Engagement(score=post.score, comments=post.num_comments,
-                              upvote_ratio=getattr(post, "upvote_ratio", None),
-                              awards=getattr(post, "total_awards_received", None)),
-        extra={"subreddit": sub, "link_url": getattr(post, "url", None),
-               "nsfw": bool(getattr(post, "over_18", False)),
-               "crosspost_parent": getattr(post, "crosspost_parent", None)},
+                              upvote_ratio=_field(post, "upvote_ratio"),
+                              awards=_field(post, "total_awards_received")),
+        extra={"subreddit": sub, "link_url": _field(post, "url"), "nsfw": bool(_field(post, "over_18", False)),
+               "crosspost_parent": _field(post, "crosspost_parent")},
     )
 
 

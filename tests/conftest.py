@@ -27,7 +27,7 @@ def smtp():
 
 @pytest.fixture
 def reddit():
-    from tests.servers.reddit_server import RedditServer
+    from tests.servers.reddit import RedditServer
     with RedditServer() as server:
         yield server
 

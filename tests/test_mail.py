@@ -52,7 +52,7 @@ def _stored_alert(tmp_path, write_config, *, title, text, author="angry_customer
                       fetched_at=datetime(2026, 11, 20, 9, 45, tzinfo=timezone.utc),
                       engagement=Engagement(score=120, comments=45), reach=3000.0)
     from monitor.source import Poll
-    outcome = pipeline.process("rss", Poll(mentions=[mention]))
+    outcome = pipeline.process("rss", Poll(mentions=[mention]), now=datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc))
     assert outcome.stored and outcome.alerts == 1
     alert = store.due_alerts(now=1e12)[0]
     return config, store, alert

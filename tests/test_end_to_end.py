@@ -1,0 +1,113 @@
+"""The whole pipeline against local servers: Reddit (praw), a feed, SMTP, SQLite."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from monitor import load_mentions
+from tests.conftest import ROOT
+from tests.servers.feeds import rss
+
+COMPLAINT = ("Acme charged me twice for the same order and support hung up on me. Third time I call, "
+             "still no refund. Absolutely furious, never again.")
+PRAISE = "Shout out to Acme support, they fixed my order in five minutes. Great service, thank you!"
+
+
+def cli(config, *args):
+    return subprocess.run([sys.executable, "-m", "monitor.cli", "--config", str(config), *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def test_once_delivers_each_complaint_once_and_ranks_praise_lower(reddit, feeds, smtp, write_config):
+    now = time.time()
+    reddit.add_subreddit("CustomerService", subscribers=250_000)
+    reddit.add_post(subreddit="CustomerService", id="c1", title="Acme double charged me", selftext=COMPLAINT,
+                    author="furious_fran", created_utc=now - 120, score=40, num_comments=12)
+    reddit.add_post(subreddit="CustomerService", id="p1", title="Acme support rocks", selftext=PRAISE,
+                    author="happy_hal", created_utc=now - 60, score=5)
+    reddit.add_post(subreddit="CustomerService", id="o1", title="Unrelated", selftext="My cat is great.",
+                    created_utc=now - 30)
+    feed_url = feeds.serve("/acme.xml", rss([
+        {"title": "Acme lost my luggage and nobody answers", "link": "https://blog.example/acme-luggage",
+         "guid": "luggage-1", "description": "<p>Acme lost my bag. I have emailed them 5 times. "
+                                              "I'm talking to a lawyer.</p>", "pubDate": "Sun, 22 Nov 2026 10:00:00 GMT"},
+    ]))
+    config = write_config({
+        "sources": {
+            "reddit": {"client_id": "test-id", "client_secret": "test-secret", "user_agent": "complaint-monitor tests",
+                       "subreddits": ["CustomerService"], "oauth_url": reddit.url, "reddit_url": reddit.url,
+                       "search": False},
+            "rss": {"feeds": [{"url": feed_url, "name": "Luggage blog"}]},
+        },
+        "email": {"smtp": {"host": "127.0.0.1", "port": smtp.port}},
+        "responders": [{"email": "oncall@test.local", "brands": ["Acme"], "min_priority": "P2"},
+                       {"email": "boss@test.local", "brands": "all", "min_priority": "P2"},
+                       {"email": "other-brand@test.local", "brands": ["Globex"], "min_priority": "P4"}],
+    })
+
+    first = cli(config, "once")
+    assert first.returncode == 0, first.stderr
+    assert "0 source errors" in first.stdout, first.stderr
+
+    for recipient in ("oncall@test.local", "boss@test.local"):
+        subjects = sorted(str(m["Subject"]) for m in smtp.to(recipient))
+        assert len(subjects) == 2, subjects
+        assert any("double charged" in s for s in subjects)
+        assert any("lost my luggage" in s for s in subjects)
+    assert smtp.to("other-brand@test.local") == []
+    assert len(smtp.messages) == 4
+
+    second = cli(config, "once")
+    assert second.returncode == 0, second.stderr
+    assert len(smtp.messages) == 4  # nothing new, nothing twice
+
+    df = load_mentions(config)
+    assert sorted(df["source_id"]) == sorted(["t3_c1", "t3_p1", f"{feed_url}|luggage-1"])
+    by_id = df.set_index("source_id")
+    assert str(df["created_at"].dtype) == "datetime64[ns, UTC]" or "UTC" in str(df["created_at"].dtype)
+    assert by_id.loc["t3_c1", "compound"] < by_id.loc["t3_p1", "compound"]
+    assert by_id.loc["t3_p1", "urgency"] < by_id.loc["t3_c1", "urgency"]
+    assert by_id.loc["t3_c1", "priority"] in ("P1", "P2")
+    assert by_id.loc["t3_c1", "rules"], "the complaint's reasons are stored"
+
+    body = smtp.to("oncall@test.local")[0].get_body(("plain",)).get_content()
+    for must in ("Who:", "Where:", "Link:", "Why it was ranked", "urgency"):
+        assert must in body
+
+
+def test_run_with_shipped_config_offline_stays_up(tmp_path):
+    """No network, no Reddit credentials: the daemon logs why and keeps running."""
+    import os
+    import shutil
+    import signal
+    shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
+    shutil.copytree(ROOT / "rules", tmp_path / "rules")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REDDIT_")}
+    env["PYTHONPATH"] = str(ROOT)
+    # Feeds point at hosts that cannot resolve here; make that fast and certain.
+    proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "run"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 60
+        lines = []
+        while time.time() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "polled rss" in line:
+                break
+        assert proc.poll() is None, "".join(lines)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+        lines.append(out)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = "".join(lines)
+    assert proc.returncode == 0, log
+    assert log.count("no client_id and client_secret configured") == 1
+    assert "feed Hacker News" in log and "failed" in log
+    assert "Traceback" not in log
