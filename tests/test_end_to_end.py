@@ -29,6 +29,9 @@ def test_once_delivers_each_complaint_once_and_ranks_praise_lower(reddit, feeds,
                     author="happy_hal", created_utc=now - 60, score=5)
     reddit.add_post(subreddit="CustomerService", id="o1", title="Unrelated", selftext="My cat is great.",
                     created_utc=now - 30)
+    # Outside the watched subreddits: only the brand search finds it.
+    reddit.add_post(subreddit="mildlyinfuriating", id="s1", title="My ACME kettle exploded",
+                    selftext="The Acme kettle caught fire on day two. Dangerous product.", created_utc=now - 200)
     feed_url = feeds.serve("/acme.xml", rss([
         {"title": "Acme lost my luggage and nobody answers", "link": "https://blog.example/acme-luggage",
          "guid": "luggage-1", "description": "<p>Acme lost my bag. I have emailed them 5 times. "
@@ -38,7 +41,7 @@ def test_once_delivers_each_complaint_once_and_ranks_praise_lower(reddit, feeds,
         "sources": {
             "reddit": {"client_id": "test-id", "client_secret": "test-secret", "user_agent": "complaint-monitor tests",
                        "subreddits": ["CustomerService"], "oauth_url": reddit.url, "reddit_url": reddit.url,
-                       "search": False},
+                       "search": True},
             "rss": {"feeds": [{"url": feed_url, "name": "Luggage blog"}]},
         },
         "email": {"smtp": {"host": "127.0.0.1", "port": smtp.port}},
@@ -53,24 +56,33 @@ def test_once_delivers_each_complaint_once_and_ranks_praise_lower(reddit, feeds,
 
     for recipient in ("oncall@test.local", "boss@test.local"):
         subjects = sorted(str(m["Subject"]) for m in smtp.to(recipient))
-        assert len(subjects) == 2, subjects
+        assert len(subjects) == 3, subjects
         assert any("double charged" in s for s in subjects)
+        assert any("kettle exploded" in s for s in subjects)
         assert any("lost my luggage" in s for s in subjects)
     assert smtp.to("other-brand@test.local") == []
-    assert len(smtp.messages) == 4
+    assert len(smtp.messages) == 6
 
     second = cli(config, "once")
     assert second.returncode == 0, second.stderr
-    assert len(smtp.messages) == 4  # nothing new, nothing twice
+    assert len(smtp.messages) == 6  # nothing new, nothing twice
 
     df = load_mentions(config)
-    assert sorted(df["source_id"]) == sorted(["t3_c1", "t3_p1", f"{feed_url}|luggage-1"])
+    assert sorted(df["source_id"]) == sorted(["t3_c1", "t3_p1", "t3_s1", f"{feed_url}|luggage-1"])
     by_id = df.set_index("source_id")
     assert str(df["created_at"].dtype) == "datetime64[ns, UTC]" or "UTC" in str(df["created_at"].dtype)
     assert by_id.loc["t3_c1", "compound"] < by_id.loc["t3_p1", "compound"]
     assert by_id.loc["t3_p1", "urgency"] < by_id.loc["t3_c1", "urgency"]
     assert by_id.loc["t3_c1", "priority"] in ("P1", "P2")
     assert by_id.loc["t3_c1", "rules"], "the complaint's reasons are stored"
+
+    import pandas as pd
+    out = config.parent / "mentions.parquet"
+    exported = cli(config, "export", "--format", "parquet", "--out", str(out), "--source", "reddit")
+    assert exported.returncode == 0, exported.stderr
+    back = pd.read_parquet(out)
+    assert sorted(back["source_id"]) == ["t3_c1", "t3_p1", "t3_s1"]
+    assert back["created_at"].dtype == df["created_at"].dtype
 
     body = smtp.to("oncall@test.local")[0].get_body(("plain",)).get_content()
     for must in ("Who:", "Where:", "Link:", "Why it was ranked", "urgency"):
