@@ -1,21 +1,26 @@
 """Decide who hears about a mention, and deliver the queued alerts.
 
-Alerts are queued in the store together with the mention (see
-``Pipeline``); ``deliver_pending`` sends what is due, one email per alert
-row, and records the outcome. A failure leaves the alert queued with a later
-retry time, so an SMTP outage delays alerts but never loses them.
+Alerts are queued in the store together with the mention (see ``Pipeline``).
+``deliver_pending`` sends what is due, one email per alert, and records the
+outcome; ``deliver_digests`` gathers the lower priorities a responder asked
+to get as a digest. A failure leaves alerts queued with a later retry time,
+so an SMTP outage delays alerts but never loses them. The only duplicate is
+a crash between the server's acceptance and our commit, and the resend then
+carries the same Message-ID, so mail clients show it once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
+import smtplib
 import time
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
-from .config import Config
+from .config import Config, Responder
 from .mail import Transport, build_message, header_safe, render, trim
 from .store import Store, from_epoch
 
@@ -23,44 +28,105 @@ log = logging.getLogger("complaint_monitor.alert")
 
 RETRY_BASE_SECONDS = 30
 RETRY_MAX_SECONDS = 1800
+DIGEST_MAX_ITEMS = 50
+
+# Failures of the connection itself: every other alert would fail the same way,
+# so the round stops instead of waiting out a timeout per alert.
+_CONNECTION_ERRORS = (OSError, smtplib.SMTPConnectError, smtplib.SMTPServerDisconnected,
+                      smtplib.SMTPAuthenticationError, smtplib.SMTPHeloError)
 
 
 def recipients(config: Config, *, brand: str | None, priority: str, suppressed: bool,
-               notify: list[str] = ()) -> list[str]:
+               notify: list[str] = ()) -> list[tuple[str, bool]]:
+    """(address, as_digest) for everyone who should hear about it."""
     if suppressed:
         return []
-    found = [r.email for r in config.responders if r.wants(brand, priority)]
-    found.extend(e for e in notify if e not in found)
+    found = [(r.email, r.digests(priority)) for r in config.responders if r.wants(brand, priority)]
+    found.extend((e, False) for e in notify if e not in {a for a, _ in found})
     return found
 
 
-def subject_for(row) -> str:
-    words = row["title"] or row["quote"] or row["text"]
-    words = header_safe(words, limit=90)
-    return f"[{row['priority']}] {row['brand']}: {words}"
+# -- quiet hours ---------------------------------------------------------
+
+
+def _parse_hhmm(text: str) -> tuple[int, int]:
+    h, m = text.split(":")
+    return int(h), int(m)
+
+
+def quiet_until(responder: Responder | None, now: float) -> float | None:
+    """End of the responder's quiet hours as a timestamp, or None when they are awake."""
+    if responder is None or not responder.quiet_hours:
+        return None
+    zone = ZoneInfo(responder.timezone)
+    local = datetime.fromtimestamp(now, zone)
+    start_s, end_s = responder.quiet_hours.split("-")
+    (sh, sm), (eh, em) = _parse_hhmm(start_s), _parse_hhmm(end_s)
+    minute = local.hour * 60 + local.minute
+    start, end = sh * 60 + sm, eh * 60 + em
+    inside = (start <= minute < end) if start < end else (minute >= start or minute < end)
+    if not inside:
+        return None
+    end_today = local.replace(hour=eh, minute=em, second=0, microsecond=0)
+    if end_today <= local:
+        end_today += timedelta(days=1)
+    return end_today.timestamp()
+
+
+def _responder(config: Config, address: str) -> Responder | None:
+    return next((r for r in config.responders if r.email == address), None)
+
+
+# -- rendering -----------------------------------------------------------
+
+
+def subject_for(mention, *, previous_priority: str | None = None) -> str:
+    words = header_safe(mention["title"] or mention["quote"] or mention["text"], limit=90)
+    level = mention["priority"] if previous_priority is None else f"{mention['priority']} up from {previous_priority}"
+    return f"[{level}] {mention['brand']}: {words}"
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:+.{digits}f}"
 
 
-def alert_context(store: Store, alert, mention) -> dict:
-    reasons = []
+def _reasons(mention) -> list[str]:
+    lines = []
     for r in json.loads(mention["reasons"] or "[]"):
         if r["kind"] == "rule":
             effects = [f"{k} {r[k]:+g}" for k in ("urgency", "virality") if r[k]]
-            reasons.append(f"rule {r['name']}: {', '.join(effects) or 'no points'}"
-                           + (f" ({r['detail']})" if r["detail"] else ""))
+            lines.append(f"rule {r['name']}: {', '.join(effects) or 'no points'}"
+                         + (f" ({r['detail']})" if r["detail"] else ""))
         elif r["kind"] == "signal":
-            reasons.append(f"signal {r['name']}: {r['detail']}")
-    snapshots = store.query("SELECT taken_at, score, comments FROM snapshots WHERE mention_id = ? ORDER BY taken_at",
-                            (mention["id"],))
+            lines.append(f"signal {r['name']}: {r['detail']}")
+    return lines
+
+
+def _changes(previous, alert) -> list[str]:
+    """What moved between the last email and this one, in words."""
+    changes = [f"priority {previous['priority']} -> {alert['priority']}"]
+    for label, key in (("urgency", "urgency"), ("virality risk", "virality")):
+        if previous[key] is not None and alert[key] is not None and previous[key] != alert[key]:
+            changes.append(f"{label} {previous[key]:.0f} -> {alert[key]:.0f}")
+    for label, key in (("score", "score"), ("comments", "comments")):
+        if previous[key] is not None and alert[key] is not None and previous[key] != alert[key]:
+            changes.append(f"{label} {previous[key]} -> {alert[key]} ({alert[key] - previous[key]:+d})")
+    return changes
+
+
+def alert_context(store: Store, alert, mention, previous=None) -> dict:
+    snapshots = store.snapshots(mention["id"])
     if snapshots:
         growth_line = "; ".join(
             f"{from_epoch(s['taken_at']):%H:%M} UTC: score {s['score'] if s['score'] is not None else '?'},"
             f" {s['comments'] if s['comments'] is not None else '?'} comments" for s in snapshots[-6:])
     else:
         growth_line = "no engagement numbers from this source"
+    elsewhere = []
+    if mention["story_id"] is not None:
+        elsewhere = [f"{r['place'] or r['source']}: {r['url']}" for r in store.query(
+            "SELECT place, source, url FROM mentions WHERE story_id = ? AND id != ? ORDER BY created_at LIMIT 10",
+            (mention["story_id"], mention["id"]))]
     posted = from_epoch(mention["created_at"])
     return {
         "alert_id": alert["id"], "mention_id": mention["id"], "priority": mention["priority"],
@@ -71,8 +137,41 @@ def alert_context(store: Store, alert, mention) -> dict:
         "posted": f"{posted:%Y-%m-%d %H:%M} UTC",
         "compound": _fmt(mention["compound"]), "min_sentence": _fmt(mention["min_sentence"]),
         "negative_share": f"{(mention['negative_share'] or 0):.0%}",
-        "growth_line": growth_line, "reasons": reasons,
+        "growth_line": growth_line, "reasons": _reasons(mention), "elsewhere": elsewhere,
+        "changes": _changes(previous, alert) if previous is not None else [],
+        "since": f"{from_epoch(previous['sent_at'] or previous['created_at']):%Y-%m-%d %H:%M} UTC" if previous else "",
     }
+
+
+def render_alert(store: Store, alert, config: Config):
+    mention = store.mention(alert["mention_id"])
+    earlier = store.earlier_alerts(alert)
+    previous = earlier[-1] if earlier else None
+    text, html = render("alert", alert_context(store, alert, mention, previous))
+    return build_message(
+        sender=config.email.from_, recipient=alert["recipient"],
+        subject=subject_for(mention, previous_priority=previous["priority"] if previous else None),
+        text=text, html=html, message_id=alert["message_id"], date=alert["created_at"],
+        in_reply_to=previous["message_id"] if previous else None,
+        references=[a["message_id"] for a in earlier])
+
+
+# -- delivery ------------------------------------------------------------
+
+
+def _retry_at(config: Config, alert, now: float) -> float | None:
+    if now - alert["created_at"] > config.email.max_retry_hours * 3600:
+        return None  # given up: stays visible as failed
+    attempts = alert["attempts"] + 1
+    delay = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempts - 1))
+    return now + delay * random.uniform(0.8, 1.2)
+
+
+def _permanent(err: Exception) -> bool:
+    """A 5xx answer about this message or recipient will not change on retry."""
+    if isinstance(err, smtplib.SMTPRecipientsRefused):
+        return all(code >= 500 for code, _ in err.recipients.values())
+    return isinstance(err, (smtplib.SMTPDataError, smtplib.SMTPSenderRefused)) and err.smtp_code >= 500
 
 
 def deliver_pending(store: Store, transport: Transport, config: Config, *, now: float | None = None) -> tuple[int, int]:
@@ -80,27 +179,77 @@ def deliver_pending(store: Store, transport: Transport, config: Config, *, now: 
     now = time.time() if now is None else now
     sent = 0
     for alert in store.due_alerts(now):
-        mention = store.mention(alert["mention_id"])
+        if alert["priority"] != "P1":
+            wake = quiet_until(_responder(config, alert["recipient"]), now)
+            if wake is not None:
+                store.postpone(alert["id"], wake)
+                continue
         try:
-            text, html = render("alert", alert_context(store, alert, mention))
-            msg = build_message(sender=config.email.from_, recipient=alert["recipient"],
-                                subject=subject_for(mention), text=text, html=html,
-                                message_id=alert["message_id"], date=alert["created_at"])
+            msg = render_alert(store, alert, config)
             transport.send(msg)
-        except Exception as err:  # any transport or rendering failure: keep the alert queued
-            attempts = alert["attempts"] + 1
-            delay = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)
-            give_up = now - alert["created_at"] > config.email.max_retry_hours * 3600
-            store.mark_failed(alert["id"], f"{type(err).__name__}: {err}", retry_at=None if give_up else now + delay)
+        except Exception as err:  # kept queued whatever went wrong; the log says what
+            retry = None if _permanent(err) else _retry_at(config, alert, now)
+            store.mark_failed(alert["id"], f"{type(err).__name__}: {err}", retry_at=retry)
             log.warning("alert %s to %s not delivered via %s (attempt %d): %s: %s", alert["id"], alert["recipient"],
-                        transport.description, attempts, type(err).__name__, err)
+                        transport.description, alert["attempts"] + 1, type(err).__name__, err)
+            if isinstance(err, _CONNECTION_ERRORS):
+                break
             continue
         store.mark_sent(alert["id"], time.time())
         sent += 1
-        log.info("alert %s (%s, mention %s) sent to %s", alert["id"], mention["priority"], mention["id"],
+        log.info("alert %s (%s, mention %s) sent to %s", alert["id"], alert["priority"], alert["mention_id"],
                  alert["recipient"])
     return sent, store.pending_count()
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
+def deliver_digests(store: Store, transport: Transport, config: Config, *, now: float | None = None) -> int:
+    """One email per responder with the lower-priority alerts gathered over ``digest_minutes``."""
+    now = time.time() if now is None else now
+    interval = config.email.digest_minutes * 60
+    by_recipient: dict[str, list] = {}
+    for alert in store.pending_digest_alerts():
+        by_recipient.setdefault(alert["recipient"], []).append(alert)
+    sent = 0
+    for recipient, alerts in by_recipient.items():
+        if alerts[0]["created_at"] > now - interval or quiet_until(_responder(config, recipient), now):
+            continue
+        batch = alerts[:DIGEST_MAX_ITEMS]
+        items = [alert_context(store, a, store.mention(a["mention_id"])) for a in batch]
+        # Same batch, same Message-ID: a resend after a crash is recognisably the same email.
+        key = hashlib.sha1(f"{recipient}|{','.join(str(a['id']) for a in batch)}".encode()).hexdigest()[:16]
+        text, html = render("digest", {"items": items, "count": len(batch), "more": len(alerts) - len(batch)})
+        brands = sorted({i["brand"] for i in items})
+        try:
+            msg = build_message(sender=config.email.from_, recipient=recipient,
+                                subject=f"Digest: {len(batch)} lower-priority mentions of {', '.join(brands)}",
+                                text=text, html=html, message_id=f"<digest-{key}@complaint-monitor>", date=now)
+            transport.send(msg)
+        except Exception as err:
+            log.warning("digest to %s not delivered via %s: %s: %s", recipient, transport.description,
+                        type(err).__name__, err)
+            if isinstance(err, _CONNECTION_ERRORS):
+                break
+            continue
+        store.mark_sent([a["id"] for a in batch], time.time())
+        sent += 1
+        log.info("digest of %d alerts sent to %s", len(batch), recipient)
+    return sent
+
+
+def send_test_email(transport: Transport, config: Config, *, to: str) -> str:
+    """A sample alert through the configured transport; returns its Message-ID."""
+    now = datetime.now(timezone.utc)
+    context = {
+        "alert_id": 0, "mention_id": 0, "priority": "P1", "brand": config.brands[0].name, "urgency": "80",
+        "virality": "40", "quote": f"This is a test alert from complaint-monitor about {config.brands[0].name}.",
+        "title": "complaint-monitor test email", "text": "If you can read this, alert emails reach you.",
+        "author": "complaint-monitor", "place": "test-email", "source": "test", "url": "https://example.invalid/",
+        "posted": f"{now:%Y-%m-%d %H:%M} UTC", "compound": "+0.00", "min_sentence": "+0.00",
+        "negative_share": "0%", "growth_line": "none (test)", "reasons": ["test-email: no rules ran"],
+        "elsewhere": [], "changes": [], "since": "",
+    }
+    text, html = render("alert", context)
+    message_id = f"<test-{int(now.timestamp())}@complaint-monitor>"
+    transport.send(build_message(sender=config.email.from_, recipient=to, subject="[TEST] complaint-monitor test alert",
+                                 text=text, html=html, message_id=message_id))
+    return message_id

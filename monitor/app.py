@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from .alert import deliver_pending
+from .alert import deliver_digests, deliver_pending
 from .config import Config
 from .mail import SmtpFactory, Transport, transport_for
 from .pipeline import Outcome, Pipeline
@@ -72,6 +72,9 @@ class Monitor:
 
     def deliver(self) -> tuple[int, int]:
         return deliver_pending(self.store, self.transport, self.config)
+
+    def deliver_digests(self) -> int:
+        return deliver_digests(self.store, self.transport, self.config)
 
     def close(self) -> None:
         for source in self.sources.values():

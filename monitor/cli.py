@@ -38,6 +38,7 @@ def cmd_once(args) -> int:
     try:
         reports = monitor.poll_all()
         sent, pending = monitor.deliver()
+        monitor.deliver_digests()
     finally:
         monitor.close()
     stored = sum(len(r.outcome.stored) for r in reports if r.outcome)
@@ -45,6 +46,24 @@ def cmd_once(args) -> int:
     print(f"{stored} new mentions, {sent} alerts sent, {pending} pending, {errors} source errors")
     if pending:
         print(f"{pending} alerts could not be delivered yet; they stay queued for the next run", file=sys.stderr)
+    return 0
+
+
+def cmd_test_email(args) -> int:
+    from .alert import send_test_email
+    from .mail import transport_for
+    config = load_config(args.config)
+    to = args.to or (config.responders[0].email if config.responders else None)
+    if not to:
+        print("no --to given and no responders configured", file=sys.stderr)
+        return 2
+    transport = transport_for(config.email, base_dir=config.base_dir)
+    try:
+        message_id = send_test_email(transport, config, to=to)
+    except Exception as err:
+        print(f"test email to {to} via {transport.description} failed: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    print(f"test email {message_id} sent to {to} via {transport.description}")
     return 0
 
 
@@ -122,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     command("run", cmd_run, "run the daemon")
     command("once", cmd_once, "poll every source once, deliver alerts, exit")
     command("check-config", cmd_check_config, "validate the config and the rule packs")
+    p = command("test-email", cmd_test_email, "send a sample alert to check the email settings")
+    p.add_argument("--to", default=None, help="address (default: the first responder)")
     p = command("score", cmd_score, "score a text and explain the result")
     p.add_argument("text", help="the text, or - to read it from standard input")
     p.add_argument("--title", default="")

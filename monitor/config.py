@@ -79,12 +79,32 @@ class EmailSettings(Strict):
     outbox_dir: str = "outbox"
     # Give up retrying an alert after this long; it stays visible in status.
     max_retry_hours: float = Field(default=72, gt=0)
+    # How often a responder with digest_below gets the gathered lower-priority alerts.
+    digest_minutes: float = Field(default=60, gt=0)
 
 
 class Responder(Strict):
     email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
     brands: list[str] | Literal["all"] = "all"
     min_priority: Priority = "P4"
+    # "22:00-07:00" in the responder's timezone: only P1 is sent then; the rest waits.
+    quiet_hours: str | None = Field(default=None, pattern=r"^\d{1,2}:\d{2}-\d{1,2}:\d{2}$")
+    timezone: str = "UTC"
+    # Priorities below this one are gathered into a periodic digest instead of one email each.
+    digest_below: Priority | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r} (use an IANA name like Europe/Berlin)") from None
+        return value
+
+    def digests(self, priority: str) -> bool:
+        return self.digest_below is not None and PRIORITIES.index(priority) > PRIORITIES.index(self.digest_below)
 
     def wants(self, brand: str | None, priority: str) -> bool:
         if self.brands != "all" and brand not in self.brands:

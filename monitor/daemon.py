@@ -61,6 +61,9 @@ def build_scheduler(monitor: Monitor) -> BlockingScheduler:
                           seconds=source.interval, jitter=min(30, source.interval / 10), next_run_time=_now())
     scheduler.add_job(monitor.deliver, "interval", id="deliver", name="deliver alerts",
                       seconds=DELIVERY_INTERVAL, next_run_time=_now())
+    if any(r.digest_below for r in monitor.config.responders):
+        scheduler.add_job(monitor.deliver_digests, "interval", id="digest", name="send digests",
+                          seconds=min(300, monitor.config.email.digest_minutes * 60))
     return scheduler
 
 

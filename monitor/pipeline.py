@@ -89,15 +89,17 @@ class Pipeline:
 
     def _queue_alerts(self, mention_id: int, mention: Mention, scores) -> int:
         queued = 0
-        for recipient in recipients(self.config, brand=mention.brand, priority=scores.priority,
-                                    suppressed=scores.verdict.suppressed, notify=scores.verdict.notify):
+        for recipient, digest in recipients(self.config, brand=mention.brand, priority=scores.priority,
+                                            suppressed=scores.verdict.suppressed, notify=scores.verdict.notify):
             # Only a rise in priority is news; a story never re-alerts at a level it already reached.
             sent = self.store.query("SELECT priority FROM alerts WHERE mention_id = ? AND recipient = ?",
                                     (mention_id, recipient))
             if any(r["priority"] <= scores.priority for r in sent):
                 continue
             if self.store.enqueue_alert(mention_id=mention_id, recipient=recipient, priority=scores.priority,
-                                        now=time.time()):
+                                        now=time.time(), urgency=scores.urgency, virality=scores.virality,
+                                        score=mention.engagement.score, comments=mention.engagement.comments,
+                                        digest=digest):
                 queued += 1
         return queued
 

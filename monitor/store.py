@@ -92,6 +92,14 @@ MIGRATIONS: list[str] = [
     ALTER TABLE mentions ADD COLUMN story_id INTEGER REFERENCES stories (id);
     CREATE INDEX mentions_story ON mentions (story_id);
     """,
+    # 3: what each alert reported (for "what changed" in escalations), and digest alerts
+    """
+    ALTER TABLE alerts ADD COLUMN urgency REAL;
+    ALTER TABLE alerts ADD COLUMN virality REAL;
+    ALTER TABLE alerts ADD COLUMN score INTEGER;
+    ALTER TABLE alerts ADD COLUMN comments INTEGER;
+    ALTER TABLE alerts ADD COLUMN digest INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 
@@ -258,11 +266,14 @@ class Store:
 
     # -- alert outbox ---------------------------------------------------
 
-    def enqueue_alert(self, *, mention_id: int, recipient: str, priority: str, now: float) -> int | None:
+    def enqueue_alert(self, *, mention_id: int, recipient: str, priority: str, now: float, urgency: float = 0,
+                      virality: float = 0, score: int | None = None, comments: int | None = None,
+                      digest: bool = False) -> int | None:
         with self.transaction() as db:
             cur = db.execute(
-                "INSERT OR IGNORE INTO alerts (mention_id, recipient, priority, next_attempt_at, message_id, created_at)"
-                " VALUES (?, ?, ?, ?, '', ?)", (mention_id, recipient, priority, now, now))
+                "INSERT OR IGNORE INTO alerts (mention_id, recipient, priority, next_attempt_at, message_id,"
+                " created_at, urgency, virality, score, comments, digest) VALUES (?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?)",
+                (mention_id, recipient, priority, now, now, urgency, virality, score, comments, int(digest)))
             if cur.rowcount == 0:
                 return None
             alert_id = cur.lastrowid
@@ -273,13 +284,26 @@ class Store:
             return alert_id
 
     def due_alerts(self, now: float, limit: int = 200) -> list[sqlite3.Row]:
-        return self.query("SELECT * FROM alerts WHERE status = 'pending' AND next_attempt_at <= ?"
+        return self.query("SELECT * FROM alerts WHERE status = 'pending' AND digest = 0 AND next_attempt_at <= ?"
                           " ORDER BY priority, id LIMIT ?", (now, limit))
 
-    def mark_sent(self, alert_id: int, now: float) -> None:
+    def pending_digest_alerts(self) -> list[sqlite3.Row]:
+        return self.query("SELECT * FROM alerts WHERE status = 'pending' AND digest = 1 ORDER BY recipient, id")
+
+    def earlier_alerts(self, alert: sqlite3.Row) -> list[sqlite3.Row]:
+        """Alerts already sent to the same recipient about the same mention: the thread to reply in."""
+        return self.query("SELECT * FROM alerts WHERE mention_id = ? AND recipient = ? AND status = 'sent'"
+                          " AND id < ? ORDER BY id", (alert["mention_id"], alert["recipient"], alert["id"]))
+
+    def postpone(self, alert_id: int, until: float) -> None:
         with self.transaction() as db:
-            db.execute("UPDATE alerts SET status = 'sent', sent_at = ?, attempts = attempts + 1, last_error = NULL"
-                       " WHERE id = ?", (now, alert_id))
+            db.execute("UPDATE alerts SET next_attempt_at = ? WHERE id = ?", (until, alert_id))
+
+    def mark_sent(self, alert_ids: int | list[int], now: float) -> None:
+        ids = [alert_ids] if isinstance(alert_ids, int) else alert_ids
+        with self.transaction() as db:
+            db.executemany("UPDATE alerts SET status = 'sent', sent_at = ?, attempts = attempts + 1,"
+                           " last_error = NULL WHERE id = ?", [(now, i) for i in ids])
 
     def mark_failed(self, alert_id: int, error: str, *, retry_at: float | None) -> None:
         with self.transaction() as db:
@@ -292,6 +316,9 @@ class Store:
 
     def pending_count(self) -> int:
         return self.query("SELECT count(*) FROM alerts WHERE status = 'pending'")[0][0]
+
+    def oldest_pending(self) -> float | None:
+        return self.query("SELECT min(created_at) FROM alerts WHERE status = 'pending'")[0][0]
 
     # -- source state (cursors, ETags) ----------------------------------
 

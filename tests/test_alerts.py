@@ -1,0 +1,205 @@
+"""Alert delivery against a real SMTP server (aiosmtpd): outages, retries, crashes, threads, digests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from monitor.alert import deliver_digests, deliver_pending
+from monitor.config import SmtpSettings, load_config
+from monitor.mail import SmtpTransport
+from monitor.mention import Engagement, Mention
+from monitor.pipeline import Pipeline
+from monitor.source import Poll
+from monitor.store import Store
+from tests.conftest import ROOT
+from tests.servers.smtp import SmtpServer, free_port
+
+# Priorities on demand: the words pick the urgency, growth picks the virality.
+PACK = textwrap.dedent("""
+    rules:
+      - {name: red, when: 'text =~~ "RED"', urgency: 80}
+      - {name: amber, when: 'text =~~ "AMBER"', urgency: 55}
+      - {name: grey, when: 'text =~~ "GREY"', urgency: 30}
+      - {name: growing, when: score_velocity >= 100, virality: 80}
+""")
+LATER = time.time() + 10 * 24 * 3600  # far enough that every retry is due
+
+
+@pytest.fixture
+def setup(tmp_path, write_config):
+    def make(responders=None, smtp_port=None, **email):
+        pack = tmp_path / "pack.yaml"
+        pack.write_text(PACK)
+        overrides = {"rules": [str(pack)], "email": {"smtp": {"host": "127.0.0.1", "port": smtp_port or free_port(),
+                                                             "timeout": 5}, **email}}
+        if responders is not None:
+            overrides["responders"] = responders
+        config = load_config(write_config(overrides))
+        store = Store(config.store_path)
+        return config, store, Pipeline(config=config, store=store), SmtpTransport(settings=config.email.smtp)
+    return make
+
+
+def mention(source_id: str, text: str, *, score: int = 1, comments: int = 0, minutes_old: float = 30) -> Mention:
+    now = datetime.now(timezone.utc)
+    return Mention(source="reddit", source_id=source_id, url=f"https://reddit.example/{source_id}",
+                   title=f"Acme {source_id}", text=f"Acme {text}", author="someone", place="r/test",
+                   created_at=now - timedelta(minutes=minutes_old), fetched_at=now,
+                   engagement=Engagement(score=score, comments=comments))
+
+
+def test_smtp_down_then_up_delivers_each_alert_once(setup):
+    port = free_port()
+    config, store, pipeline, transport = setup(smtp_port=port)
+    pipeline.process("reddit", Poll(mentions=[mention("a", "RED"), mention("b", "AMBER")]))
+
+    sent, pending = deliver_pending(store, transport, config)
+    assert (sent, pending) == (0, 2)
+    errors = [r["last_error"] for r in store.query("SELECT last_error FROM alerts WHERE last_error IS NOT NULL")]
+    assert len(errors) == 1, "a refused connection stops the round instead of failing every alert"
+    assert "Connection refused" in errors[0] or "ConnectionRefused" in errors[0]
+
+    with SmtpServer(port=port) as server:
+        assert deliver_pending(store, transport, config, now=LATER) == (2, 0)
+        assert deliver_pending(store, transport, config, now=LATER + 3600) == (0, 0)
+        assert sorted(str(m["Subject"]).split("]")[0] for _, m in server.messages) == ["[P1", "[P2"]
+
+
+def test_server_rejecting_first_attempts_gets_retried(setup):
+    with SmtpServer() as server:
+        config, store, pipeline, transport = setup(smtp_port=server.port)
+        pipeline.process("reddit", Poll(mentions=[mention("a", "RED")]))
+        server.reject_next = 2
+        now = time.time()
+        assert deliver_pending(store, transport, config, now=now) == (0, 1)
+        assert deliver_pending(store, transport, config, now=now) == (0, 1)  # not due yet: backoff
+        assert deliver_pending(store, transport, config, now=now + 3600) == (0, 1)
+        assert deliver_pending(store, transport, config, now=now + 7200) == (1, 0)
+        assert len(server.messages) == 1
+        assert store.query("SELECT attempts FROM alerts")[0][0] == 3
+
+
+CRASH_AFTER_ACCEPT = """
+import os, sys
+from monitor.alert import deliver_pending
+from monitor.config import load_config
+from monitor.mail import SmtpTransport
+from monitor.store import Store
+
+class CrashAfterAccept(SmtpTransport):
+    def send(self, msg):
+        super().send(msg)
+        os._exit(9)   # the server has the email; our commit never happens
+
+config = load_config(sys.argv[1])
+deliver_pending(Store(config.store_path), CrashAfterAccept(settings=config.email.smtp), config)
+"""
+
+
+def test_crash_between_acceptance_and_commit_resends_with_same_message_id(setup, tmp_path):
+    with SmtpServer() as server:
+        config, store, pipeline, transport = setup(smtp_port=server.port)
+        pipeline.process("reddit", Poll(mentions=[mention("a", "RED")]))
+        store.close()
+        script = tmp_path / "crash.py"
+        script.write_text(CRASH_AFTER_ACCEPT)
+        crashed = subprocess.run([sys.executable, str(script), str(config.base_dir / "config.yaml")], cwd=ROOT,
+                                 env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=60)
+        assert crashed.returncode == 9
+        assert len(server.messages) == 1
+
+        store = Store(config.store_path)  # the restart
+        assert deliver_pending(store, transport, config) == (1, 0)
+        assert deliver_pending(store, transport, config, now=LATER) == (0, 0)
+        ids = [m["Message-ID"] for _, m in server.messages]
+        assert len(ids) == 2 and ids[0] == ids[1]
+
+
+def test_queued_alert_survives_a_crash_before_sending(setup):
+    with SmtpServer() as server:
+        config, store, pipeline, transport = setup(smtp_port=server.port)
+        pipeline.process("reddit", Poll(mentions=[mention("a", "RED")]))
+        store.close()  # the process dies here, before any delivery
+        store = Store(config.store_path)
+        assert deliver_pending(store, transport, config) == (1, 0)
+        assert len(server.messages) == 1
+
+
+def test_escalation_replies_in_the_same_thread_once_per_level(setup):
+    with SmtpServer() as server:
+        config, store, pipeline, transport = setup(smtp_port=server.port)
+        first = mention("a", "GREY story", score=5, comments=1)
+        pipeline.process("reddit", Poll(mentions=[first]))
+        assert deliver_pending(store, transport, config) == (1, 0)
+
+        grown = mention("a", "GREY story", score=900, comments=300)
+        grown.fetched_at = first.fetched_at + timedelta(minutes=20)
+        pipeline.update_engagement("reddit", [grown])
+        again = mention("a", "GREY story", score=1500, comments=400)
+        again.fetched_at = first.fetched_at + timedelta(minutes=40)
+        pipeline.update_engagement("reddit", [again])  # still P1: no second P1 email
+        assert deliver_pending(store, transport, config) == (1, 0)
+
+        (_, original), (_, follow_up) = server.messages
+        assert str(original["Subject"]).strip().startswith("[P3]")
+        assert str(follow_up["Subject"]).strip().startswith("[P1 up from P3]")
+        assert follow_up["In-Reply-To"] == original["Message-ID"]
+        assert original["Message-ID"] in follow_up["References"]
+        body = follow_up.get_body(("plain",)).get_content()
+        assert "priority P3 -> P1" in body and "score 5 -> 900 (+895)" in body
+
+
+def test_digest_gathers_lower_priorities_into_one_email(setup):
+    responders = [{"email": "oncall@test.local", "min_priority": "P4", "digest_below": "P2"}]
+    with SmtpServer() as server:
+        config, store, pipeline, transport = setup(responders=responders, smtp_port=server.port, digest_minutes=30)
+        pipeline.process("reddit", Poll(mentions=[mention("a", "GREY one"), mention("b", "GREY two"),
+                                                  mention("c", "nothing"), mention("d", "AMBER now")]))
+        assert deliver_pending(store, transport, config) == (1, 3)  # P2 goes at once
+        assert deliver_digests(store, transport, config) == 0  # the digest waits for its interval
+        assert deliver_digests(store, transport, config, now=time.time() + 31 * 60) == 1
+        assert deliver_digests(store, transport, config, now=time.time() + 120 * 60) == 0
+        subjects = [str(m["Subject"]) for _, m in server.messages]
+        assert len(subjects) == 2 and subjects[1].startswith("Digest: 3 lower-priority")
+        digest = server.messages[1][1].get_body(("plain",)).get_content()
+        assert digest.count("[P3]") == 2 and digest.count("[P4]") == 1
+
+
+def test_quiet_hours_hold_everything_but_p1(setup):
+    now = datetime.now(timezone.utc)
+    quiet = f"{(now - timedelta(hours=1)):%H:%M}-{(now + timedelta(hours=2)):%H:%M}"
+    responders = [{"email": "sleepy@test.local", "min_priority": "P4", "quiet_hours": quiet, "timezone": "UTC"}]
+    with SmtpServer() as server:
+        config, store, pipeline, transport = setup(responders=responders, smtp_port=server.port)
+        pipeline.process("reddit", Poll(mentions=[mention("a", "RED"), mention("b", "AMBER")]))
+        assert deliver_pending(store, transport, config) == (1, 1)
+        assert [str(m["Subject"])[:4] for _, m in server.messages] == ["[P1]"]
+        assert deliver_pending(store, transport, config, now=time.time() + 3600) == (0, 1)  # still quiet
+        assert deliver_pending(store, transport, config, now=time.time() + 3 * 3600) == (1, 0)
+
+
+def test_once_exits_zero_and_reports_pending_when_smtp_is_down(feeds, write_config):
+    from tests.servers.feeds import rss
+    url = feeds.serve("/f.xml", rss([{"title": "Acme refund scam", "link": "https://x.example/1", "guid": "1",
+                                      "description": "Acme stole my money, I want a refund, talking to my lawyer"}]))
+    config = write_config({"sources": {"rss": {"feeds": [{"url": url}]}},
+                           "email": {"smtp": {"host": "127.0.0.1", "port": free_port(), "timeout": 5}}})
+    result = subprocess.run([sys.executable, "-m", "monitor.cli", "--config", str(config), "once"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "1 pending" in result.stdout and "stay queued" in result.stderr
+
+
+def test_test_email_command_reaches_smtp(smtp, write_config):
+    config = write_config({"email": {"smtp": {"host": "127.0.0.1", "port": smtp.port}}})
+    result = subprocess.run([sys.executable, "-m", "monitor.cli", "--config", str(config), "test-email",
+                             "--to", "check@test.local"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert [r for r, _ in smtp.messages] == [["check@test.local"]]
+    assert "[TEST]" in str(smtp.messages[0][1]["Subject"])
