@@ -18,6 +18,7 @@ import random
 import smtplib
 import time
 from datetime import datetime, timedelta, timezone
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from .config import Config, Responder
@@ -174,10 +175,17 @@ def _permanent(err: Exception) -> bool:
     return isinstance(err, (smtplib.SMTPDataError, smtplib.SMTPSenderRefused)) and err.smtp_code >= 500
 
 
-def deliver_pending(store: Store, transport: Transport, config: Config, *, now: float | None = None) -> tuple[int, int]:
-    """Send every due alert once; returns (sent, still pending)."""
+class Delivery(NamedTuple):
+    sent: int
+    pending: int
+    connection_error: str | None = None  # set when the server could not be reached at all
+
+
+def deliver_pending(store: Store, transport: Transport, config: Config, *, now: float | None = None) -> Delivery:
+    """Send every due alert once."""
     now = time.time() if now is None else now
     sent = 0
+    connection_error = None
     for alert in store.due_alerts(now):
         if alert["priority"] != "P1":
             wake = quiet_until(_responder(config, alert["recipient"]), now)
@@ -193,13 +201,14 @@ def deliver_pending(store: Store, transport: Transport, config: Config, *, now: 
             log.warning("alert %s to %s not delivered via %s (attempt %d): %s: %s", alert["id"], alert["recipient"],
                         transport.description, alert["attempts"] + 1, type(err).__name__, err)
             if isinstance(err, _CONNECTION_ERRORS):
+                connection_error = f"{type(err).__name__}: {err}"
                 break
             continue
         store.mark_sent(alert["id"], time.time())
         sent += 1
         log.info("alert %s (%s, mention %s) sent to %s", alert["id"], alert["priority"], alert["mention_id"],
                  alert["recipient"])
-    return sent, store.pending_count()
+    return Delivery(sent, store.pending_count(), connection_error)
 
 
 def deliver_digests(store: Store, transport: Transport, config: Config, *, now: float | None = None) -> int:

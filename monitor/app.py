@@ -7,11 +7,13 @@ test), so no other module reaches for a global client.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
-from .alert import deliver_digests, deliver_pending
+from .alert import Delivery, deliver_digests, deliver_pending
 from .config import Config
-from .mail import SmtpFactory, Transport, transport_for
+from .health import Health
+from .mail import FolderTransport, SmtpFactory, Transport, transport_for
 from .pipeline import Outcome, Pipeline
 from .source import Source, SourceContext, validate_source_settings
 from .store import Store
@@ -28,17 +30,22 @@ class PollReport:
 
 class Monitor:
     def __init__(self, *, config: Config, store: Store, sources: dict[str, Source], transport: Transport,
-                 pipeline: Pipeline | None = None):
+                 pipeline: Pipeline | None = None, metrics=None):
         self.config = config
         self.store = store
         self.sources = sources
         self.transport = transport
         self.pipeline = pipeline or Pipeline(config=config, store=store)
+        self.metrics = metrics
+        self.health = Health(store=store, transport=transport,
+                             fallback=FolderTransport(folder=config.path(config.email.outbox_dir)),
+                             sender=config.email.from_, operator=config.health.operator_email,
+                             notify_after=config.health.notify_after_minutes * 60)
 
     @classmethod
     def from_config(cls, config: Config, *, smtp_connect: SmtpFactory | None = None) -> "Monitor":
         adapters = validate_source_settings(config)
-        pipeline_store = Store(config.store_path)
+        store = Store(config.store_path)
         search_terms = {b.name: b.terms for b in config.brands}
         sources = {}
         for name, (adapter, settings) in adapters.items():
@@ -46,35 +53,64 @@ class Monitor:
                                     log=logging.getLogger(f"complaint_monitor.sources.{name}"))
             sources[name] = adapter.from_settings(settings, context=context)
         transport = transport_for(config.email, base_dir=config.base_dir, connect=smtp_connect)
-        return cls(config=config, store=pipeline_store, sources=sources, transport=transport)
+        return cls(config=config, store=store, sources=sources, transport=transport)
 
     def poll(self, name: str) -> PollReport:
         source = self.sources[name]
         report = PollReport(source=name)
+        started = time.time()
         try:
             poll = source.poll(self.store.source_state(name))
         except Exception as err:  # an adapter bug must not stop the daemon or other sources
-            log.exception("source %s failed", name)
+            log.exception("source %s failed", name, extra={"source": name})
             report.errors.append(f"{type(err).__name__}: {err}")
+            self.health.failed(f"source:{name}", report.errors[0])
+            self.store.record_poll(source=name, started_at=started, finished_at=time.time(), items=0, stored=0,
+                                   errors=report.errors)
             return report
         report.errors.extend(poll.errors)
         report.outcome = self.pipeline.process(name, poll)
         if poll.updates:
             grown = self.pipeline.update_engagement(name, poll.updates)
             report.outcome.alerts += grown.alerts
+        self.store.record_poll(source=name, started_at=started, finished_at=time.time(), items=report.outcome.seen,
+                               stored=len(report.outcome.stored), errors=report.errors)
+        self.health.succeeded(f"source:{name}")
+        for subject, reason in poll.failed.items():
+            self.health.failed(f"{name} {subject}", reason)
+        for subject in poll.succeeded:
+            self.health.succeeded(f"{name} {subject}")
+        if self.metrics:
+            self.metrics.polled(name, report, started)
         log.info("polled %s: %d items, %d matched, %d new mentions, %d alerts queued, %d errors", name,
                  report.outcome.seen, report.outcome.matched, len(report.outcome.stored), report.outcome.alerts,
-                 len(poll.errors))
+                 len(poll.errors), extra={"source": name})
         return report
 
     def poll_all(self) -> list[PollReport]:
         return [self.poll(name) for name in self.sources]
 
-    def deliver(self) -> tuple[int, int]:
-        return deliver_pending(self.store, self.transport, self.config)
+    def deliver(self) -> Delivery:
+        delivery = deliver_pending(self.store, self.transport, self.config)
+        if delivery.connection_error:
+            self.health.failed("smtp", delivery.connection_error)
+        elif delivery.sent:
+            self.health.succeeded("smtp")
+        if self.metrics:
+            self.metrics.delivered(delivery)
+        return delivery
 
     def deliver_digests(self) -> int:
         return deliver_digests(self.store, self.transport, self.config)
+
+    def prune(self) -> tuple[int, int]:
+        now = time.time()
+        r = self.config.retention
+        pruned = self.store.prune(snapshots_before=now - r.snapshots_days * 86400,
+                                  poll_runs_before=now - r.poll_runs_days * 86400)
+        if any(pruned):
+            log.info("pruned %d old snapshots and %d poll records", *pruned)
+        return pruned
 
     def close(self) -> None:
         for source in self.sources.values():

@@ -13,18 +13,22 @@ from .config import ConfigError, load_config
 log = logging.getLogger("complaint_monitor")
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # praw/prawcore/httpx log every request at INFO/DEBUG; our own lines say what matters.
-    for noisy in ("httpx", "httpcore", "prawcore", "urllib3", "apscheduler.executors.default"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+_formatter = None
+
+
+def _load(path):
+    """Load the config and teach the log formatter its secrets before anything can log them."""
+    from .logs import config_secrets
+    config = load_config(path)
+    if _formatter is not None:
+        _formatter.add_secrets(config_secrets(config))
+    return config
 
 
 def cmd_check_config(args) -> int:
     from .rules import RuleBook
     from .source import validate_source_settings
-    config = load_config(args.config)
+    config = _load(args.config)
     validate_source_settings(config)
     book = RuleBook.from_files(config.rule_paths)
     print(f"{args.config}: OK ({len(config.brands)} brands, sources: {', '.join(config.sources) or 'none'},"
@@ -34,11 +38,12 @@ def cmd_check_config(args) -> int:
 
 def cmd_once(args) -> int:
     from .app import Monitor
-    monitor = Monitor.from_config(load_config(args.config))
+    monitor = Monitor.from_config(_load(args.config))
     try:
         reports = monitor.poll_all()
-        sent, pending = monitor.deliver()
+        delivery = monitor.deliver()
         monitor.deliver_digests()
+        sent, pending = delivery.sent, monitor.store.pending_count()
     finally:
         monitor.close()
     stored = sum(len(r.outcome.stored) for r in reports if r.outcome)
@@ -52,7 +57,7 @@ def cmd_once(args) -> int:
 def cmd_test_email(args) -> int:
     from .alert import send_test_email
     from .mail import transport_for
-    config = load_config(args.config)
+    config = _load(args.config)
     to = args.to or (config.responders[0].email if config.responders else None)
     if not to:
         print("no --to given and no responders configured", file=sys.stderr)
@@ -70,7 +75,7 @@ def cmd_test_email(args) -> int:
 def cmd_run(args) -> int:
     from .app import Monitor
     from .daemon import run
-    run(Monitor.from_config(load_config(args.config)))
+    run(Monitor.from_config(_load(args.config)))
     return 0
 
 
@@ -84,7 +89,7 @@ def cmd_score(args) -> int:
     from .match import BrandMatcher, quote_around
     from .mention import Mention
     from .score import Scorer
-    config = load_config(args.config)
+    config = _load(args.config)
     text = _read_text(args.text)
     matcher = BrandMatcher(config.brands)
     scorer = Scorer.from_config(config, own_account=matcher.is_own_account)
@@ -109,7 +114,7 @@ def cmd_score(args) -> int:
 
 def cmd_export(args) -> int:
     from .analysis import load_mentions
-    config = load_config(args.config)
+    config = _load(args.config)
     df = load_mentions(config, brand=args.brand, since=args.since, until=args.until, source=args.source,
                        min_priority=args.min_priority)
     out = Path(args.out)
@@ -123,6 +128,17 @@ def cmd_export(args) -> int:
             flat[c] = [json.dumps(v) for v in flat[c]]
         flat.to_csv(out, index=False)
     print(f"wrote {len(df)} mentions to {out}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from .health import format_status, status
+    from .source import validate_source_settings
+    from .store import Store
+    config = _load(args.config)
+    intervals = {name: settings.interval for name, (_, settings) in validate_source_settings(config).items()}
+    report = status(Store(config.store_path), intervals)
+    print(json.dumps(report, indent=2) if args.json else format_status(report))
     return 0
 
 
@@ -140,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("run", cmd_run, "run the daemon")
     command("once", cmd_once, "poll every source once, deliver alerts, exit")
+    p = command("status", cmd_status, "per source: last success, last error, items in the last hour; the outbox")
+    p.add_argument("--json", action="store_true")
     command("check-config", cmd_check_config, "validate the config and the rule packs")
     p = command("test-email", cmd_test_email, "send a sample alert to check the email settings")
     p.add_argument("--to", default=None, help="address (default: the first responder)")
@@ -158,8 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global _formatter
+    from .logs import setup
     args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    _formatter = setup(verbose=args.verbose)
     try:
         return args.func(args)
     except ConfigError as err:

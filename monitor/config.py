@@ -125,6 +125,24 @@ class SentimentSettings(Strict):
     lexicon: dict[str, float] = Field(default_factory=dict)
 
 
+class HealthSettings(Strict):
+    # Who hears about failures that repeat (a feed down, bad credentials, SMTP refusing).
+    operator_email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")
+    # A failure becomes one operator email once it has lasted this long.
+    notify_after_minutes: float = Field(default=60, ge=0)
+
+
+class RetentionSettings(Strict):
+    # Growth snapshots and poll records are pruned; mentions and alerts never are.
+    snapshots_days: float = Field(default=30, gt=0)
+    poll_runs_days: float = Field(default=14, gt=0)
+
+
+class MetricsSettings(Strict):
+    # Prometheus endpoint on 127.0.0.1:port; off when no port is set.
+    port: int | None = Field(default=None, ge=1, le=65535)
+
+
 class Config(Strict):
     brands: list[Brand] = Field(min_length=1)
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -134,6 +152,9 @@ class Config(Strict):
     rules: list[str] = Field(default_factory=list)
     thresholds: Thresholds = Field(default_factory=Thresholds)
     sentiment: SentimentSettings = Field(default_factory=SentimentSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     # Where relative paths (store, rules, outbox) are resolved; set by load_config.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 

@@ -34,7 +34,14 @@ class Poll:
     # Fresh numbers (score, comments, reach) for items stored before: growth tracking.
     updates: list[Mention] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
+    # Health per part of the source ("feed:URL", "listing:new:a+b"): what failed and why,
+    # and what worked, so a failure that repeats is reported once and its recovery too.
+    failed: dict[str, str] = field(default_factory=dict)
+    succeeded: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[str]:
+        return [f"{subject}: {reason}" for subject, reason in self.failed.items()]
 
 
 @dataclass(frozen=True)

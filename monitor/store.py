@@ -100,6 +100,27 @@ MIGRATIONS: list[str] = [
     ALTER TABLE alerts ADD COLUMN comments INTEGER;
     ALTER TABLE alerts ADD COLUMN digest INTEGER NOT NULL DEFAULT 0;
     """,
+    # 4: the daemon's own health: one row per poll, and failures that repeat
+    """
+    CREATE TABLE poll_runs (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        finished_at REAL NOT NULL,
+        items INTEGER NOT NULL,
+        stored INTEGER NOT NULL,
+        errors TEXT NOT NULL           -- JSON list of reasons
+    );
+    CREATE INDEX poll_runs_source ON poll_runs (source, started_at);
+    CREATE TABLE failures (
+        subject TEXT PRIMARY KEY,      -- "source:reddit", "feed:https://...", "smtp"
+        since REAL NOT NULL,
+        last_at REAL NOT NULL,
+        count INTEGER NOT NULL,
+        last_error TEXT NOT NULL,
+        notified INTEGER NOT NULL DEFAULT 0
+    );
+    """,
 ]
 
 
@@ -319,6 +340,38 @@ class Store:
 
     def oldest_pending(self) -> float | None:
         return self.query("SELECT min(created_at) FROM alerts WHERE status = 'pending'")[0][0]
+
+    # -- health ---------------------------------------------------------
+
+    def record_poll(self, *, source: str, started_at: float, finished_at: float, items: int, stored: int,
+                    errors: list[str]) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT INTO poll_runs (source, started_at, finished_at, items, stored, errors)"
+                       " VALUES (?, ?, ?, ?, ?, ?)", (source, started_at, finished_at, items, stored, json.dumps(errors)))
+
+    def record_failure(self, subject: str, error: str, now: float) -> sqlite3.Row:
+        with self.transaction() as db:
+            db.execute("INSERT INTO failures (subject, since, last_at, count, last_error) VALUES (?, ?, ?, 1, ?)"
+                       " ON CONFLICT (subject) DO UPDATE SET last_at = excluded.last_at, count = count + 1,"
+                       " last_error = excluded.last_error", (subject, now, now, error))
+            return db.execute("SELECT * FROM failures WHERE subject = ?", (subject,)).fetchone()
+
+    def clear_failure(self, subject: str) -> sqlite3.Row | None:
+        with self.transaction() as db:
+            row = db.execute("SELECT * FROM failures WHERE subject = ?", (subject,)).fetchone()
+            db.execute("DELETE FROM failures WHERE subject = ?", (subject,))
+            return row
+
+    def mark_failure_notified(self, subject: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE failures SET notified = 1 WHERE subject = ?", (subject,))
+
+    def prune(self, *, snapshots_before: float, poll_runs_before: float) -> tuple[int, int]:
+        """Drop old growth snapshots and poll records; mentions and alerts are kept for good."""
+        with self.transaction() as db:
+            snaps = db.execute("DELETE FROM snapshots WHERE taken_at < ?", (snapshots_before,)).rowcount
+            runs = db.execute("DELETE FROM poll_runs WHERE started_at < ?", (poll_runs_before,)).rowcount
+        return snaps, runs
 
     # -- source state (cursors, ETags) ----------------------------------
 

@@ -136,13 +136,15 @@ class RedditSource:
     def poll(self, state: dict[str, Any]) -> Poll:
         poll = Poll()
         if self._reddit is None:
+            poll.failed["credentials"] = f"no {' and '.join(self.settings.missing_credentials())} configured"
             return poll
         now = utcnow()
         for key, listing in self.listings():
             try:
                 self._read_listing(key, listing, state.get(key), poll, now)
+                poll.succeeded.append(f"listing:{key}")
             except (prawcore.exceptions.PrawcoreException, praw.exceptions.PRAWException) as err:
-                poll.errors.append(f"{key}: {type(err).__name__}: {err}")
+                poll.failed[f"listing:{key}"] = f"{type(err).__name__}: {err}"
                 log.warning("reddit listing %s failed: %s: %s", key, type(err).__name__, err)
         return poll
 

@@ -94,9 +94,9 @@ class RssSource:
         for feed in self.settings.feeds:
             try:
                 self._poll_feed(feed, state, poll)
+                poll.succeeded.append(f"feed:{feed.url}")
             except Exception as err:  # one broken feed never stops the others
-                reason = f"{feed.name or feed.url}: {type(err).__name__}: {err}"
-                poll.errors.append(reason)
+                poll.failed[f"feed:{feed.url}"] = f"{type(err).__name__}: {err}"
                 log.warning("feed %s (%s) failed: %s: %s", feed.name or feed.url, feed.url, type(err).__name__, err)
         return poll
 

@@ -59,15 +59,15 @@ def test_smtp_down_then_up_delivers_each_alert_once(setup):
     config, store, pipeline, transport = setup(smtp_port=port)
     pipeline.process("reddit", Poll(mentions=[mention("a", "RED"), mention("b", "AMBER")]))
 
-    sent, pending = deliver_pending(store, transport, config)
+    sent, pending, _ = deliver_pending(store, transport, config)
     assert (sent, pending) == (0, 2)
     errors = [r["last_error"] for r in store.query("SELECT last_error FROM alerts WHERE last_error IS NOT NULL")]
     assert len(errors) == 1, "a refused connection stops the round instead of failing every alert"
     assert "Connection refused" in errors[0] or "ConnectionRefused" in errors[0]
 
     with SmtpServer(port=port) as server:
-        assert deliver_pending(store, transport, config, now=LATER) == (2, 0)
-        assert deliver_pending(store, transport, config, now=LATER + 3600) == (0, 0)
+        assert deliver_pending(store, transport, config, now=LATER)[:2] == (2, 0)
+        assert deliver_pending(store, transport, config, now=LATER + 3600)[:2] == (0, 0)
         assert sorted(str(m["Subject"]).split("]")[0] for _, m in server.messages) == ["[P1", "[P2"]
 
 
@@ -77,10 +77,10 @@ def test_server_rejecting_first_attempts_gets_retried(setup):
         pipeline.process("reddit", Poll(mentions=[mention("a", "RED")]))
         server.reject_next = 2
         now = time.time()
-        assert deliver_pending(store, transport, config, now=now) == (0, 1)
-        assert deliver_pending(store, transport, config, now=now) == (0, 1)  # not due yet: backoff
-        assert deliver_pending(store, transport, config, now=now + 3600) == (0, 1)
-        assert deliver_pending(store, transport, config, now=now + 7200) == (1, 0)
+        assert deliver_pending(store, transport, config, now=now)[:2] == (0, 1)
+        assert deliver_pending(store, transport, config, now=now)[:2] == (0, 1)  # not due yet: backoff
+        assert deliver_pending(store, transport, config, now=now + 3600)[:2] == (0, 1)
+        assert deliver_pending(store, transport, config, now=now + 7200)[:2] == (1, 0)
         assert len(server.messages) == 1
         assert store.query("SELECT attempts FROM alerts")[0][0] == 3
 
@@ -115,8 +115,8 @@ def test_crash_between_acceptance_and_commit_resends_with_same_message_id(setup,
         assert len(server.messages) == 1
 
         store = Store(config.store_path)  # the restart
-        assert deliver_pending(store, transport, config) == (1, 0)
-        assert deliver_pending(store, transport, config, now=LATER) == (0, 0)
+        assert deliver_pending(store, transport, config)[:2] == (1, 0)
+        assert deliver_pending(store, transport, config, now=LATER)[:2] == (0, 0)
         ids = [m["Message-ID"] for _, m in server.messages]
         assert len(ids) == 2 and ids[0] == ids[1]
 
@@ -127,7 +127,7 @@ def test_queued_alert_survives_a_crash_before_sending(setup):
         pipeline.process("reddit", Poll(mentions=[mention("a", "RED")]))
         store.close()  # the process dies here, before any delivery
         store = Store(config.store_path)
-        assert deliver_pending(store, transport, config) == (1, 0)
+        assert deliver_pending(store, transport, config)[:2] == (1, 0)
         assert len(server.messages) == 1
 
 
@@ -136,7 +136,7 @@ def test_escalation_replies_in_the_same_thread_once_per_level(setup):
         config, store, pipeline, transport = setup(smtp_port=server.port)
         first = mention("a", "GREY story", score=5, comments=1)
         pipeline.process("reddit", Poll(mentions=[first]))
-        assert deliver_pending(store, transport, config) == (1, 0)
+        assert deliver_pending(store, transport, config)[:2] == (1, 0)
 
         grown = mention("a", "GREY story", score=900, comments=300)
         grown.fetched_at = first.fetched_at + timedelta(minutes=20)
@@ -144,7 +144,7 @@ def test_escalation_replies_in_the_same_thread_once_per_level(setup):
         again = mention("a", "GREY story", score=1500, comments=400)
         again.fetched_at = first.fetched_at + timedelta(minutes=40)
         pipeline.update_engagement("reddit", [again])  # still P1: no second P1 email
-        assert deliver_pending(store, transport, config) == (1, 0)
+        assert deliver_pending(store, transport, config)[:2] == (1, 0)
 
         (_, original), (_, follow_up) = server.messages
         assert str(original["Subject"]).strip().startswith("[P3]")
@@ -161,7 +161,7 @@ def test_digest_gathers_lower_priorities_into_one_email(setup):
         config, store, pipeline, transport = setup(responders=responders, smtp_port=server.port, digest_minutes=30)
         pipeline.process("reddit", Poll(mentions=[mention("a", "GREY one"), mention("b", "GREY two"),
                                                   mention("c", "nothing"), mention("d", "AMBER now")]))
-        assert deliver_pending(store, transport, config) == (1, 3)  # P2 goes at once
+        assert deliver_pending(store, transport, config)[:2] == (1, 3)  # P2 goes at once
         assert deliver_digests(store, transport, config) == 0  # the digest waits for its interval
         assert deliver_digests(store, transport, config, now=time.time() + 31 * 60) == 1
         assert deliver_digests(store, transport, config, now=time.time() + 120 * 60) == 0
@@ -178,10 +178,10 @@ def test_quiet_hours_hold_everything_but_p1(setup):
     with SmtpServer() as server:
         config, store, pipeline, transport = setup(responders=responders, smtp_port=server.port)
         pipeline.process("reddit", Poll(mentions=[mention("a", "RED"), mention("b", "AMBER")]))
-        assert deliver_pending(store, transport, config) == (1, 1)
+        assert deliver_pending(store, transport, config)[:2] == (1, 1)
         assert [str(m["Subject"])[:4] for _, m in server.messages] == ["[P1]"]
-        assert deliver_pending(store, transport, config, now=time.time() + 3600) == (0, 1)  # still quiet
-        assert deliver_pending(store, transport, config, now=time.time() + 3 * 3600) == (1, 0)
+        assert deliver_pending(store, transport, config, now=time.time() + 3600)[:2] == (0, 1)  # still quiet
+        assert deliver_pending(store, transport, config, now=time.time() + 3 * 3600)[:2] == (1, 0)
 
 
 def test_once_exits_zero_and_reports_pending_when_smtp_is_down(feeds, write_config):

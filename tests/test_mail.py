@@ -78,7 +78,7 @@ def test_hostile_title_and_body_over_real_smtp(tmp_path, write_config, smtp):
                                          text=body)
     from monitor.config import SmtpSettings
     transport = SmtpTransport(settings=SmtpSettings(host="127.0.0.1", port=smtp.port))
-    sent, pending = deliver_pending(store, transport, config)
+    sent, pending, _ = deliver_pending(store, transport, config)
     assert (sent, pending) == (1, 0)
     assert len(smtp.messages) == 1
     rcpts, msg = smtp.messages[0]

@@ -1,0 +1,125 @@
+"""Is the daemon doing its job? Poll records, repeated failures, and the status report.
+
+A failure that repeats (a feed down for a day, bad Reddit credentials, SMTP
+refusing) becomes one email to the operator when it has lasted
+``health.notify_after_minutes``, and one more when it recovers; never one
+per poll.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from .mail import FolderTransport, Transport, build_message
+from .store import Store
+
+log = logging.getLogger("complaint_monitor.health")
+
+
+class Health:
+    def __init__(self, *, store: Store, transport: Transport, fallback: FolderTransport, sender: str,
+                 operator: str | None, notify_after: float):
+        self.store = store
+        self.transport = transport
+        self.fallback = fallback  # where operator emails go when SMTP itself is what fails
+        self.sender = sender
+        self.operator = operator
+        self.notify_after = notify_after
+
+    def failed(self, subject: str, error: str, *, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        row = self.store.record_failure(subject, error, now)
+        if self.operator and not row["notified"] and now - row["since"] >= self.notify_after:
+            self._tell_operator(
+                subject, f"complaint-monitor: {subject} failing since {_ts(row['since'])}",
+                f"{subject} has failed {row['count']} times since {_ts(row['since'])}.\n\n"
+                f"Last error ({_ts(row['last_at'])}):\n{error}\n\n"
+                "You get one more email when it works again, none in between.\n")
+            self.store.mark_failure_notified(subject)
+
+    def succeeded(self, subject: str) -> None:
+        row = self.store.clear_failure(subject)
+        if row is not None and row["notified"] and self.operator:
+            self._tell_operator(subject, f"complaint-monitor: {subject} works again",
+                                f"{subject} works again after failing since {_ts(row['since'])}"
+                                f" ({row['count']} failures).\n")
+
+    def _tell_operator(self, subject: str, title: str, body: str) -> None:
+        key = "".join(c if c.isalnum() else "-" for c in subject)[:60]
+        msg = build_message(sender=self.sender, recipient=self.operator, subject=title, text=body,
+                            html=f"<pre>{_escape(body)}</pre>",
+                            message_id=f"<health-{key}-{int(time.time())}@complaint-monitor>")
+        transport = self.fallback if subject == "smtp" else self.transport
+        try:
+            transport.send(msg)
+        except Exception as err:
+            log.warning("operator email about %s not sent via %s: %s; written to %s", subject,
+                        transport.description, err, self.fallback.description)
+            self.fallback.send(msg)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _ts(value: float | None) -> str:
+    return "never" if not value else f"{datetime.fromtimestamp(value, timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def status(store: Store, intervals: dict[str, float], *, now: float | None = None) -> dict[str, Any]:
+    """Everything ``complaint-monitor status`` prints, as data."""
+    now = time.time() if now is None else now
+    hour_ago = now - 3600
+    sources = {}
+    for name, interval in intervals.items():
+        last = store.query("SELECT * FROM poll_runs WHERE source = ? ORDER BY started_at DESC LIMIT 1", (name,))
+        last_ok = store.query("SELECT max(finished_at) FROM poll_runs WHERE source = ? AND errors = '[]'", (name,))
+        last_err = store.query("SELECT finished_at, errors FROM poll_runs WHERE source = ? AND errors != '[]'"
+                               " ORDER BY started_at DESC LIMIT 1", (name,))
+        items = store.query("SELECT coalesce(sum(items), 0) FROM poll_runs WHERE source = ? AND started_at >= ?",
+                            (name, hour_ago))[0][0]
+        mentions = store.query("SELECT count(*) FROM mentions WHERE source = ? AND fetched_at >= ?",
+                               (name, hour_ago))[0][0]
+        feeds = {}
+        for key, value in store.source_state(name).items():
+            if key.startswith("feed:") and isinstance(value, dict):
+                feeds[key[5:]] = value
+        sources[name] = {
+            "last_poll": _ts(last[0]["started_at"]) if last else "never",
+            "last_success": _ts(last_ok[0][0]),
+            "last_error": (f"{_ts(last_err[0]['finished_at'])}: {'; '.join(json.loads(last_err[0]['errors']))}"
+                           if last_err else "none"),
+            "items_last_hour": items, "mentions_last_hour": mentions,
+            "next_run": _ts(last[0]["started_at"] + interval) if last else "at start",
+            "feeds": feeds,
+        }
+    oldest = store.oldest_pending()
+    failing = [dict(r) for r in store.query("SELECT * FROM failures ORDER BY since")]
+    return {
+        "sources": sources,
+        "outbox": {"pending": store.pending_count(), "oldest_pending": _ts(oldest),
+                   "failed": store.query("SELECT count(*) FROM alerts WHERE status = 'failed'")[0][0]},
+        "failing": [{"subject": f["subject"], "since": _ts(f["since"]), "count": f["count"],
+                     "last_error": f["last_error"]} for f in failing],
+    }
+
+
+def format_status(report: dict[str, Any]) -> str:
+    lines = []
+    for name, s in report["sources"].items():
+        lines.append(f"source {name}")
+        for key in ("last_poll", "last_success", "last_error", "items_last_hour", "mentions_last_hour", "next_run"):
+            lines.append(f"  {key.replace('_', ' ')}: {s[key]}")
+        for url, feed in s["feeds"].items():
+            state = "disabled: " + str(feed.get("disabled_reason")) if feed.get("disabled") else "ok"
+            lines.append(f"  feed {url}: {state}; last success {feed.get('last_success') or 'never'};"
+                         f" last error {feed.get('last_error') or 'none'}; next poll {feed.get('next_poll') or 'next run'}")
+    o = report["outbox"]
+    lines.append(f"outbox: {o['pending']} pending (oldest {o['oldest_pending']}), {o['failed']} failed")
+    for f in report["failing"]:
+        lines.append(f"failing: {f['subject']} since {f['since']} ({f['count']} times): {f['last_error']}")
+    return "\n".join(lines)
