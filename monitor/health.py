@@ -115,9 +115,18 @@ def format_status(report: dict[str, Any]) -> str:
         for key in ("last_poll", "last_success", "last_error", "items_last_hour", "mentions_last_hour", "next_run"):
             lines.append(f"  {key.replace('_', ' ')}: {s[key]}")
         for url, feed in s["feeds"].items():
-            state = "disabled: " + str(feed.get("disabled_reason")) if feed.get("disabled") else "ok"
+            state = "ok"
+            if feed.get("disabled"):
+                state = "disabled: " + str(feed.get("disabled_reason"))
+            elif feed.get("failures"):
+                state = f"failing ({feed['failures']} in a row)"
+            error = feed.get("last_error") or "none"
+            if feed.get("last_error_at"):
+                error = f"{feed['last_error_at']} {error}"
+            moved = f"; moved to {feed['current_url']}" if feed.get("current_url") else ""
+            problem = f"; problem {feed['last_problem']}" if feed.get("last_problem") else ""
             lines.append(f"  feed {url}: {state}; last success {feed.get('last_success') or 'never'};"
-                         f" last error {feed.get('last_error') or 'none'}; next poll {feed.get('next_poll') or 'next run'}")
+                         f" last error {error}; next poll {feed.get('next_poll') or 'next run'}{moved}{problem}")
     o = report["outbox"]
     lines.append(f"outbox: {o['pending']} pending (oldest {o['oldest_pending']}), {o['failed']} failed")
     for f in report["failing"]:

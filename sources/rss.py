@@ -1,22 +1,32 @@
-"""RSS and Atom feeds: fetched with httpx (conditional GET), parsed by feedparser."""
+"""RSS and Atom feeds: many at once, politely, and unbroken by bad feeds.
+
+This module decides what happens to each feed in a poll (due or not, what
+an HTTP answer means for its schedule) and gathers the results into one
+``Poll``. Fetching lives in ``feed_fetch``, reading entries in
+``feed_entries``, each feed's schedule and backoff in ``feed_schedule``.
+"""
 
 from __future__ import annotations
 
-import calendar
-import hashlib
 import logging
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-import feedparser
-import html2text
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from monitor.mention import Mention, utcnow
 from monitor.source import Poll, SourceContext
 
+from .feed_entries import entry_mentions, parse_feed
+from .feed_fetch import Fetched, conditional_headers, fetch, host_of, retry_after_seconds, run_per_host
+from .feed_schedule import FeedState
+
 log = logging.getLogger("complaint_monitor.sources.rss")
+
+# A Retry-After further away than this is taken as a mistake, not as "never come back".
+MAX_RETRY_AFTER = 7 * 86400
 
 
 class FeedSettings(BaseModel):
@@ -25,50 +35,49 @@ class FeedSettings(BaseModel):
     name: str = ""
     # How much an appearance here counts toward reach (1 = an ordinary feed).
     weight: float = Field(default=1.0, ge=0)
+    # This feed's own interval in seconds (default: the source's `interval`).
+    interval: float | None = Field(default=None, gt=0)
 
 
 class RssSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     interval: float = Field(default=300, gt=0)
+    # Seconds for each network step (connect, each read); `deadline` bounds one feed's whole fetch.
     timeout: float = Field(default=20, gt=0)
+    deadline: float = Field(default=60, gt=0)
     max_bytes: int = Field(default=10_000_000, gt=0)
     user_agent: str = "complaint-monitor/0.1 (+https://github.com/complaint-monitor)"
+    # Feeds fetched at once, and at once from one host (politeness).
+    workers: int = Field(default=16, ge=1, le=256)
+    per_host: int = Field(default=2, ge=1, le=16)
+    # Longest wait between tries of a failing feed (the backoff doubles up to this), in seconds.
+    max_backoff: float = Field(default=6 * 3600, gt=0)
     feeds: list[FeedSettings] = Field(default_factory=list)
 
 
-def html_to_text(html: str) -> str:
-    if "<" not in html and "&" not in html:
-        return html.strip()
-    converter = html2text.HTML2Text()
-    converter.body_width = 0  # no hard wrapping: the email and the scorer wrap for themselves
-    converter.ignore_images = True
-    converter.inline_links = True
-    return converter.handle(html).strip()
+def make_client(settings: RssSettings) -> httpx.Client:
+    """One client for every feed: thread-safe, with a connection pool as large as the worker pool."""
+    return httpx.Client(timeout=httpx.Timeout(settings.timeout), follow_redirects=True,
+                        headers={"User-Agent": settings.user_agent},
+                        limits=httpx.Limits(max_connections=settings.workers,
+                                            max_keepalive_connections=settings.workers))
 
 
-def _entry_time(entry: Any) -> datetime | None:
-    for key in ("published_parsed", "updated_parsed", "created_parsed"):
-        value = entry.get(key)
-        if value:
-            return datetime.fromtimestamp(calendar.timegm(value), timezone.utc)
-    return None
+@dataclass
+class FeedJob:
+    feed: FeedSettings
+    key: str  # "feed:<configured URL>": the feed's identity, even after it moves
+    state: FeedState
+    mentions: list[Mention] = field(default_factory=list)
+    error: str | None = None
 
+    @property
+    def url(self) -> str:
+        return self.state.current_url or self.feed.url
 
-def entry_id(entry: Any) -> str:
-    """guid, else link, else a hash of title and date: stable across polls."""
-    if entry.get("id"):
-        return str(entry["id"])
-    if entry.get("link"):
-        return str(entry["link"])
-    basis = f"{entry.get('title', '')}|{entry.get('published', entry.get('updated', ''))}"
-    return "sha1:" + hashlib.sha1(basis.encode("utf-8", "replace")).hexdigest()
-
-
-def entry_text(entry: Any) -> str:
-    for content in entry.get("content") or []:
-        if content.get("value"):
-            return html_to_text(content["value"])
-    return html_to_text(entry.get("summary") or "")
+    @property
+    def label(self) -> str:
+        return f"{self.feed.name} ({self.feed.url})" if self.feed.name else self.feed.url
 
 
 class RssSource:
@@ -77,64 +86,94 @@ class RssSource:
     def __init__(self, *, name: str = "rss", settings: RssSettings, client: httpx.Client):
         self.name = name
         self.settings = settings
-        self.interval = settings.interval
+        # The job runs as often as the most eager feed wants; the others wait until they are due.
+        self.interval = min([settings.interval, *(f.interval for f in settings.feeds if f.interval)])
         self._client = client
 
     @classmethod
     def from_settings(cls, settings: RssSettings, *, context: SourceContext) -> "RssSource":
-        client = httpx.Client(timeout=settings.timeout, follow_redirects=True,
-                              headers={"User-Agent": settings.user_agent})
-        return cls(name=context.name, settings=settings, client=client)
+        return cls(name=context.name, settings=settings, client=make_client(settings))
 
     def close(self) -> None:
         self._client.close()
 
     def poll(self, state: dict[str, Any]) -> Poll:
-        poll = Poll()
+        now = utcnow()
+        # The scheduler fires a little after each interval; without slack a feed due
+        # "now" would be a hair early and wait a whole extra interval.
+        slack = max(1.0, 0.05 * self.interval)
+        jobs = []
         for feed in self.settings.feeds:
-            try:
-                self._poll_feed(feed, state, poll)
-                poll.succeeded.append(f"feed:{feed.url}")
-            except Exception as err:  # one broken feed never stops the others
-                poll.failed[f"feed:{feed.url}"] = f"{type(err).__name__}: {err}"
-                log.warning("feed %s (%s) failed: %s: %s", feed.name or feed.url, feed.url, type(err).__name__, err)
+            key = f"feed:{feed.url}"
+            feed_state = FeedState.from_dict(state.get(key))
+            if feed_state.is_due(now, slack=slack):
+                jobs.append(FeedJob(feed=feed, key=key, state=feed_state))
+        done = run_per_host(jobs, lambda job: self._poll_feed(job, now), host=lambda job: host_of(job.url),
+                            workers=self.settings.workers, per_host=self.settings.per_host)
+        poll = Poll()
+        for job in done:
+            poll.mentions.extend(job.mentions)
+            poll.state[job.key] = job.state.as_dict()
+            if job.error:
+                poll.failed[job.key] = job.error
+            else:
+                poll.succeeded.append(job.key)
         return poll
 
-    def _poll_feed(self, feed: FeedSettings, state: dict[str, Any], poll: Poll) -> None:
-        key = f"feed:{feed.url}"
-        previous = state.get(key) or {}
-        headers = {}
-        if previous.get("etag"):
-            headers["If-None-Match"] = previous["etag"]
-        if previous.get("last_modified"):
-            headers["If-Modified-Since"] = previous["last_modified"]
-        with self._client.stream("GET", feed.url, headers=headers) as response:
-            if response.status_code == 304:
-                return
-            response.raise_for_status()
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body.extend(chunk)
-                if len(body) > self.settings.max_bytes:
-                    log.warning("feed %s: body cut off at %d bytes", feed.url, self.settings.max_bytes)
-                    break
-            resp_headers = response.headers
-        parsed = feedparser.parse(bytes(body), response_headers={
-            k.lower(): v for k, v in resp_headers.items() if k.lower() in ("content-type", "content-location")})
-        if parsed.bozo and not parsed.entries:
-            raise ValueError(f"not a feed: {parsed.get('bozo_exception')}")
+    def _poll_feed(self, job: FeedJob, now: datetime) -> FeedJob:
+        """Fetch and read one feed, recording the outcome in ``job``; never raises."""
+        interval = job.feed.interval or self.settings.interval
+        try:
+            fetched = fetch(self._client, job.url, max_bytes=self.settings.max_bytes, deadline=self.settings.deadline,
+                            headers=conditional_headers(job.state.etag, job.state.last_modified))
+            self._follow_move(job, fetched)
+            if fetched.status == 304:  # unchanged: nothing to parse
+                job.state.succeeded(now, interval=interval, problem=job.state.last_problem)
+            elif fetched.status == 410:
+                self._give_up(job, now, "410 Gone: the feed was removed; remove it from the config or give a new url")
+            elif fetched.status != 200:
+                self._fail(job, now, interval, f"HTTP {fetched.status} {fetched.headers.get('content-type', '')}".strip(),
+                           retry_after=retry_after_seconds(fetched.headers) if fetched.status in (429, 503) else None)
+            else:
+                self._read_entries(job, fetched, now, interval)
+        except Exception as err:  # one broken feed never stops the others
+            self._fail(job, now, interval, f"{type(err).__name__}: {err}")
+        return job
+
+    def _read_entries(self, job: FeedJob, fetched: Fetched, now: datetime, interval: float) -> None:
+        parsed = parse_feed(fetched.body, content_type=fetched.headers.get("content-type"))
+        problems = []
+        if fetched.truncated:
+            problems.append(f"body cut off at {self.settings.max_bytes} bytes (max_bytes)")
         if parsed.bozo:
-            log.info("feed %s is not well-formed (%s); kept %d entries", feed.url, parsed.get("bozo_exception"),
-                     len(parsed.entries))
-        feed_title = feed.name or parsed.feed.get("title") or feed.url
-        now = utcnow()
-        for entry in parsed.entries:
-            poll.mentions.append(Mention(
-                source=self.name, source_id=f"{feed.url}|{entry_id(entry)}", kind="entry",
-                url=entry.get("link") or feed.url, title=html_to_text(entry.get("title") or ""),
-                text=entry_text(entry), author=entry.get("author"), created_at=_entry_time(entry) or now,
-                fetched_at=now, place=feed_title, reach=feed.weight * 1000,
-                extra={"feed": feed_title, "feed_url": feed.url},
-            ))
-        poll.state[key] = {"etag": resp_headers.get("etag"), "last_modified": resp_headers.get("last-modified"),
-                           "last_success": now.isoformat()}
+            problems.append(f"not well-formed: {type(parsed.bozo_exception).__name__}: {parsed.bozo_exception}")
+        if parsed.bozo and not parsed.entries and not parsed.version:
+            raise ValueError(f"not a feed ({'; '.join(problems)})")
+        job.mentions = entry_mentions(parsed, source=self.name, feed_id=job.feed.url, feed_name=job.feed.name,
+                                      base_url=fetched.base_url, reach=job.feed.weight * 1000, now=now)
+        problem = "; ".join(problems) or None
+        if problem and problem != job.state.last_problem:  # once per new problem, not every poll
+            log.warning("feed %s: %s; kept %d entries", job.label, problem, len(job.mentions))
+        job.state.etag = fetched.headers.get("etag")
+        job.state.last_modified = fetched.headers.get("last-modified")
+        job.state.succeeded(now, interval=interval, problem=problem)
+
+    def _follow_move(self, job: FeedJob, fetched: Fetched) -> None:
+        if fetched.moved_to and fetched.moved_to != job.url:
+            log.info("feed %s moved permanently to %s; asking there from now on", job.label, fetched.moved_to)
+            job.state.current_url = fetched.moved_to
+
+    def _fail(self, job: FeedJob, now: datetime, interval: float, reason: str, *,
+              retry_after: float | None = None) -> None:
+        if retry_after is not None:
+            retry_after = min(retry_after, MAX_RETRY_AFTER)
+        delay = job.state.failed(now, reason, interval=interval, max_backoff=self.settings.max_backoff,
+                                 retry_after=retry_after)
+        job.error = reason
+        log.warning("feed %s failed (%d in a row): %s; next try in %.0f s", job.label, job.state.failures, reason,
+                    delay)
+
+    def _give_up(self, job: FeedJob, now: datetime, reason: str) -> None:
+        job.state.disable(now, reason)
+        job.error = reason
+        log.warning("feed %s disabled: %s", job.label, reason)

@@ -1,0 +1,144 @@
+"""Fetching feeds over HTTP: one feed within bounds, many feeds politely at once.
+
+One shared ``httpx.Client`` (thread-safe, one connection pool) serves every
+worker. Each fetch is bounded in size (``max_bytes``, counted after gzip or
+deflate is undone, so a compression bomb is cut off too) and in time: httpx's
+timeouts bound every single network step, and a total deadline is checked
+between body chunks, so a server that drips its body byte by byte cannot hold
+a worker for more than ``deadline`` plus one read timeout.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict, deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Callable, Iterable, TypeVar
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+PERMANENT_REDIRECTS = (301, 308)
+
+
+class DeadlineExceeded(Exception):
+    """The whole fetch took longer than its deadline (a slow-drip body)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fetched:
+    status: int
+    url: str  # where the body finally came from, after redirects
+    headers: httpx.Headers
+    body: bytes = b""
+    # Where the feed moved for good (only 301/308 all the way), to ask there next time.
+    moved_to: str | None = None
+    truncated: bool = False
+
+    @property
+    def base_url(self) -> str:
+        """What relative links in the body are relative to (Content-Location, else the final URL)."""
+        return urljoin(self.url, self.headers.get("content-location", ""))
+
+
+def conditional_headers(etag: str | None, last_modified: str | None) -> dict[str, str]:
+    headers = {}
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
+    return headers
+
+
+def fetch(client: httpx.Client, url: str, *, headers: dict[str, str], max_bytes: int,
+          deadline: float) -> Fetched:
+    """GET ``url`` following redirects; the body is read only for a 200, and at most ``max_bytes`` of it."""
+    give_up_at = time.monotonic() + deadline
+    with client.stream("GET", url, headers=headers, follow_redirects=True) as response:
+        body = bytearray()
+        truncated = False
+        if response.status_code == 200:
+            for chunk in response.iter_bytes():
+                body.extend(chunk)
+                if len(body) > max_bytes:
+                    del body[max_bytes:]
+                    truncated = True
+                    break
+                if time.monotonic() > give_up_at:
+                    raise DeadlineExceeded(f"no complete answer within {deadline:g} s")
+        return Fetched(status=response.status_code, url=str(response.url), headers=response.headers,
+                       body=bytes(body), moved_to=permanent_target(response), truncated=truncated)
+
+
+def permanent_target(response: httpx.Response) -> str | None:
+    """The last URL reached through permanent redirects only; a temporary one on the way stops the move."""
+    hops = [*response.history, response]
+    target = None
+    for hop, after in zip(hops, hops[1:]):
+        if hop.status_code not in PERMANENT_REDIRECTS:
+            break
+        target = str(after.url)
+    return target
+
+
+def retry_after_seconds(headers: httpx.Headers, *, now: datetime | None = None) -> float | None:
+    """``Retry-After`` as seconds from now: either a number of seconds or an HTTP date."""
+    value = headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+
+
+def host_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or ''}"
+
+
+Job = TypeVar("Job")
+Result = TypeVar("Result")
+
+
+def run_per_host(jobs: Iterable[Job], work: Callable[[Job], Result], *, host: Callable[[Job], str],
+                 workers: int, per_host: int) -> list[Result]:
+    """Run ``work`` on every job with at most ``workers`` at once and at most ``per_host`` per host.
+
+    Each host gets up to ``per_host`` lanes that take that host's jobs from
+    one queue, so no worker ever sits waiting for a busy host, and one hanging
+    feed delays only its own lane while the host's other lane carries on.
+    Lanes of different hosts are interleaved so every host starts early.
+    """
+    queues: dict[str, deque[Job]] = defaultdict(deque)
+    for job in jobs:
+        queues[host(job)].append(job)
+    lanes = [queue for rank in range(per_host) for queue in queues.values() if len(queue) > rank]
+    results: list[Result] = []
+    lock = threading.Lock()
+
+    def drain(queue: deque[Job]) -> None:
+        while True:
+            try:
+                job = queue.popleft()
+            except IndexError:
+                return
+            result = work(job)
+            with lock:
+                results.append(result)
+
+    if not lanes:
+        return results
+    with ThreadPoolExecutor(max_workers=min(workers, len(lanes)), thread_name_prefix="feed") as pool:
+        for future in [pool.submit(drain, lane) for lane in lanes]:
+            future.result()
+    return results

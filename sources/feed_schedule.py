@@ -1,0 +1,77 @@
+"""Each feed's own schedule: when it is due, backoff after failures, and when it is given up.
+
+The state is a plain dict stored under ``feed:<configured URL>`` in the
+``source_state`` table; ``complaint-monitor status`` prints its
+``last_success``, ``last_error``, ``next_poll`` and ``disabled_reason``.
+Times are ISO 8601 strings in UTC so the stored state reads well as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timedelta
+from typing import Any
+
+
+def _iso(when: datetime) -> str:
+    return when.isoformat(timespec="seconds")
+
+
+@dataclass(kw_only=True)
+class FeedState:
+    etag: str | None = None
+    last_modified: str | None = None
+    # Where to ask next time after a permanent redirect; the configured URL stays the feed's identity.
+    current_url: str | None = None
+    last_success: str | None = None
+    last_error: str | None = None
+    last_error_at: str | None = None
+    # Not a failure, but worth knowing: a body cut off at the size limit, XML that is not well-formed.
+    last_problem: str | None = None
+    failures: int = 0
+    next_poll: str | None = None
+    disabled: bool = False
+    disabled_reason: str | None = None
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> "FeedState":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (raw or {}).items() if k in known})
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def is_due(self, now: datetime, *, slack: float = 0.0) -> bool:
+        if self.disabled:
+            return False
+        if not self.next_poll:
+            return True
+        return datetime.fromisoformat(self.next_poll) <= now + timedelta(seconds=slack)
+
+    def succeeded(self, now: datetime, *, interval: float, problem: str | None = None) -> None:
+        self.last_success = _iso(now)
+        self.last_problem = problem
+        self.failures = 0
+        self.next_poll = _iso(now + timedelta(seconds=interval))
+
+    def failed(self, now: datetime, reason: str, *, interval: float, max_backoff: float,
+               retry_after: float | None = None) -> float:
+        """Back off exponentially (interval, 2x, 4x, ... up to ``max_backoff``), never before ``retry_after``.
+
+        Returns the delay until the next try.
+        """
+        self.failures += 1
+        self.last_error = reason
+        self.last_error_at = _iso(now)
+        delay = min(interval * 2 ** (self.failures - 1), max(max_backoff, interval))
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        self.next_poll = _iso(now + timedelta(seconds=delay))
+        return delay
+
+    def disable(self, now: datetime, reason: str) -> None:
+        self.disabled = True
+        self.disabled_reason = f"{reason} (since {_iso(now)})"
+        self.last_error = reason
+        self.last_error_at = _iso(now)
+        self.next_poll = None
