@@ -33,6 +33,7 @@ def html_to_text(html: str, *, base_url: str = "") -> str:
     converter = html2text.HTML2Text(baseurl=base_url)
     converter.body_width = 0  # no hard wrapping: the email and the scorer wrap for themselves
     converter.ignore_images = True
+    converter.ignore_emphasis = True  # **bold** and _italics_ are noise to the scorer and in an email
     converter.inline_links = True  # the responder wants the links: they stay, as [text](url)
     return converter.handle(html).strip()
 
@@ -58,7 +59,9 @@ def entry_id(entry: Any) -> str:
     if entry.get("link"):
         return str(entry["link"])
     # The first-published date, not the updated one, so an edit does not make a new entry.
-    basis = f"{entry.get('title', '')}|{entry.get('published') or entry.get('created') or entry.get('updated', '')}"
+    # RSS 0.92 items may lack a title too: then their text tells them apart.
+    title = entry.get("title") or entry.get("summary") or ""
+    basis = f"{title}|{entry.get('published') or entry.get('created') or entry.get('updated', '')}"
     return "sha1:" + hashlib.sha1(basis.encode("utf-8", "replace")).hexdigest()
 
 

