@@ -1,0 +1,163 @@
+"""One RSS cycle over 1,000 local feeds: complaint-monitor against rss2email, in the same run.
+
+Both poll the same feeds, served by one threaded HTTP server on 127.0.0.1,
+and send their email to the same local SMTP server (aiosmtpd).
+
+- complaint-monitor: ``Monitor.poll("rss")`` (concurrent fetch, parse, brand
+  match, score, store into a fresh SQLite file, queue alerts) then
+  ``Monitor.deliver()`` (the alerts over SMTP).
+- rss2email: ``r2e run`` (installed into this venv here if missing; it is not
+  a dependency of the package), which fetches feeds one after another and
+  mails every entry.
+
+The two do different amounts of email by design: rss2email mails every
+entry, complaint-monitor only the entries that name a brand. Both counts are
+printed. If rss2email would take too long for all feeds, it polls a subset
+and its time is scaled up linearly; the output says so.
+
+Run: .venv/bin/python bench/bench_rss.py [--feeds 1000] [--entries 5] [--r2e-budget 45]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import yaml  # noqa: E402
+
+from monitor.app import Monitor  # noqa: E402
+from monitor.config import load_config  # noqa: E402
+from sources.rss import RssSettings  # noqa: E402
+from tests.servers.feeds import FeedServer, rss  # noqa: E402
+from tests.servers.smtp import SmtpServer  # noqa: E402
+
+BIN = Path(sys.executable).parent
+
+
+def ensure_rss2email() -> Path:
+    r2e = BIN / "r2e"
+    if not r2e.exists():
+        print("installing rss2email into this venv (bench only) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "rss2email"], check=True)
+    return r2e
+
+
+def serve_feeds(server: FeedServer, count: int, entries: int) -> list[str]:
+    urls = []
+    for f in range(count):
+        items = []
+        for e in range(entries):
+            n = f * entries + e
+            brand = n % 10 == 0  # one entry in ten names the brand, in a complaint
+            title = f"Acme lost order {n} and support hung up" if brand else f"Weekend reading list #{n}"
+            text = (f"<p>Ordered from <b>Acme</b> (order {n}), charged twice, still no refund. "
+                    f"<a href='/complaints/{n}'>details</a></p>") if brand else \
+                f"<p>Ten links about gardening, coffee and bikes, issue {n}. <a href='/issue/{n}'>read</a></p>"
+            items.append({"title": title, "link": f"https://site{f}.example/post/{n}?utm_source=rss",
+                          "guid": f"site{f}-post-{n}", "description": text,
+                          "pubDate": "Sun, 22 Nov 2026 10:00:00 GMT"})
+        urls.append(server.serve(f"/feed{f:04d}.xml", rss(items, title=f"Site {f}")))
+    return urls
+
+
+def time_complaint_monitor(urls: list[str], smtp: SmtpServer, work: Path) -> tuple[float, float, int, int]:
+    """Seconds for the whole cycle and for its polling part, mentions stored, emails sent."""
+    config_path = work / "config.yaml"
+    config_path.write_text(yaml.safe_dump({
+        "brands": [{"name": "Acme", "keywords": ["acme"]}],
+        "store": str(work / "bench.db"),
+        "email": {"from": "monitor@bench.local", "smtp": {"host": "127.0.0.1", "port": smtp.port}},
+        "responders": [{"email": "oncall@bench.local", "min_priority": "P4"}],
+        "rules": [str(p) for p in sorted((ROOT / "rules").glob("*.yaml"))],
+        "sources": {"rss": {"feeds": [{"url": u} for u in urls]}},
+    }))
+    monitor = Monitor.from_config(load_config(config_path))
+    before = len(smtp.messages)
+    try:
+        started = time.perf_counter()
+        report = monitor.poll("rss")
+        polled = time.perf_counter() - started
+        sent = 0
+        while True:  # the sender delivers in rounds of at most 200, as the daemon's job does
+            delivery = monitor.deliver()
+            sent += delivery.sent
+            if not delivery.sent or not delivery.pending:
+                break
+        elapsed = time.perf_counter() - started
+    finally:
+        monitor.close()
+    assert not report.errors, report.errors[:3]
+    assert sent == len(report.outcome.stored), (sent, len(report.outcome.stored))
+    return elapsed, polled, len(report.outcome.stored), len(smtp.messages) - before
+
+
+def time_rss2email(r2e: Path, urls: list[str], smtp: SmtpServer, work: Path) -> tuple[float, int]:
+    work.mkdir()
+    config, data = work / "r2e.cfg", work / "r2e.json"
+    lines = ["[DEFAULT]", "to = oncall@bench.local", "from = r2e@bench.local", "email-protocol = smtp",
+             "smtp-server = 127.0.0.1", f"smtp-port = {smtp.port}", "smtp-ssl = False", "smtp-auth = False",
+             "feed-timeout = 20", ""]
+    for i, url in enumerate(urls):
+        lines += [f"[feed.f{i:04d}]", f"url = {url}", ""]
+    config.write_text("\n".join(lines))
+    before = len(smtp.messages)
+    started = time.perf_counter()
+    done = subprocess.run([str(r2e), "-c", str(config), "-d", str(data), "run"], capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"r2e run failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return elapsed, len(smtp.messages) - before
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--feeds", type=int, default=1000)
+    parser.add_argument("--entries", type=int, default=5, help="entries per feed")
+    parser.add_argument("--r2e-budget", type=float, default=35.0,
+                        help="seconds rss2email may take; beyond that it polls a subset and is scaled")
+    args = parser.parse_args()
+    r2e = ensure_rss2email()
+    work = Path(tempfile.mkdtemp(prefix="bench-rss-"))
+    try:
+        with FeedServer() as server, SmtpServer() as smtp:
+            urls = serve_feeds(server, args.feeds, args.entries)
+            ours, polled, stored, our_mail = time_complaint_monitor(urls, smtp, work)
+            defaults = RssSettings()
+            print(f"complaint-monitor: {len(urls)} feeds ({len(urls) * args.entries} entries) in {ours:.2f} s,"
+                  f" {stored} brand mentions stored, {our_mail} emails sent [workers {defaults.workers}, at most"
+                  f" {defaults.per_host} per host: all feeds share 127.0.0.1]")
+            print(f"  of which fetching, parsing, scoring and storing: {polled:.2f} s"
+                  f" ({len(urls) / polled:.0f} feeds/s); sending the alerts: {ours - polled:.2f} s", flush=True)
+
+            # A short pilot tells how many feeds rss2email can poll within the budget.
+            pilot = urls[:min(50, len(urls))]
+            pilot_time, _ = time_rss2email(r2e, pilot, smtp, work / "pilot")
+            affordable = int(args.r2e_budget / (pilot_time / len(pilot)))
+            sample = urls[len(pilot):len(pilot) + affordable] if affordable < len(urls) else urls
+            r2e_time, r2e_mail = time_rss2email(r2e, sample, smtp, work / "full")
+            if len(sample) < len(urls):
+                scaled = r2e_time * len(urls) / len(sample)
+                print(f"rss2email: {len(sample)} of the feeds in {r2e_time:.2f} s, {r2e_mail} emails sent;"
+                      f" scaled linearly to {len(urls)} feeds: {scaled:.1f} s (SCALED ESTIMATE, it fetches"
+                      f" feeds one after another)")
+            else:
+                scaled = r2e_time
+                print(f"rss2email: {len(sample)} feeds in {r2e_time:.2f} s, {r2e_mail} emails sent")
+            print(f"ratio (whole cycle, email included): complaint-monitor {scaled / ours:.1f}x faster"
+                  f" (rss2email {scaled / len(urls) * 1000:.1f} ms/feed, ours {ours / len(urls) * 1000:.1f} ms/feed;"
+                  f" rss2email mails every entry, we mail only brand mentions)")
+            print(f"ratio (rss2email's whole run against our polling part alone): {scaled / polled:.1f}x")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
