@@ -126,7 +126,8 @@ def format_status(report: dict[str, Any]) -> str:
             moved = f"; moved to {feed['current_url']}" if feed.get("current_url") else ""
             problem = f"; problem {feed['last_problem']}" if feed.get("last_problem") else ""
             lines.append(f"  feed {url}: {state}; last success {feed.get('last_success') or 'never'};"
-                         f" last error {error}; next poll {feed.get('next_poll') or 'next run'}{moved}{problem}")
+                         f" last error {error}; next poll {'never' if feed.get('disabled') else feed.get('next_poll') or 'next run'}"
+                         f"{moved}{problem}")
     o = report["outbox"]
     lines.append(f"outbox: {o['pending']} pending (oldest {o['oldest_pending']}), {o['failed']} failed")
     for f in report["failing"]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from http import HTTPStatus
 from typing import Any
 
 import httpx
@@ -53,6 +54,13 @@ class RssSettings(BaseModel):
     # Longest wait between tries of a failing feed (the backoff doubles up to this), in seconds.
     max_backoff: float = Field(default=6 * 3600, gt=0)
     feeds: list[FeedSettings] = Field(default_factory=list)
+
+
+def status_phrase(code: int) -> str:
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return ""
 
 
 def make_client(settings: RssSettings) -> httpx.Client:
@@ -132,7 +140,7 @@ class RssSource:
             elif fetched.status == 410:
                 self._give_up(job, now, "410 Gone: the feed was removed; remove it from the config or give a new url")
             elif fetched.status != 200:
-                self._fail(job, now, interval, f"HTTP {fetched.status} {fetched.headers.get('content-type', '')}".strip(),
+                self._fail(job, now, interval, f"HTTP {fetched.status} {status_phrase(fetched.status)}".strip(),
                            retry_after=retry_after_seconds(fetched.headers) if fetched.status in (429, 503) else None)
             else:
                 self._read_entries(job, fetched, now, interval)
