@@ -122,7 +122,9 @@ def test_every_dialect_is_read_and_stored(feeds, monitor_feeds):
     # The HTTP header and the XML both claim UTF-8; the bytes are windows-1252.
     (samples.MISDECLARED, "application/rss+xml; charset=utf-8", "Acme na\u00efve pricing",
      "Acme\u2019s na\u00efve pricing cost me \u20ac50"),
-], ids=["windows-1252", "iso-8859-1", "misdeclared"])
+    # No XML declaration and no charset anywhere: the bytes happen to be windows-1252.
+    (samples.MISDECLARED.split(b"\n", 1)[1], "application/xml", "Acme na\u00efve pricing", "cost me \u20ac50"),
+], ids=["windows-1252", "iso-8859-1", "misdeclared", "undeclared"])
 def test_non_utf8_encodings_are_decoded(feeds, monitor_feeds, body, content_type, title, text):
     url = feeds.serve("/enc.xml", body, content_type=content_type)
     harness = monitor_feeds([{"url": url}])
