@@ -154,7 +154,8 @@ class RssSource:
         if fetched.truncated:
             problems.append(f"body cut off at {self.settings.max_bytes} bytes (max_bytes)")
         if parsed.bozo:
-            problems.append(f"not well-formed: {type(parsed.bozo_exception).__name__}: {parsed.bozo_exception}")
+            # Not well-formed XML (SAXParseException), a declared encoding that was wrong, ...
+            problems.append(f"{type(parsed.bozo_exception).__name__}: {parsed.bozo_exception}")
         if parsed.bozo and not parsed.entries and not parsed.version:
             raise ValueError(f"not a feed ({'; '.join(problems)})")
         job.mentions = entry_mentions(parsed, source=self.name, feed_id=job.feed.url, feed_name=job.feed.name,

@@ -135,6 +135,8 @@ def test_non_utf8_encodings_are_decoded(feeds, monitor_feeds, body, content_type
     [row] = harness.stored(url)
     assert row["title"] == title
     assert text in row["text"]
+    if "utf-8" in body[:40].decode("ascii", "replace"):  # a wrong declaration is recorded as a problem
+        assert "CharacterEncodingOverride" in harness.state(url)["last_problem"]
 
 
 def test_illformed_xml_keeps_the_parsed_entries_and_logs_the_problem(feeds, monitor_feeds, caplog):
@@ -147,7 +149,7 @@ def test_illformed_xml_keeps_the_parsed_entries_and_logs_the_problem(feeds, moni
     assert poll.failed == {}
     titles = [r["title"] for r in harness.stored(url)]
     assert titles == ["Acme support hung up on me", "Acme billing is a mess"]
-    assert "not well-formed" in harness.state(url)["last_problem"]
+    assert "not well-formed (invalid token)" in harness.state(url)["last_problem"]
     assert any("Broken blog" in r.message and "not well-formed" in r.message for r in caplog.records)
 
 
