@@ -9,12 +9,20 @@ Times are ISO 8601 strings in UTC so the stored state reads well as it is.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 
 def _iso(when: datetime) -> str:
     return when.isoformat(timespec="seconds")
+
+
+def _parse(value: Any) -> datetime | None:
+    try:
+        when = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
 @dataclass(kw_only=True)
@@ -35,8 +43,13 @@ class FeedState:
 
     @classmethod
     def from_dict(cls, raw: Any) -> "FeedState":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in (raw or {}).items() if k in known})
+        """The stored state; anything unreadable in it is dropped (the feed is then simply due)."""
+        if not isinstance(raw, dict):
+            return cls()
+        state = cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw})
+        if _parse(state.next_poll) is None:
+            state.next_poll = None
+        return state
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -44,9 +57,8 @@ class FeedState:
     def is_due(self, now: datetime, *, slack: float = 0.0) -> bool:
         if self.disabled:
             return False
-        if not self.next_poll:
-            return True
-        return datetime.fromisoformat(self.next_poll) <= now + timedelta(seconds=slack)
+        when = _parse(self.next_poll)
+        return when is None or when <= now + timedelta(seconds=slack)
 
     def succeeded(self, now: datetime, *, interval: float, problem: str | None = None) -> None:
         self.last_success = _iso(now)

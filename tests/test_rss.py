@@ -362,6 +362,19 @@ def test_failures_back_off_exponentially_up_to_the_cap():
     assert state.failures == 0 and state.next_poll == "2026-11-23T00:05:00+00:00"
 
 
+def test_unreadable_stored_state_makes_the_feed_due_instead_of_breaking_the_poll(feeds, monitor_feeds):
+    url = feeds.serve("/st.xml", complaint_feed(1))
+    other = feeds.serve("/st2.xml", complaint_feed(2))
+    harness = monitor_feeds([{"url": url}, {"url": other}])
+    harness.store.save_source_state("rss", {f"feed:{url}": {"next_poll": "next tuesday", "failures": 2},
+                                            f"feed:{other}": "not a mapping"})
+
+    poll, _ = harness.cycle()
+
+    assert sorted(poll.succeeded) == sorted([f"feed:{url}", f"feed:{other}"])
+    assert datetime.fromisoformat(harness.state(url)["next_poll"]) > datetime.now(timezone.utc)
+
+
 def test_a_failing_feed_backs_off_and_recovers(feeds, monitor_feeds):
     url = feeds.serve("/flaky.xml", b"oops", status=500, content_type="text/plain")
     harness = monitor_feeds([{"url": url, "interval": ALWAYS}])
