@@ -203,3 +203,27 @@ def test_test_email_command_reaches_smtp(smtp, write_config):
     assert result.returncode == 0, result.stderr
     assert [r for r, _ in smtp.messages] == [["check@test.local"]]
     assert "[TEST]" in str(smtp.messages[0][1]["Subject"])
+
+
+def test_once_refuses_while_a_daemon_holds_the_store(write_config):
+    from monitor.daemon import StoreLock
+    config_path = write_config({"email": {"smtp": {"host": "127.0.0.1", "port": free_port(), "timeout": 5}}})
+    config = load_config(config_path)
+    # Another process stands in for the running daemon: flock locks belong to the open file.
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from monitor.daemon import StoreLock
+        with StoreLock({str(config.store_path)!r}):
+            print("locked", flush=True)
+            sys.stdin.read()
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = subprocess.run([sys.executable, "-m", "monitor.cli", "--config", str(config_path), "once"],
+                                capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert result.returncode == 3
+        assert "already running" in result.stderr and "Traceback" not in result.stderr
+    finally:
+        holder.communicate("", timeout=30)
+    with StoreLock(config.store_path):  # released when the holder exited
+        pass
