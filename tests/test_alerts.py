@@ -227,3 +227,29 @@ def test_once_refuses_while_a_daemon_holds_the_store(write_config):
         holder.communicate("", timeout=30)
     with StoreLock(config.store_path):  # released when the holder exited
         pass
+
+
+def test_permanent_refusal_fails_that_alert_only_and_is_not_retried(setup):
+    responders = [{"email": "gone@test.local", "brands": "all", "min_priority": "P4"},
+                  {"email": "oncall@test.local", "brands": "all", "min_priority": "P4"}]
+    with SmtpServer() as server:
+        server.unknown_recipients.add("gone@test.local")
+        config, store, pipeline, transport = setup(responders=responders, smtp_port=server.port)
+        pipeline.process("reddit", Poll(mentions=[mention("a", "RED")]))
+        assert deliver_pending(store, transport, config)[:2] == (1, 0)
+        assert deliver_pending(store, transport, config, now=LATER)[:2] == (0, 0)
+        assert [rcpts for rcpts, _ in server.messages] == [["oncall@test.local"]]
+        failed = store.query("SELECT recipient, status, attempts, last_error FROM alerts WHERE status = 'failed'")
+        assert [(r["recipient"], r["attempts"]) for r in failed] == [("gone@test.local", 1)]
+        assert "550" in failed[0]["last_error"]
+
+
+def test_one_message_refused_for_now_does_not_hold_back_the_others(setup):
+    with SmtpServer() as server:
+        config, store, pipeline, transport = setup(smtp_port=server.port)
+        pipeline.process("reddit", Poll(mentions=[mention("a", "RED"), mention("b", "AMBER")]))
+        server.reject_next = 1  # a 451 for the first message of the round
+        delivery = deliver_pending(store, transport, config)
+        assert (delivery.sent, delivery.pending, delivery.connection_error) == (1, 1, None)
+        assert deliver_pending(store, transport, config, now=LATER)[:2] == (1, 0)
+        assert sorted(str(m["Subject"])[:4] for _, m in server.messages) == ["[P1]", "[P2]"]

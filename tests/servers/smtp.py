@@ -29,6 +29,12 @@ class _Handler:
     def __init__(self, server: "SmtpServer"):
         self.server = server
 
+    async def handle_RCPT(self, smtp_server, session, envelope, address, rcpt_options):
+        if address in self.server.unknown_recipients:
+            return "550 5.1.1 no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, smtp_server, session, envelope):
         with self.server._lock:
             if self.server.reject_next > 0:
@@ -45,6 +51,7 @@ class SmtpServer:
         self.port = port or free_port()
         self.messages: list[tuple[list[str], EmailMessage]] = []
         self.reject_next = 0
+        self.unknown_recipients: set[str] = set()  # answered 550, a permanent refusal
         self.logins: list[str] = []  # user names that logged in successfully
         self.tls = tls
         self.login = login
