@@ -26,21 +26,13 @@ from monitor.config import parse_config  # noqa: E402
 from monitor.pipeline import Pipeline  # noqa: E402
 from monitor.store import Store  # noqa: E402
 from sources.reddit import RedditSettings, RedditSource, reddit_client  # noqa: E402
-from tests.servers.reddit import RedditServer  # noqa: E402
+from tests.servers.reddit import ManualClock, RedditServer  # noqa: E402
 
 SUBREDDITS = [f"sub{i:03d}" for i in range(100)]
 BRANDS = {f"Brand{i}": [f"brand{i}", f"@brand{i}help"] for i in range(10)}
 REDDIT_BUDGET_PER_MINUTE = 100  # OAuth clients: 100 queries per minute (averaged over 10 minutes)
 DEFAULT_INTERVAL = RedditSettings().interval
 COMPLAINT = "{brand} charged me twice and support hung up. Still no refund. Furious."
-
-
-class Clock:
-    def __init__(self):
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def settings(server: RedditServer, **extra) -> RedditSettings:
@@ -84,7 +76,7 @@ def cycle(source: RedditSource, pipeline: Pipeline, store: Store) -> None:
 
 def measure_requests() -> dict[str, int]:
     with RedditServer() as server, tempfile.TemporaryDirectory() as folder:
-        clock = Clock()
+        clock = ManualClock()
         seed(server, clock.now)
         pipeline, store = pipeline_in(folder)
         s = settings(server)
@@ -96,11 +88,11 @@ def measure_requests() -> dict[str, int]:
         found["first start (backfill)"] = requests_made(server) - before
         tracked = len(store.source_state("reddit")["tracked"])
         before = requests_made(server)
-        clock.now += 60
+        clock.advance(60)
         cycle(source, pipeline, store)
         found["steady cycle (nothing new)"] = requests_made(server) - before
         before = requests_made(server)
-        clock.now += 10 * 60  # every tracked post is due for a re-read
+        clock.advance(10 * 60)  # every tracked post is due for a re-read
         cycle(source, pipeline, store)
         found[f"cycle with {tracked} tracked posts due"] = requests_made(server) - before
         store.close()

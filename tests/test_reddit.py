@@ -17,22 +17,9 @@ from monitor.pipeline import Pipeline
 from monitor.store import Store
 from sources.reddit import RedditSettings, RedditSource, reddit_client
 from sources.reddit_growth import GrowthSchedule
-from tests.servers.reddit import RedditServer
+from tests.servers.reddit import ManualClock, RedditServer
 
 COMPLAINT = "Acme charged me twice and support hung up on me. Still no refund. Furious."
-
-
-class Clock:
-    """The adapter's clock, so waits and re-read schedules are tested without sleeping."""
-
-    def __init__(self):
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture
@@ -49,7 +36,7 @@ def setup(write_config):
                                      "user_agent": "complaint-monitor tests", "subreddits": ["CustomerService"],
                                      "oauth_url": server.url, "reddit_url": server.url, "comments": False,
                                      **overrides})
-        clock = Clock()
+        clock = ManualClock()
         source = RedditSource(settings=settings, reddit=reddit_client(settings), clock=clock,
                               search_terms={b.name: b.terms for b in config.brands})
 

@@ -19,6 +19,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 
+class ManualClock:
+    """A clock for ``RedditSource(clock=...)`` that moves only when told, so waits and re-read
+    schedules are driven without sleeping."""
+
+    def __init__(self):
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 class RedditServer:
     def __init__(self, *, token_lifetime: int = 3600, client_id: str = "test-id",
                  client_secret: str = "test-secret", page_size_limit: int = 100):
