@@ -31,10 +31,17 @@ RETRY_BASE_SECONDS = 30
 RETRY_MAX_SECONDS = 1800
 DIGEST_MAX_ITEMS = 50
 
-# Failures of the connection itself: every other alert would fail the same way,
-# so the round stops instead of waiting out a timeout per alert.
-_CONNECTION_ERRORS = (OSError, smtplib.SMTPConnectError, smtplib.SMTPServerDisconnected,
-                      smtplib.SMTPAuthenticationError, smtplib.SMTPHeloError)
+_SESSION_ERRORS = (smtplib.SMTPConnectError, smtplib.SMTPServerDisconnected, smtplib.SMTPAuthenticationError,
+                   smtplib.SMTPHeloError, smtplib.SMTPNotSupportedError)
+
+
+def _server_unusable(err: Exception) -> bool:
+    """The connection or session failed, so every other alert would fail the same way:
+    the round stops instead of waiting out a timeout per alert. A refusal of one
+    message or recipient (also an OSError, as all SMTP errors are) is not that."""
+    if isinstance(err, _SESSION_ERRORS):
+        return True
+    return isinstance(err, OSError) and not isinstance(err, smtplib.SMTPException)
 
 
 def recipients(config: Config, *, brand: str | None, priority: str, suppressed: bool,
@@ -200,7 +207,7 @@ def deliver_pending(store: Store, transport: Transport, config: Config, *, now: 
             store.mark_failed(alert["id"], f"{type(err).__name__}: {err}", retry_at=retry)
             log.warning("alert %s to %s not delivered via %s (attempt %d): %s: %s", alert["id"], alert["recipient"],
                         transport.description, alert["attempts"] + 1, type(err).__name__, err)
-            if isinstance(err, _CONNECTION_ERRORS):
+            if _server_unusable(err):
                 connection_error = f"{type(err).__name__}: {err}"
                 break
             continue
@@ -236,7 +243,7 @@ def deliver_digests(store: Store, transport: Transport, config: Config, *, now: 
         except Exception as err:
             log.warning("digest to %s not delivered via %s: %s: %s", recipient, transport.description,
                         type(err).__name__, err)
-            if isinstance(err, _CONNECTION_ERRORS):
+            if _server_unusable(err):
                 break
             continue
         store.mark_sent([a["id"] for a in batch], time.time())

@@ -38,14 +38,18 @@ def cmd_check_config(args) -> int:
 
 def cmd_once(args) -> int:
     from .app import Monitor
-    monitor = Monitor.from_config(_load(args.config))
-    try:
-        reports = monitor.poll_all()
-        delivery = monitor.deliver()
-        monitor.deliver_digests()
-        sent, pending = delivery.sent, monitor.store.pending_count()
-    finally:
-        monitor.close()
+    from .daemon import StoreLock
+    config = _load(args.config)
+    # The same lock as the daemon's: two senders on one outbox would email every alert twice.
+    with StoreLock(config.store_path):
+        monitor = Monitor.from_config(config)
+        try:
+            reports = monitor.poll_all()
+            delivery = monitor.deliver()
+            monitor.deliver_digests()
+            sent, pending = delivery.sent, monitor.store.pending_count()
+        finally:
+            monitor.close()
     stored = sum(len(r.outcome.stored) for r in reports if r.outcome)
     errors = sum(len(r.errors) for r in reports)
     print(f"{stored} new mentions, {sent} alerts sent, {pending} pending, {errors} source errors")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 PRIORITIES = ("P1", "P2", "P3", "P4")
 Priority = Literal["P1", "P2", "P3", "P4"]
@@ -71,6 +71,14 @@ class SmtpSettings(Strict):
     starttls: bool = False
     ssl: bool = False
     timeout: float = Field(default=30.0, gt=0)
+    # A CA bundle for a server whose certificate an internal CA signed; the system's CAs otherwise.
+    ca_file: str | None = None
+
+    @model_validator(mode="after")
+    def _tls_mode(self) -> "SmtpSettings":
+        if self.ssl and self.starttls:
+            raise ValueError("choose one of ssl (TLS from the first byte, port 465) and starttls (port 587)")
+        return self
 
 
 class EmailSettings(Strict):

@@ -106,11 +106,16 @@ class Transport(Protocol):
 SmtpFactory = Callable[[], smtplib.SMTP]
 
 
+def tls_context(settings: SmtpSettings) -> ssl_module.SSLContext:
+    # Certificates are always verified: an alert travels with a stranger's words and a responder's address.
+    return ssl_module.create_default_context(cafile=settings.ca_file)
+
+
 def smtp_factory(settings: SmtpSettings) -> SmtpFactory:
     def connect() -> smtplib.SMTP:
         if settings.ssl:
             return smtplib.SMTP_SSL(settings.host, settings.port, timeout=settings.timeout,
-                                    context=ssl_module.create_default_context())
+                                    context=tls_context(settings))
         return smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
     return connect
 
@@ -124,7 +129,7 @@ class SmtpTransport:
     def send(self, msg: EmailMessage) -> None:
         with self._connect() as smtp:
             if self.settings.starttls and not self.settings.ssl:
-                smtp.starttls(context=ssl_module.create_default_context())
+                smtp.starttls(context=tls_context(self.settings))
             if self.settings.username:
                 smtp.login(self.settings.username, self.settings.password or "")
             smtp.send_message(msg)

@@ -1,30 +1,45 @@
-"""Reddit through praw: new posts and comments in subreddits, and brand searches.
+"""Reddit through praw: new posts and comments in subreddits, brand searches, growth.
 
 Each listing keeps a cursor (the newest item's creation time and fullname)
-in the store, so a poll reads only what is new and a restart resumes where
-the last poll stopped. A first start reads back ``backfill_hours`` only.
+in the store, so a poll reads only what is new, pages back (praw follows
+``after``) until it reaches the cursor, and a restart resumes where the last
+poll stopped. A first start reads back ``backfill_hours`` only.
+
+Faults: prawcore already spreads requests by the X-Ratelimit-* headers,
+retries 5xx and timeouts twice with jittered sleeps, and renews an expired
+or rejected token. What it leaves to us: a 429 (raised at once, with its
+Retry-After), a listing that still fails after those retries (recorded,
+the other listings go on), and credentials Reddit refuses (one clear error,
+then the source waits, doubling the wait, instead of asking every poll).
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import time
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any, Callable
 
 import praw
 import prawcore
 from pydantic import BaseModel, ConfigDict, Field
 
-from monitor.mention import Engagement, Mention, utcnow
+from monitor.mention import Mention
 from monitor.source import Poll, SourceContext
+
+from .reddit_growth import GrowthSchedule, SubscriberCache, reread_posts
+from .reddit_items import BadItem, created_epoch, field, fullname, mention_from_thing
 
 log = logging.getLogger("complaint_monitor.sources.reddit")
 
-PERMALINK_BASE = "https://www.reddit.com"
 MULTIREDDIT_BATCH = 50  # subreddit names per combined r/a+b+c listing
 MAX_ITEMS_PER_LISTING = 1000  # Reddit's listings stop here anyway
-
+DEFAULT_RETRY_AFTER = 60.0  # a 429 without Retry-After
+CREDENTIALS_FIRST_WAIT = 60.0
+CREDENTIALS_MAX_WAIT = 3600.0
+# Where the adapter keeps more than cursors in Poll.state.
+TRACKED_KEY, SUBSCRIBERS_KEY, PAUSE_KEY = "tracked", "subscribers", "pause"
 
 class RedditSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -37,6 +52,13 @@ class RedditSettings(BaseModel):
     interval: float = Field(default=120, gt=0)
     backfill_hours: float = Field(default=1.0, ge=0)
     timeout: float = Field(default=16, gt=0)
+    # Growth: matched posts are re-read every track_first_minutes, the gap doubling up to
+    # track_max_minutes, for track_hours after they were posted (0 turns it off).
+    track_hours: float = Field(default=24, ge=0)
+    track_first_minutes: float = Field(default=5, gt=0)
+    track_max_minutes: float = Field(default=60, gt=0)
+    track_max_posts: int = Field(default=2000, ge=0)
+    reach_refresh_hours: float = Field(default=24, gt=0)
     oauth_url: str = "https://oauth.reddit.com"
     reddit_url: str = "https://www.reddit.com"
 
@@ -44,58 +66,41 @@ class RedditSettings(BaseModel):
         return [k for k in ("client_id", "client_secret") if not getattr(self, k).strip()]
 
 
-def _field(thing: Any, name: str, default: Any = None) -> Any:
-    """An attribute Reddit sent, without praw's lazy fetch of the whole object when it is absent."""
-    return vars(thing).get(name, default)
-
-
-def _created(thing: Any) -> datetime:
-    return datetime.fromtimestamp(float(thing.created_utc), timezone.utc)
-
-
-def _author(thing: Any) -> str:
-    author = _field(thing, "author")
-    return "[deleted]" if author is None else str(author)
-
-
-def mention_from_submission(source: str, post: Any, *, now: datetime) -> Mention:
-    sub = post.subreddit.display_name
-    return Mention(
-        source=source, source_id=post.fullname, kind="post", url=PERMALINK_BASE + post.permalink,
-        title=post.title or "", text=post.selftext or "", author=_author(post), created_at=_created(post),
-        fetched_at=now, place=f"r/{sub}",
-        engagement=Engagement(score=post.score, comments=post.num_comments,
-                              upvote_ratio=_field(post, "upvote_ratio"),
-                              awards=_field(post, "total_awards_received")),
-        extra={"subreddit": sub, "link_url": _field(post, "url"), "nsfw": bool(_field(post, "over_18", False)),
-               "crosspost_parent": _field(post, "crosspost_parent")},
-    )
-
-
-def mention_from_comment(source: str, comment: Any, *, now: datetime) -> Mention:
-    sub = comment.subreddit.display_name
-    return Mention(
-        source=source, source_id=comment.fullname, kind="comment", url=PERMALINK_BASE + comment.permalink,
-        title="", text=comment.body or "", author=_author(comment), created_at=_created(comment),
-        fetched_at=now, place=f"r/{sub} (comment)", engagement=Engagement(score=comment.score),
-        extra={"subreddit": sub, "link_id": comment.link_id},
-    )
-
-
 def search_query(terms: list[str]) -> str:
     return " OR ".join(f'"{t}"' if " " in t else t for t in terms)
+
+
+class TimeoutRequestor(prawcore.Requestor):
+    """A requestor that keeps our timeout: praw 8 does not hand its ``timeout`` setting to prawcore,
+    which then uses the default it read from PRAWCORE_TIMEOUT at import (16 s) for every request."""
+
+    def request(self, *args: Any, timeout: float | None = None, **kwargs: Any):
+        return super().request(*args, timeout=self.timeout, **kwargs)
+
+
+def reddit_client(settings: RedditSettings) -> praw.Reddit:
+    """A read-only (application-only OAuth) praw client for these settings."""
+    reddit = praw.Reddit(client_id=settings.client_id, client_secret=settings.client_secret,
+                         user_agent=settings.user_agent, oauth_url=settings.oauth_url,
+                         reddit_url=settings.reddit_url, check_for_updates=False, check_for_async=False,
+                         requestor_class=TimeoutRequestor, requestor_kwargs={"timeout": settings.timeout})
+    reddit.read_only = True
+    return reddit
 
 
 class RedditSource:
     Settings = RedditSettings
 
     def __init__(self, *, name: str = "reddit", settings: RedditSettings, reddit: praw.Reddit | None,
-                 search_terms: dict[str, list[str]] | None = None):
+                 search_terms: dict[str, list[str]] | None = None, clock: Callable[[], float] = time.time):
         self.name = name
         self.settings = settings
         self.interval = settings.interval
         self._reddit = reddit
         self._search_terms = search_terms or {}
+        self._brand_terms = sorted({t.strip().lower() for terms in self._search_terms.values() for t in terms
+                                    if t.strip()})
+        self._clock = clock  # the growth schedule and waits run on it
 
     @classmethod
     def from_settings(cls, settings: RedditSettings, *, context: SourceContext) -> "RedditSource":
@@ -105,12 +110,8 @@ class RedditSource:
             context.log.error("reddit: no %s configured (set them in config.yaml, e.g. from ${REDDIT_CLIENT_ID} and"
                               " ${REDDIT_CLIENT_SECRET}); the Reddit source stays idle", " and ".join(missing))
             return cls(name=context.name, settings=settings, reddit=None)
-        reddit = praw.Reddit(client_id=settings.client_id, client_secret=settings.client_secret,
-                             user_agent=settings.user_agent, oauth_url=settings.oauth_url,
-                             reddit_url=settings.reddit_url, timeout=settings.timeout,
-                             check_for_updates=False, check_for_async=False)
-        reddit.read_only = True
-        return cls(name=context.name, settings=settings, reddit=reddit, search_terms=context.search_terms)
+        return cls(name=context.name, settings=settings, reddit=reddit_client(settings),
+                   search_terms=context.search_terms)
 
     def close(self) -> None:
         pass
@@ -138,36 +139,143 @@ class RedditSource:
         if self._reddit is None:
             poll.failed["credentials"] = f"no {' and '.join(self.settings.missing_credentials())} configured"
             return poll
-        now = utcnow()
-        for key, listing in self.listings():
-            try:
-                self._read_listing(key, listing, state.get(key), poll, now)
-                poll.succeeded.append(f"listing:{key}")
-            except (prawcore.exceptions.PrawcoreException, praw.exceptions.PRAWException) as err:
-                poll.failed[f"listing:{key}"] = f"{type(err).__name__}: {err}"
-                log.warning("reddit listing %s failed: %s: %s", key, type(err).__name__, err)
+        now = self._clock()
+        when = datetime.fromtimestamp(now, timezone.utc)
+        paused = state.get(PAUSE_KEY)
+        if paused and paused["until"] > now:
+            until = datetime.fromtimestamp(paused["until"], timezone.utc).strftime("%H:%M:%S UTC")
+            poll.failed[paused["kind"]] = f"{paused['reason']}; waiting until {until}"
+            return poll
+        s = self.settings
+        schedule = GrowthSchedule(state.get(TRACKED_KEY), hours=s.track_hours,
+                                  first_interval=s.track_first_minutes * 60, max_interval=s.track_max_minutes * 60,
+                                  max_posts=s.track_max_posts)
+        reach = SubscriberCache(state.get(SUBSCRIBERS_KEY), max_age=s.reach_refresh_hours * 3600)
+        reach.prune(now)
+        steps = [(f"listing:{key}", lambda key=key, listing=listing: self._read_listing(
+                     key, listing, state.get(key), poll, schedule, now=now, when=when))
+                 for key, listing in self.listings()]
+        steps.append(("growth", lambda: poll.updates.extend(
+            reread_posts(self._reddit, schedule, self.name, now=now, when=when))))
+        steps.append(("reach", lambda: self._fill_reach(reach, poll, now)))
+        poll.state[PAUSE_KEY] = None
+        for subject, step in steps:
+            if not self._run_step(subject, step, poll, paused, now):
+                break
+        else:
+            if paused:  # the wait is over and Reddit answers again
+                poll.succeeded.append(paused["kind"])
+        schedule.prune(now)
+        poll.state[TRACKED_KEY] = schedule.tracked
+        poll.state[SUBSCRIBERS_KEY] = reach.known
         return poll
 
-    def _read_listing(self, key: str, listing, cursor: dict | None, poll: Poll, now: datetime) -> None:
+    def _run_step(self, subject: str, step, poll: Poll, paused: dict | None, now: float) -> bool:
+        """One listing (or the growth re-read); False when the rest of the poll must wait."""
+        try:
+            step()
+        except prawcore.TooManyRequests as err:
+            wait = _retry_after(err)
+            poll.state[PAUSE_KEY] = {"kind": "rate-limit", "until": now + wait,
+                                     "reason": f"Reddit answered 429 Too Many Requests to {subject}"}
+            poll.failed["rate-limit"] = f"429 on {subject}; no requests for {wait:.0f}s (Retry-After)"
+            log.warning("reddit: 429 on %s: the rest of this poll is skipped, next requests in %.0fs", subject, wait)
+            return False
+        except (prawcore.PrawcoreException, praw.exceptions.PRAWException) as err:
+            if not _credentials_refused(err):
+                poll.failed[subject] = f"{type(err).__name__}: {err}"
+                log.warning("reddit %s failed: %s: %s", subject, type(err).__name__, err)
+                return True
+            before = paused["wait"] if paused and paused["kind"] == "credentials" else None
+            wait = CREDENTIALS_FIRST_WAIT if before is None else min(CREDENTIALS_MAX_WAIT, before * 2)
+            reason = f"Reddit refused the client_id/client_secret ({_describe(err)})"
+            poll.state[PAUSE_KEY] = {"kind": "credentials", "until": now + wait * random.uniform(1, 1.1),
+                                     "wait": wait, "reason": reason}
+            poll.failed["credentials"] = reason
+            if before is None:  # said once; later refusals only stretch the wait
+                log.error("reddit: %s: check sources.reddit.client_id and client_secret; the Reddit source waits"
+                          " %.0fs before trying again (doubling up to %.0fs)", reason, wait, CREDENTIALS_MAX_WAIT)
+            return False
+        poll.succeeded.append(subject)
+        return True
+
+    def _names_a_brand(self, mention: Mention) -> bool:
+        """Cheap pre-check (the pipeline's matcher decides): only such posts are worth re-reading and sizing."""
+        if not self._brand_terms:
+            return True
+        haystack = f"{mention.title}\n{mention.text}".lower()
+        return any(term in haystack for term in self._brand_terms)
+
+    def _read_listing(self, key: str, listing, cursor: dict | None, poll: Poll, schedule: GrowthSchedule, *,
+                      now: float, when: datetime) -> None:
         if cursor:
             since, seen = cursor["created"], set(cursor.get("ids", []))
         else:
-            since, seen = now.timestamp() - self.settings.backfill_hours * 3600, set()
+            since, seen = now - self.settings.backfill_hours * 3600, set()
         newest_created, newest_ids = since, set(seen)
+        # praw pages back with `after` until we stop at the cursor, so a burst of
+        # more than one page since the last poll is read whole.
         for thing in listing():
-            created = float(thing.created_utc)
+            try:
+                created, name = created_epoch(thing), fullname(thing)
+            except BadItem as err:
+                log.warning("reddit: skipped an item in %s: %s", key, err)
+                continue
             if created < since:
                 break  # listings are newest first: everything after this was read before
-            if thing.fullname in seen:
+            if name in seen:
                 continue
-            if isinstance(thing, praw.models.Comment):
-                mention = mention_from_comment(self.name, thing, now=now)
-            else:
-                mention = mention_from_submission(self.name, thing, now=now)
-            poll.mentions.append(mention)
             if created > newest_created:
-                newest_created, newest_ids = created, {thing.fullname}
+                newest_created, newest_ids = created, {name}
             elif created == newest_created:
-                newest_ids.add(thing.fullname)
+                newest_ids.add(name)
+            try:
+                mention = mention_from_thing(self.name, thing, now=when)
+            except Exception as err:  # noqa: BLE001 - one odd item must not cost the listing
+                log.warning("reddit: skipped %s in %s: %s: %s", name, key, type(err).__name__, err)
+                continue
+            poll.mentions.append(mention)
+            if mention.kind == "post" and self._names_a_brand(mention):
+                schedule.track(name, created, now)
         # Items created in the same second as the cursor are told apart by id.
         poll.state[key] = {"created": newest_created, "ids": sorted(newest_ids)}
+
+    def _fill_reach(self, reach: SubscriberCache, poll: Poll, now: float) -> None:
+        """Subscribers of each relevant mention's subreddit: from the post itself, else the cache, else Reddit."""
+        for mention in poll.mentions + poll.updates:
+            if mention.reach is not None:
+                reach.learn(mention.extra["subreddit"], int(mention.reach), now)
+        wanted = [m for m in poll.mentions if self._names_a_brand(m)] + poll.updates
+        missing = reach.stale({m.extra["subreddit"] for m in wanted if m.reach is None})
+        if missing:
+            reach.fetch(self._reddit, missing, now)
+        for mention in wanted:
+            if mention.reach is None:
+                mention.reach = reach.get(mention.extra["subreddit"])
+
+
+def _retry_after(err: prawcore.TooManyRequests) -> float:
+    """Seconds to wait from a 429's Retry-After (seconds or an HTTP date), with a default when absent."""
+    value = (err.retry_after or "").strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        from email.utils import parsedate_to_datetime
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return DEFAULT_RETRY_AFTER
+
+
+def _credentials_refused(err: Exception) -> bool:
+    if isinstance(err, prawcore.OAuthException):
+        return True
+    response = getattr(err, "response", None)
+    return (response is not None and response.status_code in (400, 401, 403)
+            and "/api/v1/access_token" in str(response.url))
+
+
+def _describe(err: Exception) -> str:
+    response = getattr(err, "response", None)
+    return f"HTTP {response.status_code} from the token endpoint" if response is not None else str(err)

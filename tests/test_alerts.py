@@ -203,3 +203,53 @@ def test_test_email_command_reaches_smtp(smtp, write_config):
     assert result.returncode == 0, result.stderr
     assert [r for r, _ in smtp.messages] == [["check@test.local"]]
     assert "[TEST]" in str(smtp.messages[0][1]["Subject"])
+
+
+def test_once_refuses_while_a_daemon_holds_the_store(write_config):
+    from monitor.daemon import StoreLock
+    config_path = write_config({"email": {"smtp": {"host": "127.0.0.1", "port": free_port(), "timeout": 5}}})
+    config = load_config(config_path)
+    # Another process stands in for the running daemon: flock locks belong to the open file.
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from monitor.daemon import StoreLock
+        with StoreLock({str(config.store_path)!r}):
+            print("locked", flush=True)
+            sys.stdin.read()
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = subprocess.run([sys.executable, "-m", "monitor.cli", "--config", str(config_path), "once"],
+                                capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert result.returncode == 3
+        assert "already running" in result.stderr and "Traceback" not in result.stderr
+    finally:
+        holder.communicate("", timeout=30)
+    with StoreLock(config.store_path):  # released when the holder exited
+        pass
+
+
+def test_permanent_refusal_fails_that_alert_only_and_is_not_retried(setup):
+    responders = [{"email": "gone@test.local", "brands": "all", "min_priority": "P4"},
+                  {"email": "oncall@test.local", "brands": "all", "min_priority": "P4"}]
+    with SmtpServer() as server:
+        server.unknown_recipients.add("gone@test.local")
+        config, store, pipeline, transport = setup(responders=responders, smtp_port=server.port)
+        pipeline.process("reddit", Poll(mentions=[mention("a", "RED")]))
+        assert deliver_pending(store, transport, config)[:2] == (1, 0)
+        assert deliver_pending(store, transport, config, now=LATER)[:2] == (0, 0)
+        assert [rcpts for rcpts, _ in server.messages] == [["oncall@test.local"]]
+        failed = store.query("SELECT recipient, status, attempts, last_error FROM alerts WHERE status = 'failed'")
+        assert [(r["recipient"], r["attempts"]) for r in failed] == [("gone@test.local", 1)]
+        assert "550" in failed[0]["last_error"]
+
+
+def test_one_message_refused_for_now_does_not_hold_back_the_others(setup):
+    with SmtpServer() as server:
+        config, store, pipeline, transport = setup(smtp_port=server.port)
+        pipeline.process("reddit", Poll(mentions=[mention("a", "RED"), mention("b", "AMBER")]))
+        server.reject_next = 1  # a 451 for the first message of the round
+        delivery = deliver_pending(store, transport, config)
+        assert (delivery.sent, delivery.pending, delivery.connection_error) == (1, 1, None)
+        assert deliver_pending(store, transport, config, now=LATER)[:2] == (1, 0)
+        assert sorted(str(m["Subject"])[:4] for _, m in server.messages) == ["[P1]", "[P2]"]

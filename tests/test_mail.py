@@ -70,6 +70,9 @@ def test_golden_alert_email(tmp_path, write_config):
         if os.environ.get("UPDATE_GOLDEN"):
             golden.write_text(body, encoding="utf-8")
         assert body == golden.read_text(encoding="utf-8"), f"{name} changed: run with UPDATE_GOLDEN=1 and review the diff"
+    # Nothing loads from elsewhere when the responder opens it: no images, scripts, styles or trackers.
+    lowered = html.lower()
+    assert not any(tag in lowered for tag in ("<img", "<script", "<link", "<iframe", "src=", "url("))
 
 
 def test_hostile_title_and_body_over_real_smtp(tmp_path, write_config, smtp):

@@ -19,6 +19,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 
+class ManualClock:
+    """A clock for ``RedditSource(clock=...)`` that moves only when told, so waits and re-read
+    schedules are driven without sleeping."""
+
+    def __init__(self):
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 class RedditServer:
     def __init__(self, *, token_lifetime: int = 3600, client_id: str = "test-id",
                  client_secret: str = "test-secret", page_size_limit: int = 100):
@@ -70,7 +84,7 @@ class RedditServer:
                  created_utc: float | None = None, score: int = 1, num_comments: int = 0,
                  upvote_ratio: float = 1.0, url: str | None = None, over_18: bool = False,
                  removed: bool = False, deleted: bool = False, crosspost_parent: str | None = None,
-                 total_awards_received: int = 0) -> dict:
+                 total_awards_received: int = 0, quarantine: bool = False, edited: float | bool = False) -> dict:
         sub = self._sub(subreddit)
         permalink = f"/r/{sub['display_name']}/comments/{id}/post/"
         data = {
@@ -81,8 +95,8 @@ class RedditServer:
             "created_utc": float(created_utc if created_utc is not None else time.time()),
             "score": score, "ups": score, "upvote_ratio": upvote_ratio, "num_comments": num_comments,
             "permalink": permalink, "url": url or f"https://www.reddit.com{permalink}", "is_self": url is None,
-            "over_18": over_18, "quarantine": False, "total_awards_received": total_awards_received,
-            "edited": False, "stickied": False, "locked": False,
+            "over_18": over_18, "quarantine": quarantine, "total_awards_received": total_awards_received,
+            "edited": edited, "subreddit_subscribers": sub["subscribers"], "stickied": False, "locked": False,
         }
         if removed:
             data["removed_by_category"] = "moderator"
@@ -94,12 +108,13 @@ class RedditServer:
         return data
 
     def add_comment(self, *, subreddit: str, id: str, link_id: str, body: str, author: str = "someone",
-                    created_utc: float | None = None, score: int = 1) -> dict:
+                    created_utc: float | None = None, score: int = 1, removed: bool = False) -> dict:
         sub = self._sub(subreddit)
         link = link_id if link_id.startswith("t3_") else f"t3_{link_id}"
         parent = self.things.get(link, {}).get("data", {})
         data = {
-            "id": id, "name": f"t1_{id}", "body": body, "author": author, "subreddit": sub["display_name"],
+            "id": id, "name": f"t1_{id}", "body": "[removed]" if removed else body,
+            "author": "[deleted]" if removed else author, "subreddit": sub["display_name"],
             "subreddit_id": sub["name"], "link_id": link, "parent_id": link,
             "created_utc": float(created_utc if created_utc is not None else time.time()), "score": score,
             "permalink": f"/r/{sub['display_name']}/comments/{link[3:]}/post/{id}/",
@@ -108,6 +123,10 @@ class RedditServer:
         }
         self._add("t1", data)
         return data
+
+    def add_raw(self, kind: str, data: dict) -> None:
+        """A thing exactly as given, e.g. one missing fields real Reddit always sends."""
+        self._add(kind, data)
 
     def _add(self, kind: str, data: dict) -> None:
         with self._lock:
@@ -134,6 +153,12 @@ class RedditServer:
         with self._lock:
             self._failures.append({"prefix": path_prefix, "status": status, "count": count,
                                    "headers": headers or {}, "delay": delay})
+
+    def slow_next(self, path_prefix: str, *, delay: float, count: int = 1) -> None:
+        """Answer the next ``count`` matching requests normally, but only after ``delay`` seconds."""
+        with self._lock:
+            self._failures.append({"prefix": path_prefix, "status": None, "count": count, "headers": {},
+                                   "delay": delay})
 
     def expire_tokens(self) -> None:
         with self._lock:
@@ -193,8 +218,10 @@ class RedditServer:
             return 200, self._search(None, query)
         if parts == ["api", "info"]:
             ids = [i for i in query.get("id", [""])[0].split(",") if i][:100]
+            names = [n.lower() for n in query.get("sr_name", [""])[0].split(",") if n][:100]
             with self._lock:
                 found = [self.things[i] for i in ids if i in self.things]
+                found += [{"kind": "t5", "data": self.subreddits[n]} for n in names if n in self.subreddits]
             return 200, {"kind": "Listing", "data": {"after": None, "before": None, "dist": len(found),
                                                     "children": [{"kind": t["kind"], "data": dict(t["data"])}
                                                                  for t in found]}}
@@ -231,6 +258,10 @@ class RedditServer:
                     self.send_header("x-ratelimit-reset", "300")
                     for k, v in (headers or {}).items():
                         self.send_header(k, v)
+                    if self.close_connection:
+                        # The client asked to close (prawcore's token request does): say so, or it
+                        # reuses the dead connection and its next request fails.
+                        self.send_header("Connection", "close")
                     self.end_headers()
                     self.wfile.write(body)
                 except (BrokenPipeError, ConnectionResetError):
@@ -249,6 +280,9 @@ class RedditServer:
                 if failure:
                     if failure["delay"]:
                         time.sleep(failure["delay"])
+                    if failure["status"] is None:
+                        failure = None  # slow, then the normal answer
+                if failure:
                     return self._reply(failure["status"], {"message": "failure", "error": failure["status"]},
                                        failure["headers"])
                 if split.path == "/api/v1/access_token":

@@ -1,0 +1,128 @@
+"""Reddit things (praw Submissions and Comments) turned into Mentions.
+
+Only the fields Reddit sent are read (``vars(thing)``): touching a missing
+attribute on a praw object would quietly fetch the whole object again, one
+request per item. A thing missing a field we cannot do without raises
+``BadItem``, so the caller skips that one item and keeps the listing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from monitor.mention import Engagement, Mention
+
+PERMALINK_BASE = "https://www.reddit.com"
+# What Reddit puts in place of a body or author that is gone; not words anybody wrote.
+GONE = {"[deleted]", "[removed]"}
+
+
+class BadItem(ValueError):
+    """A thing in a listing that lacks what a Mention needs."""
+
+
+def field(thing: Any, name: str, default: Any = None) -> Any:
+    """An attribute Reddit sent, without praw's lazy fetch of the whole object when it is absent."""
+    return vars(thing).get(name, default)
+
+
+def required(thing: Any, name: str) -> Any:
+    value = field(thing, name)
+    if value is None:
+        raise BadItem(f"{field(thing, 'name', '?')} has no {name}")
+    return value
+
+
+def created_epoch(thing: Any) -> float:
+    try:
+        return float(required(thing, "created_utc"))
+    except (TypeError, ValueError) as err:
+        raise BadItem(f"{field(thing, 'name', '?')} has a bad created_utc: {err}") from None
+
+
+def fullname(thing: Any) -> str:
+    name = required(thing, "name")  # Reddit's "name" is the fullname, e.g. t3_abc
+    if not isinstance(name, str) or "_" not in name:
+        raise BadItem(f"not a Reddit fullname: {name!r}")
+    return name
+
+
+def _created(thing: Any) -> datetime:
+    return datetime.fromtimestamp(created_epoch(thing), timezone.utc)
+
+
+def _author(thing: Any) -> str:
+    author = field(thing, "author")  # praw turns "[deleted]" into None
+    return "[deleted]" if author is None else str(author)
+
+
+def _subreddit(thing: Any) -> str:
+    return str(required(thing, "subreddit"))
+
+
+def _words(text: Any) -> str:
+    """Body text, or "" where Reddit shows a placeholder for removed or deleted content."""
+    text = text if isinstance(text, str) else ""
+    return "" if text.strip() in GONE else text
+
+
+def _edited_at(thing: Any) -> float | None:
+    edited = field(thing, "edited")  # False, or when it was last edited
+    return float(edited) if edited not in (None, False) and not isinstance(edited, bool) else None
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _gone(thing: Any, body: Any) -> str | None:
+    """Why the content is gone: a moderator or Reddit removed it, or its author deleted it."""
+    category = field(thing, "removed_by_category")
+    if category:
+        return str(category)
+    if isinstance(body, str) and body.strip() in GONE:
+        return body.strip()[1:-1]
+    return None
+
+
+def mention_from_submission(source: str, post: Any, *, now: datetime) -> Mention:
+    sub = _subreddit(post)
+    text = _words(field(post, "selftext"))
+    parents = field(post, "crosspost_parent_list") or []
+    parent = parents[0] if parents and isinstance(parents[0], dict) else {}
+    if not text and parent:
+        # A crosspost's own body is empty: what is said is in the original.
+        text = _words(parent.get("selftext"))
+    return Mention(
+        source=source, source_id=fullname(post), kind="post",
+        url=PERMALINK_BASE + str(required(post, "permalink")),
+        title=str(field(post, "title") or ""), text=text, author=_author(post), created_at=_created(post),
+        fetched_at=now, place=f"r/{sub}", reach=_number(field(post, "subreddit_subscribers")),
+        engagement=Engagement(score=field(post, "score"), comments=field(post, "num_comments"),
+                              upvote_ratio=field(post, "upvote_ratio"),
+                              awards=field(post, "total_awards_received")),
+        extra={"subreddit": sub, "link_url": field(post, "url"), "nsfw": bool(field(post, "over_18", False)),
+               "quarantined": bool(field(post, "quarantine", False)),
+               "crosspost_parent": field(post, "crosspost_parent"),
+               "crosspost_from": parent.get("subreddit"), "edited_at": _edited_at(post),
+               "gone": _gone(post, field(post, "selftext"))},
+    )
+
+
+def mention_from_comment(source: str, comment: Any, *, now: datetime) -> Mention:
+    sub = _subreddit(comment)
+    return Mention(
+        source=source, source_id=fullname(comment), kind="comment",
+        url=PERMALINK_BASE + str(required(comment, "permalink")),
+        title="", text=_words(field(comment, "body")), author=_author(comment), created_at=_created(comment),
+        fetched_at=now, place=f"r/{sub} (comment)", engagement=Engagement(score=field(comment, "score")),
+        extra={"subreddit": sub, "link_id": field(comment, "link_id"), "edited_at": _edited_at(comment),
+               "gone": _gone(comment, field(comment, "body"))},
+    )
+
+
+def mention_from_thing(source: str, thing: Any, *, now: datetime) -> Mention:
+    if fullname(thing).startswith("t1_"):
+        return mention_from_comment(source, thing, now=now)
+    return mention_from_submission(source, thing, now=now)
