@@ -29,6 +29,37 @@ class DeadlineExceeded(Exception):
     """The whole fetch took longer than its deadline (a slow-drip body)."""
 
 
+class HostSkipped(Exception):
+    """Not fetched: its host already timed out too often in this poll."""
+
+
+class SlowHosts:
+    """Hosts that keep timing out in one poll: their remaining feeds are not tried until the next poll.
+
+    Without this a host that is down (connections time out rather than being
+    refused) and serves 100 of our feeds would cost 100 timeouts in a row,
+    holding the whole poll, and every other feed's mentions, for as long.
+    """
+
+    def __init__(self, *, limit: int = 2):
+        self.limit = limit
+        self._timeouts: dict[str, int] = defaultdict(int)
+        self._lock = threading.Lock()
+
+    def check(self, host: str) -> None:
+        with self._lock:
+            if self._timeouts[host] >= self.limit:
+                raise HostSkipped(f"not tried: {host} timed out {self._timeouts[host]} times in a row in this poll")
+
+    def timed_out(self, host: str) -> None:
+        with self._lock:
+            self._timeouts[host] += 1
+
+    def answered(self, host: str) -> None:
+        with self._lock:
+            self._timeouts[host] = 0
+
+
 @dataclass(frozen=True, kw_only=True)
 class Fetched:
     status: int

@@ -21,13 +21,16 @@ from monitor.mention import Mention, utcnow
 from monitor.source import Poll, SourceContext
 
 from .feed_entries import entry_mentions, parse_feed
-from .feed_fetch import Fetched, conditional_headers, fetch, host_of, retry_after_seconds, run_per_host
+from .feed_fetch import (DeadlineExceeded, Fetched, SlowHosts, conditional_headers, fetch, host_of,
+                         retry_after_seconds, run_per_host)
 from .feed_schedule import FeedState
 
 log = logging.getLogger("complaint_monitor.sources.rss")
 
 # A Retry-After further away than this is taken as a mistake, not as "never come back".
 MAX_RETRY_AFTER = 7 * 86400
+# After this many timeouts in a row from one host, its other feeds wait for the next poll.
+HOST_TIMEOUTS_BEFORE_SKIP = 2
 
 
 class FeedSettings(BaseModel):
@@ -116,7 +119,8 @@ class RssSource:
             feed_state = FeedState.from_dict(state.get(key))
             if feed_state.is_due(now, slack=slack):
                 jobs.append(FeedJob(feed=feed, key=key, state=feed_state))
-        done = run_per_host(jobs, lambda job: self._poll_feed(job, now), host=lambda job: host_of(job.url),
+        slow_hosts = SlowHosts(limit=HOST_TIMEOUTS_BEFORE_SKIP)
+        done = run_per_host(jobs, lambda job: self._poll_feed(job, now, slow_hosts), host=lambda job: host_of(job.url),
                             workers=self.settings.workers, per_host=self.settings.per_host)
         poll = Poll()
         for job in done:
@@ -128,12 +132,11 @@ class RssSource:
                 poll.succeeded.append(job.key)
         return poll
 
-    def _poll_feed(self, job: FeedJob, now: datetime) -> FeedJob:
+    def _poll_feed(self, job: FeedJob, now: datetime, slow_hosts: SlowHosts) -> FeedJob:
         """Fetch and read one feed, recording the outcome in ``job``; never raises."""
         interval = job.feed.interval or self.settings.interval
         try:
-            fetched = fetch(self._client, job.url, max_bytes=self.settings.max_bytes, deadline=self.settings.deadline,
-                            headers=conditional_headers(job.state.etag, job.state.last_modified))
+            fetched = self._fetch(job, slow_hosts)
             self._follow_move(job, fetched)
             if fetched.status == 304:  # unchanged: nothing to parse
                 job.state.succeeded(now, interval=interval, problem=job.state.last_problem)
@@ -147,6 +150,18 @@ class RssSource:
         except Exception as err:  # one broken feed never stops the others
             self._fail(job, now, interval, f"{type(err).__name__}: {err}")
         return job
+
+    def _fetch(self, job: FeedJob, slow_hosts: SlowHosts) -> Fetched:
+        host = host_of(job.url)
+        slow_hosts.check(host)
+        try:
+            fetched = fetch(self._client, job.url, max_bytes=self.settings.max_bytes, deadline=self.settings.deadline,
+                            headers=conditional_headers(job.state.etag, job.state.last_modified))
+        except (httpx.TimeoutException, DeadlineExceeded):
+            slow_hosts.timed_out(host)
+            raise
+        slow_hosts.answered(host)
+        return fetched
 
     def _read_entries(self, job: FeedJob, fetched: Fetched, now: datetime, interval: float) -> None:
         parsed = parse_feed(fetched.body, content_type=fetched.headers.get("content-type"))

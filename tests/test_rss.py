@@ -21,7 +21,7 @@ from sources.feed_fetch import run_per_host
 from sources.feed_schedule import FeedState
 from sources.rss import RssSettings, RssSource, make_client
 from tests.servers import feeds as samples
-from tests.servers.feeds import atom, drip, padding, rss
+from tests.servers.feeds import FeedServer, atom, drip, padding, rss
 
 # A per-feed interval this short makes every poll find the feed due again.
 ALWAYS = 0.001
@@ -432,13 +432,8 @@ def test_compressed_bodies(feeds, monitor_feeds, encoding):
     assert "Acme overcharged me twice" in harness.stored(url)[0]["text"]
 
 
-def test_hanging_and_dripping_feeds_time_out_without_blocking_the_others(feeds, monitor_feeds):
-    hang = feeds.serve("/hang.xml", complaint_feed(0), delay=3600)
-    slow = feeds.serve("/drip.xml", complaint_feed(0).replace("</rss>", ""), stream=drip(0.05), conditional=False)
-    good = [feeds.serve(f"/ok{n}.xml", complaint_feed(n)) for n in range(1, 21)]
-    harness = monitor_feeds([{"url": hang}, {"url": slow}, *({"url": u} for u in good)],
-                            timeout=1, deadline=2, per_host=3)
-
+def run_to_completion(harness: Harness, *, within: float):
+    """One cycle in a thread; fails the test instead of hanging it if the cycle never finishes."""
     finished = threading.Event()
     result = {}
 
@@ -446,16 +441,42 @@ def test_hanging_and_dripping_feeds_time_out_without_blocking_the_others(feeds, 
         result["poll"], _ = harness.cycle()
         finished.set()
 
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    assert finished.wait(60), "the cycle never finished"
-    poll = result["poll"]
+    threading.Thread(target=run, daemon=True).start()
+    assert finished.wait(within), "the cycle never finished"
+    return result["poll"]
+
+
+def test_hanging_and_dripping_feeds_time_out_without_blocking_the_others(feeds, monitor_feeds):
+    with FeedServer() as stuck:  # another port: another host, as far as politeness goes
+        hang = stuck.serve("/hang.xml", complaint_feed(0), delay=3600)
+        slow = stuck.serve("/drip.xml", complaint_feed(0).replace("</rss>", ""), stream=drip(0.05),
+                           conditional=False)
+        good = [feeds.serve(f"/ok{n}.xml", complaint_feed(n)) for n in range(1, 21)]
+        harness = monitor_feeds([{"url": hang}, {"url": slow}, *({"url": u} for u in good)],
+                                timeout=1, deadline=2)
+
+        poll = run_to_completion(harness, within=60)
 
     assert "Timeout" in poll.failed[f"feed:{hang}"]
     assert "DeadlineExceeded" in poll.failed[f"feed:{slow}"]
     assert sorted(poll.succeeded) == sorted(f"feed:{u}" for u in good)
     assert all(len(harness.stored(u)) == 1 for u in good)
     assert "Timeout" in harness.state(hang)["last_error"]
+
+
+def test_a_host_that_keeps_timing_out_is_skipped_for_the_rest_of_the_poll(feeds, monitor_feeds):
+    with FeedServer() as down:
+        dead = [down.serve(f"/dead{n}.xml", complaint_feed(n), delay=3600) for n in range(6)]
+        alive = feeds.serve("/alive.xml", complaint_feed(9))
+        harness = monitor_feeds([*({"url": u} for u in dead), {"url": alive}], timeout=1, per_host=1)
+
+        poll = run_to_completion(harness, within=60)
+
+        assert len(down.requests) == 2  # two timeouts, then the host's other feeds wait for the next poll
+    skipped = [u for u in dead if "HostSkipped" in poll.failed[f"feed:{u}"]]
+    assert len(skipped) == 4
+    assert all(harness.state(u)["failures"] == 1 and harness.state(u)["next_poll"] for u in skipped)
+    assert poll.succeeded == [f"feed:{alive}"]
 
 
 # -- scale and politeness per host -------------------------------------------
