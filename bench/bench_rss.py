@@ -1,7 +1,9 @@
 """One RSS cycle over 1,000 local feeds: complaint-monitor against rss2email, in the same run.
 
 Both poll the same feeds, served by one threaded HTTP server on 127.0.0.1,
-and send their email to the same local SMTP server (aiosmtpd).
+and send their email to the same local SMTP server (aiosmtpd). The servers
+run in a child process of their own, so neither tool shares an interpreter
+lock with them (rss2email runs as its own process too).
 
 - complaint-monitor: ``Monitor.poll("rss")`` (concurrent fetch, parse, brand
   match, score, store into a fresh SQLite file, queue alerts) then
@@ -15,12 +17,13 @@ entry, complaint-monitor only the entries that name a brand. Both counts are
 printed. If rss2email would take too long for all feeds, it polls a subset
 and its time is scaled up linearly; the output says so.
 
-Run: .venv/bin/python bench/bench_rss.py [--feeds 1000] [--entries 5] [--r2e-budget 45]
+Run: .venv/bin/python bench/bench_rss.py [--feeds 1000] [--entries 5] [--r2e-budget 35]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import shutil
 import subprocess
 import sys
@@ -76,20 +79,49 @@ class Run:
     unchanged_seconds: float  # a second cycle right after: every feed answers 304
 
 
-def time_complaint_monitor(urls: list[str], smtp: SmtpServer, work: Path) -> tuple[Run, float, int]:
+class Servers:
+    """The feed server and the SMTP server, in a child process; ``emails()`` counts what SMTP received."""
+
+    def __init__(self, feeds: int, entries: int):
+        self._conn, child = multiprocessing.Pipe()
+        self._process = multiprocessing.get_context("spawn").Process(target=_serve, args=(child, feeds, entries),
+                                                                     daemon=True)
+
+    def __enter__(self) -> "Servers":
+        self._process.start()
+        self.urls, self.smtp_port = self._conn.recv()
+        return self
+
+    def emails(self) -> int:
+        self._conn.send("count")
+        return self._conn.recv()
+
+    def __exit__(self, *exc) -> None:
+        self._conn.send("stop")
+        self._process.join(timeout=10)
+
+
+def _serve(conn, feeds: int, entries: int) -> None:
+    with FeedServer() as server, SmtpServer() as smtp:
+        conn.send((serve_feeds(server, feeds, entries), smtp.port))
+        while conn.recv() != "stop":
+            conn.send(len(smtp.messages))
+
+
+def time_complaint_monitor(urls: list[str], servers: Servers, work: Path) -> tuple[Run, float, int]:
     """Our two cycles, plus the polling part of the first (fetch, parse, score, store) and mentions stored."""
     config_path = work / "config.yaml"
     config_path.write_text(yaml.safe_dump({
         "brands": [{"name": "Acme", "keywords": ["acme"]}],
         "store": str(work / "bench.db"),
-        "email": {"from": "monitor@bench.local", "smtp": {"host": "127.0.0.1", "port": smtp.port}},
+        "email": {"from": "monitor@bench.local", "smtp": {"host": "127.0.0.1", "port": servers.smtp_port}},
         "responders": [{"email": "oncall@bench.local", "min_priority": "P4"}],
         "rules": [str(p) for p in sorted((ROOT / "rules").glob("*.yaml"))],
         # A 1 s interval: the second cycle finds every feed due again.
         "sources": {"rss": {"interval": 1, "feeds": [{"url": u} for u in urls]}},
     }))
     monitor = Monitor.from_config(load_config(config_path))
-    before = len(smtp.messages)
+    before = servers.emails()
     try:
         started = time.perf_counter()
         report = monitor.poll("rss")
@@ -110,19 +142,19 @@ def time_complaint_monitor(urls: list[str], smtp: SmtpServer, work: Path) -> tup
     assert not report.errors and not again.errors, (report.errors + again.errors)[:3]
     assert sent == len(report.outcome.stored), (sent, len(report.outcome.stored))
     assert again.outcome.seen == 0, "the second cycle should have been all 304s"
-    return Run(seconds=first, emails=len(smtp.messages) - before, unchanged_seconds=second), polled, sent
+    return Run(seconds=first, emails=servers.emails() - before, unchanged_seconds=second), polled, sent
 
 
-def time_rss2email(r2e: Path, urls: list[str], smtp: SmtpServer, work: Path) -> Run:
+def time_rss2email(r2e: Path, urls: list[str], servers: Servers, work: Path) -> Run:
     work.mkdir()
     config, data = work / "r2e.cfg", work / "r2e.json"
     lines = ["[DEFAULT]", "to = oncall@bench.local", "from = r2e@bench.local", "email-protocol = smtp",
-             "smtp-server = 127.0.0.1", f"smtp-port = {smtp.port}", "smtp-ssl = False", "smtp-auth = False",
+             "smtp-server = 127.0.0.1", f"smtp-port = {servers.smtp_port}", "smtp-ssl = False", "smtp-auth = False",
              "feed-timeout = 20", ""]
     for i, url in enumerate(urls):
         lines += [f"[feed.f{i:04d}]", f"url = {url}", ""]
     config.write_text("\n".join(lines))
-    before = len(smtp.messages)
+    before = servers.emails()
     times = []
     for _ in range(2):  # the second run finds nothing new (rss2email sends ETags too)
         started = time.perf_counter()
@@ -130,7 +162,7 @@ def time_rss2email(r2e: Path, urls: list[str], smtp: SmtpServer, work: Path) -> 
         times.append(time.perf_counter() - started)
         if done.returncode != 0:
             raise SystemExit(f"r2e run failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    return Run(seconds=times[0], emails=len(smtp.messages) - before, unchanged_seconds=times[1])
+    return Run(seconds=times[0], emails=servers.emails() - before, unchanged_seconds=times[1])
 
 
 def main() -> None:
@@ -143,10 +175,10 @@ def main() -> None:
     r2e = ensure_rss2email()
     work = Path(tempfile.mkdtemp(prefix="bench-rss-"))
     try:
-        with FeedServer() as server, SmtpServer() as smtp:
-            urls = serve_feeds(server, args.feeds, args.entries)
+        with Servers(args.feeds, args.entries) as servers:
+            urls = servers.urls
             n = len(urls)
-            ours, polled, stored = time_complaint_monitor(urls, smtp, work)
+            ours, polled, stored = time_complaint_monitor(urls, servers, work)
             defaults = RssSettings()
             print(f"complaint-monitor: {n} feeds ({n * args.entries} entries), {defaults.workers} workers, at most"
                   f" {defaults.per_host} per host (all feeds share 127.0.0.1)")
@@ -156,10 +188,10 @@ def main() -> None:
 
             # A short pilot tells how many feeds rss2email can poll within the budget.
             pilot = urls[:min(50, n)]
-            pilot_run = time_rss2email(r2e, pilot, smtp, work / "pilot")
+            pilot_run = time_rss2email(r2e, pilot, servers, work / "pilot")
             affordable = int(args.r2e_budget / (pilot_run.seconds / len(pilot)))
             sample = urls[len(pilot):len(pilot) + affordable] if affordable < n else urls
-            theirs = time_rss2email(r2e, sample, smtp, work / "sample")
+            theirs = time_rss2email(r2e, sample, servers, work / "sample")
             scale = n / len(sample)
             print(f"rss2email: {len(sample)} feeds, one after another, every entry mailed ({theirs.emails} emails)")
             print(f"  first cycle {theirs.seconds:.2f} s; second cycle, nothing new: {theirs.unchanged_seconds:.2f} s")
