@@ -80,6 +80,8 @@ def entry_mentions(parsed: feedparser.FeedParserDict, *, source: str, feed_id: s
                    base_url: str, reach: float, now: datetime) -> list[Mention]:
     """One Mention per entry; ``feed_id`` (the configured URL) keeps ids stable when the feed moves.
 
+    A date in the future (a wrong time zone, a typo) is taken as now, so age and velocity stay sane.
+
     ``base_url`` is where the feed came from: relative links are resolved against it.
     """
     title = feed_name or html_to_text(parsed.feed.get("title") or "") or feed_id
@@ -90,7 +92,7 @@ def entry_mentions(parsed: feedparser.FeedParserDict, *, source: str, feed_id: s
             mentions.append(Mention(
                 source=source, source_id=f"{feed_id}|{entry_id(entry)}", kind="entry", url=link,
                 title=html_to_text(entry.get("title") or ""), text=entry_text(entry, base_url=base_url),
-                author=entry.get("author"), created_at=entry_time(entry) or now, fetched_at=now, place=title,
+                author=entry.get("author"), created_at=min(entry_time(entry) or now, now), fetched_at=now, place=title,
                 reach=reach, extra={"feed": title, "feed_url": feed_id, "canonical_url": canonical_url(link)},
             ))
         except Exception as err:  # one malformed entry must not cost the feed's other entries

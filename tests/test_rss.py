@@ -223,6 +223,17 @@ def test_entries_without_id_date_or_link_get_stable_ids(feeds, monitor_feeds):
     assert all(r["url"] == url for r in rows)  # no link: the feed itself is the best link there is
 
 
+def test_a_date_in_the_future_is_taken_as_now(feeds, monitor_feeds):
+    url = feeds.serve("/future.xml", rss([{"title": "Acme from the future", "link": "https://f.example/1",
+                                           "pubDate": "Fri, 31 Dec 2099 10:00:00 GMT"}]))
+    harness = monitor_feeds([{"url": url}])
+
+    harness.cycle()
+
+    [row] = harness.stored(url)
+    assert row["created_at"] == row["fetched_at"]
+
+
 @pytest.mark.parametrize("raw, canonical", [
     ("https://News.Example.COM:443/a/story/?utm_source=rss&utm_medium=feed&id=7&fbclid=abc#comments",
      "https://news.example.com/a/story?id=7"),
