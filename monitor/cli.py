@@ -137,8 +137,10 @@ def cmd_status(args) -> int:
     from .store import Store
     config = _load(args.config)
     intervals = {name: settings.interval for name, (_, settings) in validate_source_settings(config).items()}
+    from .logs import Redactor, config_secrets
     report = status(Store(config.store_path), intervals)
-    print(json.dumps(report, indent=2) if args.json else format_status(report))
+    text = json.dumps(report, indent=2) if args.json else format_status(report)
+    print(Redactor(config_secrets(config))(text))
     return 0
 
 

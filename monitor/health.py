@@ -14,6 +14,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from .logs import Redactor
 from .mail import FolderTransport, Transport, build_message
 from .store import Store
 
@@ -22,38 +23,42 @@ log = logging.getLogger("complaint_monitor.health")
 
 class Health:
     def __init__(self, *, store: Store, transport: Transport, fallback: FolderTransport, sender: str,
-                 operator: str | None, notify_after: float):
+                 operator: str | None, notify_after: float, redact: Redactor | None = None):
         self.store = store
         self.transport = transport
         self.fallback = fallback  # where operator emails go when SMTP itself is what fails
         self.sender = sender
         self.operator = operator
         self.notify_after = notify_after
+        # Error text is stored, printed by status and emailed: it is redacted first.
+        self.redact = redact or Redactor()
 
     def failed(self, subject: str, error: str, *, now: float | None = None) -> None:
         now = time.time() if now is None else now
+        subject, error = self.redact(subject), self.redact(error)  # a feed URL may carry a token
         row = self.store.record_failure(subject, error, now)
         if self.operator and not row["notified"] and now - row["since"] >= self.notify_after:
             self._tell_operator(
                 subject, f"complaint-monitor: {subject} failing since {_ts(row['since'])}",
                 f"{subject} has failed {row['count']} times since {_ts(row['since'])}.\n\n"
                 f"Last error ({_ts(row['last_at'])}):\n{error}\n\n"
-                "You get one more email when it works again, none in between.\n")
+                "You get one more email when it works again, none in between.\n", smtp_down=subject == "smtp")
             self.store.mark_failure_notified(subject)
 
     def succeeded(self, subject: str) -> None:
-        row = self.store.clear_failure(subject)
+        row = self.store.clear_failure(self.redact(subject))
         if row is not None and row["notified"] and self.operator:
             self._tell_operator(subject, f"complaint-monitor: {subject} works again",
                                 f"{subject} works again after failing since {_ts(row['since'])}"
-                                f" ({row['count']} failures).\n")
+                                f" ({row['count']} failures).\n", smtp_down=False)
 
-    def _tell_operator(self, subject: str, title: str, body: str) -> None:
+    def _tell_operator(self, subject: str, title: str, body: str, *, smtp_down: bool) -> None:
         key = "".join(c if c.isalnum() else "-" for c in subject)[:60]
         msg = build_message(sender=self.sender, recipient=self.operator, subject=title, text=body,
                             html=f"<pre>{_escape(body)}</pre>",
                             message_id=f"<health-{key}-{int(time.time())}@complaint-monitor>")
-        transport = self.fallback if subject == "smtp" else self.transport
+        # While SMTP is what fails, the note goes to the outbox folder; once it works, by email.
+        transport = self.fallback if smtp_down else self.transport
         try:
             transport.send(msg)
         except Exception as err:
