@@ -73,9 +73,8 @@ def cmd_test_email(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .app import Monitor
     from .daemon import run
-    run(Monitor.from_config(_load(args.config)))
+    run(_load(args.config))
     return 0
 
 
@@ -190,10 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as err:
-        from .daemon import AlreadyRunning
+        from .daemon import EXIT_ALREADY_RUNNING, AlreadyRunning
         if isinstance(err, AlreadyRunning):
             print(str(err), file=sys.stderr)
-            return 3
+            return EXIT_ALREADY_RUNNING
         raise
 
 
