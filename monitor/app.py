@@ -55,7 +55,11 @@ class Monitor:
                                     log=logging.getLogger(f"complaint_monitor.sources.{name}"))
             sources[name] = adapter.from_settings(settings, context=context)
         transport = transport_for(config.email, base_dir=config.base_dir, connect=smtp_connect)
-        return cls(config=config, store=store, sources=sources, transport=transport)
+        metrics = None
+        if config.metrics.port is not None:
+            from .metrics import Metrics  # prometheus_client only when metrics are asked for
+            metrics = Metrics(store=store, sources=sources)
+        return cls(config=config, store=store, sources=sources, transport=transport, metrics=metrics)
 
     def poll(self, name: str) -> PollReport:
         source = self.sources[name]
@@ -69,6 +73,8 @@ class Monitor:
             self.health.failed(f"source:{name}", report.errors[0])
             self.store.record_poll(source=name, started_at=started, finished_at=time.time(), items=0, stored=0,
                                    errors=report.errors)
+            if self.metrics:
+                self.metrics.polled(name, report, started)
             return report
         report.errors.extend(self.redact(e) for e in poll.errors)
         report.outcome = self.pipeline.process(name, poll)

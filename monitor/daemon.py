@@ -189,4 +189,6 @@ def run(config: Config, *, monitor_factory: Callable[[Config], Monitor] = Monito
 
 
 def _start_metrics(monitor: Monitor):
-    return None
+    if monitor.metrics is None or monitor.config.metrics.port is None:
+        return None
+    return monitor.metrics.serve(monitor.config.metrics.port)
