@@ -89,10 +89,7 @@ def status(store: Store, intervals: dict[str, float], *, now: float | None = Non
                             (name, hour_ago))[0][0]
         mentions = store.query("SELECT count(*) FROM mentions WHERE source = ? AND fetched_at >= ?",
                                (name, hour_ago))[0][0]
-        feeds = {}
-        for key, value in store.source_state(name).items():
-            if key.startswith("feed:") and isinstance(value, dict):
-                feeds[key[5:]] = value
+        feeds = _feeds(store, name, hour_ago)
         sources[name] = {
             "last_poll": _ts(last[0]["started_at"]) if last else "never",
             "last_success": _ts(last_ok[0][0]),
@@ -113,6 +110,24 @@ def status(store: Store, intervals: dict[str, float], *, now: float | None = Non
     }
 
 
+def _feeds(store: Store, name: str, hour_ago: float) -> dict[str, dict[str, Any]]:
+    """Per feed: what its cursor says, its ongoing failure, its mentions in the last hour."""
+    feeds: dict[str, dict[str, Any]] = {}
+    for key, value in store.source_state(name).items():
+        if key.startswith("feed:") and isinstance(value, dict):
+            feeds[key[5:]] = {"last_success": value.get("last_success"), "next_poll": value.get("next_poll"),
+                              "disabled": value.get("disabled_reason") if value.get("disabled") else None}
+    # A feed that never worked has no cursor yet; its failure row still names it.
+    for row in store.query("SELECT * FROM failures WHERE subject LIKE ? ORDER BY subject", (f"{name} feed:%",)):
+        feed = feeds.setdefault(row["subject"][len(name) + 6:], {"last_success": None})
+        feed["last_error"] = f"{_ts(row['last_at'])}: {row['last_error']} (failing since {_ts(row['since'])})"
+    for url, count in store.query("SELECT json_extract(extra, '$.feed_url'), count(*) FROM mentions"
+                                  " WHERE source = ? AND fetched_at >= ? GROUP BY 1", (name, hour_ago)):
+        if url is not None:
+            feeds.setdefault(url, {"last_success": None})["mentions_last_hour"] = count
+    return feeds
+
+
 def format_status(report: dict[str, Any]) -> str:
     lines = []
     for name, s in report["sources"].items():
@@ -120,9 +135,12 @@ def format_status(report: dict[str, Any]) -> str:
         for key in ("last_poll", "last_success", "last_error", "items_last_hour", "mentions_last_hour", "next_run"):
             lines.append(f"  {key.replace('_', ' ')}: {s[key]}")
         for url, feed in s["feeds"].items():
-            state = "disabled: " + str(feed.get("disabled_reason")) if feed.get("disabled") else "ok"
+            state = f"disabled: {feed['disabled']}" if feed.get("disabled") else (
+                "failing" if feed.get("last_error") else "ok")
             lines.append(f"  feed {url}: {state}; last success {feed.get('last_success') or 'never'};"
-                         f" last error {feed.get('last_error') or 'none'}; next poll {feed.get('next_poll') or 'next run'}")
+                         f" last error {feed.get('last_error') or 'none'};"
+                         f" mentions last hour {feed.get('mentions_last_hour', 0)};"
+                         f" next poll {feed.get('next_poll') or 'next run'}")
     o = report["outbox"]
     lines.append(f"outbox: {o['pending']} pending (oldest {o['oldest_pending']}), {o['failed']} failed")
     for f in report["failing"]:

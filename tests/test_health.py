@@ -110,11 +110,12 @@ def test_status_prints_each_source_and_the_outbox(reddit, feeds, write_config):
     reddit.add_post(subreddit="CustomerService", id="o1", title="Unrelated", selftext="My cat is great.",
                     created_utc=now - 30)
     broken = feeds.serve("/broken.xml", "gone", status=500, content_type="text/plain")
+    good = feeds.serve("/good.xml", rss([COMPLAINT]))
     path = write_config({"sources": {
         "reddit": {"client_id": "test-id", "client_secret": "test-secret", "user_agent": "complaint-monitor tests",
                    "subreddits": ["CustomerService"], "comments": False, "oauth_url": reddit.url,
                    "reddit_url": reddit.url, "interval": 120},
-        "rss": {"feeds": [{"url": broken, "name": "Broken"}], "interval": 600},
+        "rss": {"feeds": [{"url": broken, "name": "Broken"}, {"url": good}], "interval": 600},
     }})
     monitor = Monitor.from_config(load_config(path))
     try:
@@ -132,17 +133,23 @@ def test_status_prints_each_source_and_the_outbox(reddit, feeds, write_config):
     assert reddit_status["items_last_hour"] == 2 and reddit_status["mentions_last_hour"] == 1
     assert rss_status["last_success"] == "never"
     assert "500" in rss_status["last_error"] and broken in rss_status["last_error"]
-    assert rss_status["items_last_hour"] == 0 and rss_status["mentions_last_hour"] == 0
+    assert rss_status["items_last_hour"] == 1 and rss_status["mentions_last_hour"] == 1
+    assert rss_status["feeds"][good]["mentions_last_hour"] == 1 and rss_status["feeds"][good]["last_success"]
+    assert "last_error" not in rss_status["feeds"][good]
+    assert not rss_status["feeds"][broken]["last_success"] and "500" in rss_status["feeds"][broken]["last_error"]
     next_run = calendar.timegm(time.strptime(reddit_status["next_run"], "%Y-%m-%d %H:%M:%S UTC"))
     assert abs(next_run - (polled_at + 120)) < 5
-    assert report["outbox"]["pending"] == 1 and report["outbox"]["oldest_pending"] != "never"
+    assert report["outbox"]["pending"] == 2 and report["outbox"]["oldest_pending"] != "never"
 
     text = status(path)
     assert text.returncode == 0, text.stderr
     lines = text.stdout.splitlines()
     assert "source reddit" in lines and "source rss" in lines
-    assert "  mentions last hour: 1" in lines and "  items last hour: 2" in lines
+    assert "  mentions last hour: 1" in lines and "  items last hour: 2" in lines and "  items last hour: 1" in lines
     assert any(line.startswith("  last error: ") and "500" in line for line in lines)
     assert any(line.startswith("  next run: 20") for line in lines)
-    assert any(line.startswith("outbox: 1 pending (oldest 20") for line in lines)
+    assert any(line.startswith("outbox: 2 pending (oldest 20") for line in lines)
+    assert any(line.startswith(f"  feed {broken}: failing; last success never; last error 20") for line in lines)
+    assert any(line.startswith(f"  feed {good}: ok; last success 20") and "mentions last hour 1" in line
+               for line in lines)
     assert any(line.startswith(f"failing: rss feed:{broken} since") for line in lines)
