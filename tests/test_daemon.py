@@ -133,3 +133,31 @@ def test_a_second_daemon_on_the_same_store_refuses(feeds, write_config, tmp_path
         assert again.wait(timeout=30) == 0, again.log()
     finally:
         again.stop()
+
+
+def test_prune_drops_old_snapshots_and_poll_records_but_never_mentions_or_alerts(reddit, write_config):
+    from monitor.mention import Engagement
+    now = time.time()
+    reddit.add_post(subreddit="CustomerService", id="c1", title="Acme double charged me",
+                    selftext="Acme charged me twice, support hung up, no refund. Furious, never again.",
+                    created_utc=now - 60, score=40, num_comments=12)
+    path = write_config({"sources": {"reddit": reddit_section(reddit)},
+                         "retention": {"snapshots_days": 2, "poll_runs_days": 1}})
+    monitor = Monitor.from_config(load_config(path))
+    try:
+        monitor.poll("reddit")
+        mention_id = monitor.store.query("SELECT id FROM mentions")[0][0]
+        day = 86400
+        for age_days in (3, 1.5):
+            monitor.store.add_snapshot(mention_id, Engagement(score=5, comments=1), now - age_days * day)
+            monitor.store.record_poll(source="reddit", started_at=now - age_days * day,
+                                      finished_at=now - age_days * day + 1, items=1, stored=0, errors=[])
+        assert len(monitor.store.snapshots(mention_id)) == 3
+        assert monitor.prune() == (1, 2)
+        assert sorted(now - s["taken_at"] < 2 * day for s in monitor.store.snapshots(mention_id)) == [True, True]
+        assert monitor.store.query("SELECT count(*) FROM poll_runs")[0][0] == 1
+        assert monitor.store.query("SELECT count(*) FROM mentions")[0][0] == 1
+        assert monitor.store.query("SELECT count(*) FROM alerts")[0][0] == 1
+        assert monitor.prune() == (0, 0)
+    finally:
+        monitor.close()
