@@ -161,3 +161,30 @@ def test_prune_drops_old_snapshots_and_poll_records_but_never_mentions_or_alerts
         assert monitor.prune() == (0, 0)
     finally:
         monitor.close()
+
+
+def test_a_second_signal_ends_the_process_at_once_and_a_restart_resumes(feeds, write_config, tmp_path):
+    slow = feeds.serve("/slow.xml", rss([COMPLAINT]), delay=20)
+    path = write_config({"sources": {"rss": {"feeds": [{"url": slow}], "interval": 60}}})
+    daemon = Daemon(path, tmp_path / "daemon.log")
+    try:
+        daemon.wait_running()
+        wait_for(lambda: feeds.hits("/slow.xml") == 1, timeout=30, what="the slow poll to start")
+        daemon.send(signal.SIGTERM)
+        wait_for(lambda: "stopping after the current step" in daemon.log(), timeout=30, what="the first signal")
+        started = time.monotonic()
+        daemon.send(signal.SIGTERM)
+        assert daemon.wait(timeout=10) == -signal.SIGTERM
+        assert time.monotonic() - started < 10, "did not wait for the 20 s poll"
+    finally:
+        daemon.stop()
+    feeds.serve("/slow.xml", rss([COMPLAINT]))
+    again = Daemon(path, tmp_path / "again.log")
+    try:
+        again.wait_running()
+        db = load_config(path).store_path
+        wait_for(lambda: count(db, "SELECT count(*) FROM mentions") == 1, timeout=30, what="the mention after restart")
+        again.send(signal.SIGTERM)
+        assert again.wait(timeout=30) == 0, again.log()
+    finally:
+        again.stop()
