@@ -77,9 +77,8 @@ def cmd_test_email(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .app import Monitor
     from .daemon import run
-    run(Monitor.from_config(_load(args.config)))
+    run(_load(args.config))
     return 0
 
 
@@ -141,8 +140,10 @@ def cmd_status(args) -> int:
     from .store import Store
     config = _load(args.config)
     intervals = {name: settings.interval for name, (_, settings) in validate_source_settings(config).items()}
+    from .logs import Redactor, config_secrets
     report = status(Store(config.store_path), intervals)
-    print(json.dumps(report, indent=2) if args.json else format_status(report))
+    text = json.dumps(report, indent=2) if args.json else format_status(report)
+    print(Redactor(config_secrets(config))(text))
     return 0
 
 
@@ -192,10 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as err:
-        from .daemon import AlreadyRunning
+        from .daemon import EXIT_ALREADY_RUNNING, AlreadyRunning
         if isinstance(err, AlreadyRunning):
             print(str(err), file=sys.stderr)
-            return 3
+            return EXIT_ALREADY_RUNNING
         raise
 
 
