@@ -112,22 +112,19 @@ def cmd_score(args) -> int:
     return 0
 
 
+def _filters(args) -> dict:
+    return {"brand": args.brand, "since": args.since, "until": args.until, "source": args.source,
+            "min_priority": args.min_priority}
+
+
 def cmd_export(args) -> int:
-    from .analysis import load_mentions
-    config = _load(args.config)
-    df = load_mentions(config, brand=args.brand, since=args.since, until=args.until, source=args.source,
-                       min_priority=args.min_priority)
-    out = Path(args.out)
-    if args.format == "parquet":
-        df.to_parquet(out, index=False)
-    elif args.format == "jsonl":
-        df.to_json(out, orient="records", lines=True, date_format="iso")
-    else:
-        flat = df.copy()
-        for c in ("reasons", "tags", "rules"):
-            flat[c] = [json.dumps(v) for v in flat[c]]
-        flat.to_csv(out, index=False)
-    print(f"wrote {len(df)} mentions to {out}")
+    from .analysis import export
+    try:
+        rows = export(_load(args.config), args.out, fmt=args.format, table=args.table, **_filters(args))
+    except (ValueError, FileNotFoundError) as err:
+        print(f"export: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {rows} {args.table} to {args.out}")
     return 0
 
 
@@ -140,6 +137,14 @@ def cmd_status(args) -> int:
     report = status(Store(config.store_path), intervals)
     print(json.dumps(report, indent=2) if args.json else format_status(report))
     return 0
+
+
+def _add_filters(p: argparse.ArgumentParser) -> None:
+    for flag in ("--brand", "--source"):
+        p.add_argument(flag, default=None)
+    p.add_argument("--since", default=None, help="ISO date or time, UTC unless it names a zone")
+    p.add_argument("--until", default=None, help="ISO date or time (exclusive)")
+    p.add_argument("--min-priority", choices=["P1", "P2", "P3", "P4"], default=None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,12 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--title", default="")
     p.add_argument("--author", default=None)
     p.add_argument("--json", action="store_true")
-    p = command("export", cmd_export, "write stored mentions to a file")
+    p = command("export", cmd_export, "write stored mentions (or alerts, snapshots, stories) to a file")
     p.add_argument("--format", choices=["csv", "parquet", "jsonl"], default="csv")
+    p.add_argument("--table", choices=["mentions", "alerts", "snapshots", "stories"], default="mentions")
     p.add_argument("--out", required=True)
-    for flag in ("--brand", "--source", "--since", "--until"):
-        p.add_argument(flag, default=None)
-    p.add_argument("--min-priority", choices=["P1", "P2", "P3", "P4"], default=None)
+    _add_filters(p)
     return parser
 
 
