@@ -128,6 +128,17 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .report import build_report
+    try:
+        index = build_report(_load(args.config), args.out, **_filters(args))
+    except (ValueError, FileNotFoundError) as err:
+        print(f"report: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {index}")
+    return 0
+
+
 def cmd_status(args) -> int:
     from .health import format_status, status
     from .source import validate_source_settings
@@ -175,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["csv", "parquet", "jsonl"], default="csv")
     p.add_argument("--table", choices=["mentions", "alerts", "snapshots", "stories"], default="mentions")
     p.add_argument("--out", required=True)
+    _add_filters(p)
+    p = command("report", cmd_report, "write an HTML report with charts (index.html and PNGs) into a folder")
+    p.add_argument("--out", required=True, help="folder for index.html and the charts")
     _add_filters(p)
     return parser
 

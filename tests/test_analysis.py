@@ -18,6 +18,7 @@ from monitor.config import load_config
 from monitor.mail import transport_for
 from monitor.mention import Engagement, Mention
 from monitor.pipeline import Pipeline
+from monitor.report import build_report
 from monitor.source import Poll
 from monitor.store import Store, to_epoch
 from tests.conftest import ROOT
@@ -244,3 +245,49 @@ def test_export_command_writes_the_filtered_table(built, tmp_path):
     bad = cli(built.base_dir / "config.yaml", "export", "--out", str(tmp_path / "x.csv"), "--since", "soonish")
     assert bad.returncode == 2 and "ISO date" in bad.stderr
     assert not (tmp_path / "x.csv").exists()
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+CHARTS = {"mentions_per_day.png", "sentiment.png", "urgency.png", "stories.png", "response.png"}
+
+
+def test_report_writes_page_and_charts(built, tmp_path):
+    import sqlite3
+    with sqlite3.connect(built.store_path) as db:  # a hostile link, as a post could carry
+        db.execute("UPDATE mentions SET url = 'javascript:alert(document.cookie)' WHERE source_id = 'r3'")
+    index = build_report(built, tmp_path / "report")
+    html = index.read_text(encoding="utf-8")
+    pngs = {p.name for p in index.parent.glob("*.png")}
+    assert pngs == CHARTS
+    for name in pngs:
+        data = (index.parent / name).read_bytes()
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 5000, name
+        assert f'src="{name}"' in html
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "javascript:" not in html
+    assert "https://" not in html.split("<body>")[0], "no remote assets"
+    assert "Acme charged me twice" in html, "the clustered story is listed"
+    assert "No data yet" not in html
+
+
+def test_report_on_an_empty_store_says_so(tmp_path):
+    Store(tmp_path / "empty.db").close()
+    index = build_report(tmp_path / "empty.db", tmp_path / "report")
+    assert "No data yet" in index.read_text(encoding="utf-8")
+    assert list(index.parent.glob("*.png")) == []
+
+
+def test_report_without_alerts_or_readings_leaves_those_charts_out(built, tmp_path):
+    index = build_report(built, tmp_path / "report", source="rss")
+    html = index.read_text(encoding="utf-8")
+    assert {p.name for p in index.parent.glob("*.png")} == CHARTS - {"stories.png"}, "feed items have no readings"
+    assert "No engagement readings yet" in html
+
+
+def test_report_command_applies_filters(built, tmp_path):
+    out = tmp_path / "globex"
+    done = cli(built.base_dir / "config.yaml", "report", "--out", str(out), "--brand", "Globex")
+    assert done.returncode == 0, done.stderr
+    html = (out / "index.html").read_text(encoding="utf-8")
+    assert "brand Globex" in html and "Brands: Globex" in html
+    assert (out / "urgency.png").stat().st_size > 0
