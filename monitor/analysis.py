@@ -61,9 +61,11 @@ REASON_TYPE = pa.list_(pa.struct([("kind", pa.string()), ("name", pa.string()), 
 _MENTION_SELECT = {
     **{c: f"m.{c}" for c in MENTION_COLUMNS},
     # The names of the rules that fired, pulled out of the reasons by SQLite's
-    # JSON functions in C rather than by json.loads per row in Python.
-    "rules": "(SELECT json_group_array(json_extract(j.value, '$.name')) FROM json_each(m.reasons) j"
-             " WHERE json_extract(j.value, '$.kind') = 'rule')",
+    # JSON functions in C rather than by json.loads per row in Python; reasons
+    # without the word "rule" in them are not parsed at all.
+    "rules": "CASE WHEN instr(m.reasons, '\"rule\"') > 0 THEN"
+             " (SELECT json_group_array(json_extract(j.value, '$.name')) FROM json_each(m.reasons) j"
+             " WHERE json_extract(j.value, '$.kind') = 'rule') ELSE '[]' END",
 }
 _ALERT_SELECT = {
     **{c: f"a.{c}" for c in ALERT_COLUMNS}, "brand": "m.brand", "source": "m.source",
