@@ -117,26 +117,28 @@ def _filters(args) -> dict:
             "min_priority": args.min_priority}
 
 
+def _analyst_command(name: str, run) -> int:
+    """Bad filters or a missing store get a one-line error and exit code 2."""
+    try:
+        print(run())
+    except (ValueError, FileNotFoundError) as err:
+        print(f"{name}: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_export(args) -> int:
     from .analysis import export
-    try:
+
+    def run():
         rows = export(_load(args.config), args.out, fmt=args.format, table=args.table, **_filters(args))
-    except (ValueError, FileNotFoundError) as err:
-        print(f"export: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {rows} {args.table} to {args.out}")
-    return 0
+        return f"wrote {rows} {args.table} to {args.out}"
+    return _analyst_command("export", run)
 
 
 def cmd_report(args) -> int:
     from .report import build_report
-    try:
-        index = build_report(_load(args.config), args.out, **_filters(args))
-    except (ValueError, FileNotFoundError) as err:
-        print(f"report: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {index}")
-    return 0
+    return _analyst_command("report", lambda: f"wrote {build_report(_load(args.config), args.out, **_filters(args))}")
 
 
 def cmd_status(args) -> int:
