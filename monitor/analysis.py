@@ -151,7 +151,7 @@ def _read(path: Path, sql: str, params: list[Any]) -> pa.Table:
 
     if not path.exists():
         raise FileNotFoundError(f"no store at {path}")
-    with adbc.connect(f"file:{path}?mode=ro") as conn, conn.cursor() as cur:
+    with adbc.connect(f"{path.resolve().as_uri()}?mode=ro") as conn, conn.cursor() as cur:
         # The driver infers each column's type from the first batch; one batch
         # for the whole result means a column that starts with NULLs can't
         # later surprise it with text.
