@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from .alert import Delivery, deliver_digests, deliver_pending
 from .config import Config
 from .health import Health
+from .logs import Redactor, config_secrets
 from .mail import FolderTransport, SmtpFactory, Transport, transport_for
 from .pipeline import Outcome, Pipeline
 from .source import Source, SourceContext, validate_source_settings
@@ -37,7 +38,8 @@ class Monitor:
         self.transport = transport
         self.pipeline = pipeline or Pipeline(config=config, store=store)
         self.metrics = metrics
-        self.health = Health(store=store, transport=transport,
+        self.redact = Redactor(config_secrets(config))
+        self.health = Health(redact=self.redact, store=store, transport=transport,
                              fallback=FolderTransport(folder=config.path(config.email.outbox_dir)),
                              sender=config.email.from_, operator=config.health.operator_email,
                              notify_after=config.health.notify_after_minutes * 60)
@@ -53,7 +55,11 @@ class Monitor:
                                     log=logging.getLogger(f"complaint_monitor.sources.{name}"))
             sources[name] = adapter.from_settings(settings, context=context)
         transport = transport_for(config.email, base_dir=config.base_dir, connect=smtp_connect)
-        return cls(config=config, store=store, sources=sources, transport=transport)
+        metrics = None
+        if config.metrics.port is not None:
+            from .metrics import Metrics  # prometheus_client only when metrics are asked for
+            metrics = Metrics(store=store, sources=sources)
+        return cls(config=config, store=store, sources=sources, transport=transport, metrics=metrics)
 
     def poll(self, name: str) -> PollReport:
         source = self.sources[name]
@@ -63,12 +69,14 @@ class Monitor:
             poll = source.poll(self.store.source_state(name))
         except Exception as err:  # an adapter bug must not stop the daemon or other sources
             log.exception("source %s failed", name, extra={"source": name})
-            report.errors.append(f"{type(err).__name__}: {err}")
+            report.errors.append(self.redact(f"{type(err).__name__}: {err}"))
             self.health.failed(f"source:{name}", report.errors[0])
             self.store.record_poll(source=name, started_at=started, finished_at=time.time(), items=0, stored=0,
                                    errors=report.errors)
+            if self.metrics:
+                self.metrics.polled(name, report, started)
             return report
-        report.errors.extend(poll.errors)
+        report.errors.extend(self.redact(e) for e in poll.errors)
         report.outcome = self.pipeline.process(name, poll)
         if poll.updates:
             grown = self.pipeline.update_engagement(name, poll.updates)

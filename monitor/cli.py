@@ -77,9 +77,8 @@ def cmd_test_email(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .app import Monitor
     from .daemon import run
-    run(Monitor.from_config(_load(args.config)))
+    run(_load(args.config))
     return 0
 
 
@@ -116,23 +115,33 @@ def cmd_score(args) -> int:
     return 0
 
 
-def cmd_export(args) -> int:
-    from .analysis import load_mentions
-    config = _load(args.config)
-    df = load_mentions(config, brand=args.brand, since=args.since, until=args.until, source=args.source,
-                       min_priority=args.min_priority)
-    out = Path(args.out)
-    if args.format == "parquet":
-        df.to_parquet(out, index=False)
-    elif args.format == "jsonl":
-        df.to_json(out, orient="records", lines=True, date_format="iso")
-    else:
-        flat = df.copy()
-        for c in ("reasons", "tags", "rules"):
-            flat[c] = [json.dumps(v) for v in flat[c]]
-        flat.to_csv(out, index=False)
-    print(f"wrote {len(df)} mentions to {out}")
+def _filters(args) -> dict:
+    return {"brand": args.brand, "since": args.since, "until": args.until, "source": args.source,
+            "min_priority": args.min_priority}
+
+
+def _analyst_command(name: str, run) -> int:
+    """Bad filters or a missing store get a one-line error and exit code 2."""
+    try:
+        print(run())
+    except (ValueError, FileNotFoundError) as err:
+        print(f"{name}: {err}", file=sys.stderr)
+        return 2
     return 0
+
+
+def cmd_export(args) -> int:
+    from .analysis import export
+
+    def run():
+        rows = export(_load(args.config), args.out, fmt=args.format, table=args.table, **_filters(args))
+        return f"wrote {rows} {args.table} to {args.out}"
+    return _analyst_command("export", run)
+
+
+def cmd_report(args) -> int:
+    from .report import build_report
+    return _analyst_command("report", lambda: f"wrote {build_report(_load(args.config), args.out, **_filters(args))}")
 
 
 def cmd_status(args) -> int:
@@ -141,9 +150,19 @@ def cmd_status(args) -> int:
     from .store import Store
     config = _load(args.config)
     intervals = {name: settings.interval for name, (_, settings) in validate_source_settings(config).items()}
+    from .logs import Redactor, config_secrets
     report = status(Store(config.store_path), intervals)
-    print(json.dumps(report, indent=2) if args.json else format_status(report))
+    text = json.dumps(report, indent=2) if args.json else format_status(report)
+    print(Redactor(config_secrets(config))(text))
     return 0
+
+
+def _add_filters(p: argparse.ArgumentParser) -> None:
+    for flag in ("--brand", "--source"):
+        p.add_argument(flag, default=None)
+    p.add_argument("--since", default=None, help="ISO date or time, UTC unless it names a zone")
+    p.add_argument("--until", default=None, help="ISO date or time (exclusive)")
+    p.add_argument("--min-priority", choices=["P1", "P2", "P3", "P4"], default=None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,12 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--title", default="")
     p.add_argument("--author", default=None)
     p.add_argument("--json", action="store_true")
-    p = command("export", cmd_export, "write stored mentions to a file")
+    p = command("export", cmd_export, "write stored mentions (or alerts, snapshots, stories) to a file")
     p.add_argument("--format", choices=["csv", "parquet", "jsonl"], default="csv")
+    p.add_argument("--table", choices=["mentions", "alerts", "snapshots", "stories"], default="mentions")
     p.add_argument("--out", required=True)
-    for flag in ("--brand", "--source", "--since", "--until"):
-        p.add_argument(flag, default=None)
-    p.add_argument("--min-priority", choices=["P1", "P2", "P3", "P4"], default=None)
+    _add_filters(p)
+    p = command("report", cmd_report, "write an HTML report with charts (index.html and PNGs) into a folder")
+    p.add_argument("--out", required=True, help="folder for index.html and the charts")
+    _add_filters(p)
     return parser
 
 
@@ -192,10 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as err:
-        from .daemon import AlreadyRunning
+        from .daemon import EXIT_ALREADY_RUNNING, AlreadyRunning
         if isinstance(err, AlreadyRunning):
             print(str(err), file=sys.stderr)
-            return 3
+            return EXIT_ALREADY_RUNNING
         raise
 
 

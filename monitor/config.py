@@ -89,6 +89,8 @@ class EmailSettings(Strict):
     max_retry_hours: float = Field(default=72, gt=0)
     # How often a responder with digest_below gets the gathered lower-priority alerts.
     digest_minutes: float = Field(default=60, gt=0)
+    # How often the daemon sends what is due in the outbox (seconds).
+    send_interval: float = Field(default=30, gt=0)
 
 
 class Responder(Strict):

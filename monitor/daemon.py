@@ -1,4 +1,21 @@
-"""The long-running daemon: APScheduler runs one job per source and the sender."""
+"""The long-running daemon: APScheduler runs every periodic job; signals stop it cleanly.
+
+Jobs: one poll per source at its interval with jitter (a source polls its own
+feed groups or listings inside that job; growth re-reads come back from the
+same poll as ``Poll.updates``), the outbox sender, the digest, and the
+retention prune. Every job may run at the same time as every other (the
+thread pool has one thread per job), so a slow source never delays the rest.
+
+Shutdown: the signal handler only records the signal. Stopping the scheduler
+from inside the handler could deadlock: the handler runs on the main thread
+in the middle of whatever it was doing, possibly holding a lock that a
+finishing job needs (python/cpython#121649 shows this for ThreadPoolExecutor).
+So the scheduler runs in the background and the main thread waits for the
+flag, then shuts the scheduler down with ``wait=True``: running jobs finish
+their step, nothing new starts. A second signal ends the process at once,
+which is safe as well: every mention is committed with its alerts, and each
+cursor only after what it covers (see ``Pipeline``).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +23,30 @@ import fcntl
 import logging
 import os
 import signal
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any, Callable
 
 from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
 
 from .app import Monitor
+from .config import Config
 
 log = logging.getLogger("complaint_monitor.daemon")
 
-DELIVERY_INTERVAL = 30
+# coalesce: many missed runs (a suspended laptop) become one run, not a burst.
+# max_instances=1: a poll still running when its next time comes is not started twice.
+# misfire_grace_time=None: a late run still runs however late it is; a number would
+# make APScheduler drop it silently (its default is 1 second).
+JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+
+PRUNE_EVERY = 6 * 3600
+PRUNE_FIRST_AFTER = 60  # not in the way of the first polls
+MAX_JITTER = 30
+EXIT_ALREADY_RUNNING = 3
 
 
 class AlreadyRunning(RuntimeError):
@@ -23,9 +54,14 @@ class AlreadyRunning(RuntimeError):
 
 
 class StoreLock:
-    """One daemon per store: a second one would send every alert twice."""
+    """One daemon per store: a second one would send every alert twice.
+
+    flock is released by the kernel when the process dies, so a daemon killed
+    with SIGKILL never leaves a stale lock behind.
+    """
 
     def __init__(self, store_path: Path):
+        self.store_path = Path(store_path)
         self.path = Path(f"{store_path}.lock")
         self._fd: int | None = None
 
@@ -35,9 +71,11 @@ class StoreLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise AlreadyRunning(f"another complaint-monitor is already running on {self.path.with_suffix('')}"
-                                 f" (lock {self.path})") from None
+            raise AlreadyRunning(f"another complaint-monitor (pid {holder}) is already running on {self.store_path}"
+                                 f" (lock {self.path}); stop it first, two daemons would send every alert twice"
+                                 ) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
@@ -50,41 +88,107 @@ class StoreLock:
             self._fd = None
 
 
-def build_scheduler(monitor: Monitor) -> BlockingScheduler:
-    scheduler = BlockingScheduler(
-        executors={"default": ThreadPoolExecutor(max_workers=max(4, len(monitor.sources) + 2))},
-        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
+@dataclass(frozen=True)
+class JobSpec:
+    id: str
+    name: str
+    func: Callable[..., Any]
+    seconds: float
+    args: tuple = ()
+    jitter: float | None = None
+    first_run: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+def daemon_jobs(monitor: Monitor) -> list[JobSpec]:
+    """Everything the daemon does periodically."""
+    now = datetime.now(timezone.utc)
+    config = monitor.config
+    jobs = []
+    for name, source in monitor.sources.items():
+        # Jitter spreads sources that share an interval; small against the interval itself.
+        jobs.append(JobSpec(id=f"poll:{name}", name=f"poll {name}", func=monitor.poll, args=(name,),
+                            seconds=source.interval, jitter=min(MAX_JITTER, source.interval / 10), first_run=now))
+    # Growth re-reads have no job of their own: adapters return fresh numbers for
+    # stored items from their normal poll (Poll.updates), handled in Monitor.poll.
+    jobs.append(JobSpec(id="deliver", name="deliver alerts", func=monitor.deliver,
+                        seconds=config.email.send_interval, first_run=now))
+    if any(r.digest_below for r in config.responders):
+        jobs.append(JobSpec(id="digest", name="send digests", func=monitor.deliver_digests,
+                            seconds=min(300, config.email.digest_minutes * 60), first_run=now))
+    jobs.append(JobSpec(id="prune", name="prune old snapshots", func=monitor.prune, seconds=PRUNE_EVERY,
+                        first_run=now + timedelta(seconds=PRUNE_FIRST_AFTER)))
+    # Spike check: when scoring provides check_spikes(store, config, now), its job goes here.
+    return jobs
+
+
+def build_scheduler(monitor: Monitor) -> BackgroundScheduler:
+    jobs = daemon_jobs(monitor)
+    scheduler = BackgroundScheduler(
+        # One thread per job: no job ever waits in the pool's queue behind a slow one.
+        executors={"default": ThreadPoolExecutor(max_workers=len(jobs))},
+        job_defaults=JOB_DEFAULTS,
         timezone="UTC",
     )
-    for name, source in monitor.sources.items():
-        scheduler.add_job(monitor.poll, "interval", args=[name], id=f"poll:{name}", name=f"poll {name}",
-                          seconds=source.interval, jitter=min(30, source.interval / 10), next_run_time=_now())
-    scheduler.add_job(monitor.deliver, "interval", id="deliver", name="deliver alerts",
-                      seconds=DELIVERY_INTERVAL, next_run_time=_now())
-    if any(r.digest_below for r in monitor.config.responders):
-        scheduler.add_job(monitor.deliver_digests, "interval", id="digest", name="send digests",
-                          seconds=min(300, monitor.config.email.digest_minutes * 60))
+    for job in jobs:
+        scheduler.add_job(job.func, "interval", args=list(job.args), id=job.id, name=job.name,
+                          seconds=job.seconds, jitter=job.jitter, next_run_time=job.first_run)
     return scheduler
 
 
-def _now():
-    from datetime import datetime, timezone
-    return datetime.now(timezone.utc)
+class StopSignal:
+    """Records SIGTERM/SIGINT; does nothing else inside the handler."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopSignal":
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is not None:
+            # Second signal: the operator insists. Die of it; the store is consistent anyway.
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self.received = signum
+
+    def wait(self, poll_seconds: float = 0.2) -> int:
+        while self.received is None:
+            time.sleep(poll_seconds)
+        return self.received
 
 
-def run(monitor: Monitor) -> None:
-    with StoreLock(monitor.config.store_path):
-        scheduler = build_scheduler(monitor)
-
-        def stop(signum, frame):
-            log.info("received %s: stopping after the current step", signal.Signals(signum).name)
-            scheduler.shutdown(wait=True)  # lets running jobs finish their step
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
-        log.info("complaint-monitor running: sources %s, store %s, alerts via %s",
-                 ", ".join(monitor.sources) or "none", monitor.config.store_path, monitor.transport.description)
+def run(config: Config, *, monitor_factory: Callable[[Config], Monitor] = Monitor.from_config) -> None:
+    """Run until SIGTERM or SIGINT; raises AlreadyRunning when another daemon holds the store."""
+    with StoreLock(config.store_path), StopSignal() as stop:
+        monitor = monitor_factory(config)
         try:
+            scheduler = build_scheduler(monitor)
+            server = _start_metrics(monitor)
             scheduler.start()
+            log.info("complaint-monitor running: sources %s, store %s, alerts via %s, jobs %s",
+                     ", ".join(monitor.sources) or "none", config.store_path, monitor.transport.description,
+                     ", ".join(job.id for job in scheduler.get_jobs()))
+            signum = stop.wait()
+            log.info("received %s: stopping after the current step", signal.Signals(signum).name)
+            scheduler.shutdown(wait=True)
+            if server is not None:
+                server.shutdown()
+            log.info("stopped: %d alerts queued for the next start", monitor.store.pending_count())
         finally:
             monitor.close()
+
+
+def _start_metrics(monitor: Monitor):
+    if monitor.metrics is None or monitor.config.metrics.port is None:
+        return None
+    return monitor.metrics.serve(monitor.config.metrics.port)

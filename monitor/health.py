@@ -14,6 +14,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from .logs import Redactor
 from .mail import FolderTransport, Transport, build_message
 from .store import Store
 
@@ -22,38 +23,42 @@ log = logging.getLogger("complaint_monitor.health")
 
 class Health:
     def __init__(self, *, store: Store, transport: Transport, fallback: FolderTransport, sender: str,
-                 operator: str | None, notify_after: float):
+                 operator: str | None, notify_after: float, redact: Redactor | None = None):
         self.store = store
         self.transport = transport
         self.fallback = fallback  # where operator emails go when SMTP itself is what fails
         self.sender = sender
         self.operator = operator
         self.notify_after = notify_after
+        # Error text is stored, printed by status and emailed: it is redacted first.
+        self.redact = redact or Redactor()
 
     def failed(self, subject: str, error: str, *, now: float | None = None) -> None:
         now = time.time() if now is None else now
+        subject, error = self.redact(subject), self.redact(error)  # a feed URL may carry a token
         row = self.store.record_failure(subject, error, now)
         if self.operator and not row["notified"] and now - row["since"] >= self.notify_after:
             self._tell_operator(
                 subject, f"complaint-monitor: {subject} failing since {_ts(row['since'])}",
                 f"{subject} has failed {row['count']} times since {_ts(row['since'])}.\n\n"
                 f"Last error ({_ts(row['last_at'])}):\n{error}\n\n"
-                "You get one more email when it works again, none in between.\n")
+                "You get one more email when it works again, none in between.\n", smtp_down=subject == "smtp")
             self.store.mark_failure_notified(subject)
 
     def succeeded(self, subject: str) -> None:
-        row = self.store.clear_failure(subject)
+        row = self.store.clear_failure(self.redact(subject))
         if row is not None and row["notified"] and self.operator:
             self._tell_operator(subject, f"complaint-monitor: {subject} works again",
                                 f"{subject} works again after failing since {_ts(row['since'])}"
-                                f" ({row['count']} failures).\n")
+                                f" ({row['count']} failures).\n", smtp_down=False)
 
-    def _tell_operator(self, subject: str, title: str, body: str) -> None:
+    def _tell_operator(self, subject: str, title: str, body: str, *, smtp_down: bool) -> None:
         key = "".join(c if c.isalnum() else "-" for c in subject)[:60]
         msg = build_message(sender=self.sender, recipient=self.operator, subject=title, text=body,
                             html=f"<pre>{_escape(body)}</pre>",
                             message_id=f"<health-{key}-{int(time.time())}@complaint-monitor>")
-        transport = self.fallback if subject == "smtp" else self.transport
+        # While SMTP is what fails, the note goes to the outbox folder; once it works, by email.
+        transport = self.fallback if smtp_down else self.transport
         try:
             transport.send(msg)
         except Exception as err:
@@ -84,10 +89,7 @@ def status(store: Store, intervals: dict[str, float], *, now: float | None = Non
                             (name, hour_ago))[0][0]
         mentions = store.query("SELECT count(*) FROM mentions WHERE source = ? AND fetched_at >= ?",
                                (name, hour_ago))[0][0]
-        feeds = {}
-        for key, value in store.source_state(name).items():
-            if key.startswith("feed:") and isinstance(value, dict):
-                feeds[key[5:]] = value
+        feeds = _feeds(store, name, hour_ago)
         sources[name] = {
             "last_poll": _ts(last[0]["started_at"]) if last else "never",
             "last_success": _ts(last_ok[0][0]),
@@ -108,6 +110,28 @@ def status(store: Store, intervals: dict[str, float], *, now: float | None = Non
     }
 
 
+def _feeds(store: Store, name: str, hour_ago: float) -> dict[str, dict[str, Any]]:
+    """Per feed: what its cursor says, its ongoing failure, its mentions in the last hour."""
+    feeds: dict[str, dict[str, Any]] = {}
+    for key, value in store.source_state(name).items():
+        if key.startswith("feed:") and isinstance(value, dict):
+            feeds[key[5:]] = {"last_success": value.get("last_success"), "next_poll": value.get("next_poll"),
+                              "disabled": value.get("disabled_reason") if value.get("disabled") else None,
+                              "moved_to": value.get("current_url"), "problem": value.get("last_problem")}
+            if value.get("failures") or value.get("disabled"):  # the feed's own record; a failure row below wins
+                feeds[key[5:]]["last_error"] = (f"{value.get('last_error_at')}: {value.get('last_error')}"
+                                                f" ({value.get('failures') or 1} in a row)")
+    # A feed that never worked has no cursor yet; its failure row still names it.
+    for row in store.query("SELECT * FROM failures WHERE subject LIKE ? ORDER BY subject", (f"{name} feed:%",)):
+        feed = feeds.setdefault(row["subject"][len(name) + 6:], {"last_success": None})
+        feed["last_error"] = f"{_ts(row['last_at'])}: {row['last_error']} (failing since {_ts(row['since'])})"
+    for url, count in store.query("SELECT json_extract(extra, '$.feed_url'), count(*) FROM mentions"
+                                  " WHERE source = ? AND fetched_at >= ? GROUP BY 1", (name, hour_ago)):
+        if url is not None:
+            feeds.setdefault(url, {"last_success": None})["mentions_last_hour"] = count
+    return feeds
+
+
 def format_status(report: dict[str, Any]) -> str:
     lines = []
     for name, s in report["sources"].items():
@@ -115,18 +139,14 @@ def format_status(report: dict[str, Any]) -> str:
         for key in ("last_poll", "last_success", "last_error", "items_last_hour", "mentions_last_hour", "next_run"):
             lines.append(f"  {key.replace('_', ' ')}: {s[key]}")
         for url, feed in s["feeds"].items():
-            state = "ok"
-            if feed.get("disabled"):
-                state = "disabled: " + str(feed.get("disabled_reason"))
-            elif feed.get("failures"):
-                state = f"failing ({feed['failures']} in a row)"
-            error = feed.get("last_error") or "none"
-            if feed.get("last_error_at"):
-                error = f"{feed['last_error_at']} {error}"
-            moved = f"; moved to {feed['current_url']}" if feed.get("current_url") else ""
-            problem = f"; problem {feed['last_problem']}" if feed.get("last_problem") else ""
+            state = f"disabled: {feed['disabled']}" if feed.get("disabled") else (
+                "failing" if feed.get("last_error") else "ok")
+            moved = f"; moved to {feed['moved_to']}" if feed.get("moved_to") else ""
+            problem = f"; problem: {feed['problem']}" if feed.get("problem") else ""
             lines.append(f"  feed {url}: {state}; last success {feed.get('last_success') or 'never'};"
-                         f" last error {error}; next poll {'never' if feed.get('disabled') else feed.get('next_poll') or 'next run'}"
+                         f" last error {feed.get('last_error') or 'none'};"
+                         f" mentions last hour {feed.get('mentions_last_hour', 0)};"
+                         f" next poll {'never' if feed.get('disabled') else feed.get('next_poll') or 'next run'}"
                          f"{moved}{problem}")
     o = report["outbox"]
     lines.append(f"outbox: {o['pending']} pending (oldest {o['oldest_pending']}), {o['failed']} failed")

@@ -9,29 +9,52 @@ miss the secret that an exception's text carries.
 from __future__ import annotations
 
 import logging
+import os
+import re
 import sys
 import time
-from typing import Iterable
+from typing import Any, Iterable
 
 # Attributes a log call can attach with extra={...}; printed when present.
 FIELDS = ("source", "feed", "listing", "alert", "mention", "recipient")
 
 
-class EventFormatter(logging.Formatter):
-    def __init__(self, secrets: Iterable[str] = ()):
-        super().__init__()
-        self.secrets: list[str] = []
-        self.add_secrets(secrets)
+# Secrets that are not in the config but travel inside text: a password in a
+# URL, a token in a query string (a private feed's ?token=...), a bearer header.
+_URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@'\"]+:)[^@\s/'\"]+@")
+_SECRET_PARAM = re.compile(r"(?i)([?&;](?:[a-z0-9]+[_.-])*(?:token|secret|password|passwd|api_?key|apikey|key|signature|sig)"
+                           r"(?:[_.-][a-z0-9]+)*=)[^&#\s'\"]+")
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[a-z0-9._~+/=-]{8,}")
+_SECRET_NAME = re.compile(r"(?i)(secret|password|passwd|token|api_?key|apikey|private_?key|^key$|_key$|authorization)")
 
-    def add_secrets(self, secrets: Iterable[str]) -> None:
+
+class Redactor:
+    """Replaces every known secret, and secret-shaped parts of URLs and headers, with ``***``."""
+
+    def __init__(self, secrets: Iterable[str] = ()):
+        self.secrets: list[str] = []
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
         # Longest first, so a secret containing another is replaced whole.
         found = {s for s in secrets if s and len(s) >= 4} | set(self.secrets)
         self.secrets = sorted(found, key=len, reverse=True)
 
-    def redact(self, text: str) -> str:
+    def __call__(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, "***")
-        return text
+        text = _URL_PASSWORD.sub(r"\1***@", text)
+        text = _SECRET_PARAM.sub(r"\1***", text)
+        return _BEARER.sub(r"\1 ***", text)
+
+
+class EventFormatter(logging.Formatter):
+    def __init__(self, secrets: Iterable[str] = ()):
+        super().__init__()
+        self.redact = Redactor(secrets)
+
+    def add_secrets(self, secrets: Iterable[str]) -> None:
+        self.redact.add(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
@@ -69,13 +92,24 @@ def setup(*, verbose: bool = False, stream=None) -> EventFormatter:
     return formatter
 
 
-def config_secrets(config) -> list[str]:
-    """Every value in the config that must never be printed."""
+def config_secrets(config, environ=os.environ) -> list[str]:
+    """Every value that must never be printed: secret-named config values and environment variables."""
     found = []
     if config.email.smtp and config.email.smtp.password:
         found.append(config.email.smtp.password)
-    for section in config.sources.values():
-        for key, value in section.items():
-            if isinstance(value, str) and any(w in key.lower() for w in ("secret", "password", "token", "key")):
-                found.append(value)
+    _secret_values(config.sources, secret=False, found=found)
+    # ${VAR} references put environment values into the config; any secret-named
+    # variable is withheld too, whichever key it ended up under.
+    found.extend(v for k, v in environ.items() if _SECRET_NAME.search(k) and len(v) >= 6)
     return found
+
+
+def _secret_values(value: Any, *, secret: bool, found: list[str]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _secret_values(item, secret=secret or bool(_SECRET_NAME.search(str(key))), found=found)
+    elif isinstance(value, list):
+        for item in value:
+            _secret_values(item, secret=secret, found=found)
+    elif isinstance(value, str) and secret:
+        found.append(value)

@@ -536,6 +536,6 @@ def test_status_shows_each_feeds_last_success_error_and_next_poll(feeds, monitor
     report = format_status(status(harness.store, {"rss": 300}))
     ok_state, down_state = harness.state(ok), harness.state(down)
     assert (f"feed {ok}: ok; last success {ok_state['last_success']}; last error none;"
-            f" next poll {ok_state['next_poll']}") in report
-    assert (f"feed {down}: failing (1 in a row); last success never; last error {down_state['last_error_at']}"
-            f" HTTP 502") in report
+            f" mentions last hour 1; next poll {ok_state['next_poll']}") in report
+    assert (f"feed {down}: failing; last success never; last error {down_state['last_error_at']}:"
+            f" HTTP 502 Bad Gateway (1 in a row); mentions last hour 0; next poll {down_state['next_poll']}") in report

@@ -1,0 +1,294 @@
+"""The analyst's side on a store built by the real pipeline: typed loaders, filters, exports, the report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+import pytest
+
+from monitor import load_alerts, load_mentions, load_snapshots, load_stories
+from monitor.alert import deliver_pending
+from monitor.analysis import PRIORITY_DTYPE, expand_reasons, export
+from monitor.config import load_config
+from monitor.mail import transport_for
+from monitor.mention import Engagement, Mention
+from monitor.pipeline import Pipeline
+from monitor.report import build_report
+from monitor.source import Poll
+from monitor.store import Store, to_epoch
+from tests.conftest import ROOT
+
+# Priorities on demand, as in test_alerts: the words pick the urgency.
+PACK = textwrap.dedent("""
+    rules:
+      - {name: red, when: 'text =~~ "RED"', urgency: 80, tags: [fire]}
+      - {name: amber, when: 'text =~~ "AMBER"', urgency: 55, tags: [billing]}
+      - {name: grey, when: 'text =~~ "GREY"', urgency: 30}
+      - {name: growing, when: score_velocity >= 100, virality: 80}
+""")
+# Alerts are queued on the real clock, so the stories are told relative to it.
+NOW = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+
+
+def post(source: str, source_id: str, text: str, *, brand: str = "Acme", days_old: float = 0, score: int | None = 1,
+         comments: int | None = 0, title: str | None = None) -> Mention:
+    created = NOW - timedelta(days=days_old)
+    return Mention(source=source, source_id=source_id, url=f"https://{source}.example/{source_id}",
+                   title=title or f"{brand} {source_id}", text=f"{brand} {text}", author="someone",
+                   place="r/test" if source == "reddit" else "Some blog", created_at=created,
+                   fetched_at=created + timedelta(minutes=5), engagement=Engagement(score=score, comments=comments))
+
+
+@pytest.fixture
+def built(tmp_path, write_config):
+    """A store filled by Pipeline.process/update_engagement and alert delivery to the outbox folder."""
+    pack = tmp_path / "pack.yaml"
+    pack.write_text(PACK)
+    config = load_config(write_config({
+        "brands": [{"name": "Acme", "keywords": ["acme"]}, {"name": "Globex", "keywords": ["globex"]}],
+        "rules": [str(pack)],
+        "responders": [{"email": "oncall@test.local", "brands": "all", "min_priority": "P2"}],
+    }))
+    store = Store(config.store_path)
+    pipeline = Pipeline(config=config, store=store)
+    reddit = [post("reddit", "r1", "RED charged me twice and hung up, furious", days_old=1, score=10, comments=3),
+              post("reddit", "r2", "AMBER billing mess, still waiting for a refund", days_old=3),
+              post("reddit", "r3", "support was lovely, thanks", days_old=8, title="<script>alert(1)</script> Acme"),
+              post("reddit", "g1", "RED exploded in my kitchen", brand="Globex", days_old=2)]
+    feeds = [post("rss", "f1", "GREY the app is a bit slow today", days_old=5, score=None, comments=None),
+             post("rss", "f2", "AMBER lost my parcel again", days_old=0.5, score=None, comments=None)]
+    for source, mentions in (("reddit", reddit), ("rss", feeds)):
+        pipeline.process(source, Poll(mentions=mentions), now=NOW)
+    # The first Reddit post takes off: two later readings of its numbers.
+    for hours, score in ((2, 400), (5, 2500)):
+        update = post("reddit", "r1", "", days_old=1, score=score, comments=score // 10)
+        update.fetched_at = NOW - timedelta(days=1) + timedelta(hours=hours)
+        pipeline.update_engagement("reddit", [update])
+    deliver_pending(store, transport_for(config.email, base_dir=config.base_dir), config)
+    # Stories are clustered by another stage; here they are written straight into the store.
+    with store.transaction() as db:
+        story = db.execute("INSERT INTO stories (brand, key, title, url, first_seen, last_seen, sightings)"
+                           " VALUES ('Acme', 'charged-twice', 'Acme charged me twice', 'https://reddit.example/r1',"
+                           " ?, ?, 2)", (to_epoch(NOW - timedelta(days=3)), to_epoch(NOW - timedelta(days=1)))).lastrowid
+        db.execute("UPDATE mentions SET story_id = ? WHERE source_id IN ('r1', 'r2')", (story,))
+        db.execute("INSERT INTO stories (brand, key, title, url, first_seen, last_seen, sightings)"
+                   " VALUES ('Globex', 'old', 'Old Globex story', 'https://x.example', ?, ?, 1)",
+                   (to_epoch(NOW - timedelta(days=40)), to_epoch(NOW - timedelta(days=39))))
+    store.close()
+    return config
+
+
+def test_mentions_have_documented_dtypes(built):
+    df = load_mentions(built)
+    assert len(df) == 6
+    assert str(df["created_at"].dtype) == "datetime64[ns, UTC]"
+    assert str(df["fetched_at"].dtype) == "datetime64[ns, UTC]"
+    for column in ("brand", "source", "kind"):
+        assert isinstance(df[column].dtype, pd.CategoricalDtype), column
+    assert df["priority"].dtype == PRIORITY_DTYPE and df["priority"].dtype.ordered
+    assert list(df["priority"].cat.categories) == ["P4", "P3", "P2", "P1"]
+    for column in ("score", "comments", "awards", "story_id"):
+        assert str(df[column].dtype) == "Int64", column
+    for column in ("compound", "urgency", "virality", "reach", "upvote_ratio"):
+        assert df[column].dtype == "float64", column
+    assert df["suppressed"].dtype == bool
+    by_id = df.set_index("source_id")
+    assert by_id.loc["r1", "created_at"] == pd.Timestamp(NOW - timedelta(days=1))
+    assert pd.isna(by_id.loc["f1", "score"]), "RSS has no score: a missing value, not 0"
+    assert by_id.loc["r1", "score"] == 2500, "the latest engagement reading"
+    assert by_id.loc["r1", "priority"] == "P1" and by_id.loc["r2", "priority"] == "P2"
+    assert by_id.loc["r1", "rules"] == ["red", "growing"], "re-scored as it grew"
+    assert by_id.loc["r2", "rules"] == ["amber"]
+    assert by_id.loc["r3", "rules"] == [] and isinstance(by_id.loc["r3", "tags"], list)
+    assert "fire" in by_id.loc["r1", "tags"]
+    assert by_id.loc["r1", "story_id"] == by_id.loc["r2", "story_id"]
+    by_id.loc["r1", "tags"].append("mutated")
+    assert "mutated" not in by_id.loc["g1", "tags"], "rows never share one list object"
+    reasons = json.loads(by_id.loc["r1", "reasons"])
+    assert any(r["name"] == "red" for r in reasons)
+
+
+def test_mention_filters_agree_with_pandas(built):
+    full = load_mentions(built)
+    since = pd.Timestamp(NOW - timedelta(days=4))
+    cases = [
+        ({"brand": "Acme"}, full["brand"] == "Acme"),
+        ({"brand": ["Globex", "Nobody"]}, full["brand"] == "Globex"),
+        ({"source": "rss"}, full["source"] == "rss"),
+        ({"since": since.isoformat()}, full["created_at"] >= since),
+        ({"until": since.to_pydatetime()}, full["created_at"] < since),
+        ({"min_priority": "P2"}, full["priority"] >= "P2"),
+        ({"brand": "Acme", "source": "reddit", "since": since.strftime("%Y-%m-%d %H:%M")},
+         (full["brand"] == "Acme") & (full["source"] == "reddit") & (full["created_at"] >= since)),
+    ]
+    for filters, expected in cases:
+        got = load_mentions(built, **filters)
+        want = sorted(full.loc[expected, "source_id"])
+        assert sorted(got["source_id"]) == want, filters
+        assert 0 < len(want) < len(full), f"{filters} should select some rows but not all"
+    assert load_mentions(built, brand="Nobody").empty
+
+
+def test_loaders_accept_config_path_store_path_and_config(built):
+    config_file = built.base_dir / "config.yaml"
+    frames = [load_mentions(built), load_mentions(config_file), load_mentions(str(built.store_path))]
+    pd.testing.assert_frame_equal(frames[0], frames[1])
+    pd.testing.assert_frame_equal(frames[0], frames[2])
+    with pytest.raises(FileNotFoundError, match="no store"):
+        load_mentions(built.base_dir / "missing.db")
+    with pytest.raises(ValueError, match="min_priority"):
+        load_mentions(built, min_priority="P9")
+    with pytest.raises(ValueError, match="ISO date"):
+        load_mentions(built, since="last tuesday-ish")
+
+
+def test_alerts_join_their_mentions_and_time_the_response(built):
+    alerts = load_alerts(built)
+    mentions = load_mentions(built).set_index("id")
+    assert len(alerts) >= 3 and set(alerts["status"]) == {"sent"}
+    assert alerts["priority"].dtype == PRIORITY_DTYPE
+    assert set(alerts["priority"].astype(str)) <= {"P1", "P2"}, "the responder only wants P2 and above"
+    assert str(alerts["sent_at"].dtype) == "datetime64[ns, UTC]"
+    assert str(alerts["response_time"].dtype) == "timedelta64[ns]"
+    for _, alert in alerts.iterrows():
+        mention = mentions.loc[alert["mention_id"]]
+        assert alert["brand"] == mention["brand"]
+        assert alert["response_time"] == alert["sent_at"] - mention["fetched_at"]
+    assert set(load_alerts(built, brand="Globex")["brand"]) == {"Globex"}
+    assert set(load_alerts(built, min_priority="P1")["priority"]) == {"P1"}
+    assert load_alerts(built, since=NOW + timedelta(days=1)).empty
+
+
+def test_snapshots_trace_growth(built):
+    snaps = load_snapshots(built, brand="Acme", source="reddit")
+    r1 = load_mentions(built).set_index("source_id").loc["r1", "id"]
+    growth = snaps[snaps["mention_id"] == r1]
+    assert list(growth["score"]) == [10, 400, 2500]
+    assert growth["taken_at"].is_monotonic_increasing
+    assert list(growth["age"]) == [timedelta(minutes=5), timedelta(hours=2), timedelta(hours=5)]
+    assert str(snaps["score"].dtype) == "Int64" and snaps["priority"].dtype == PRIORITY_DTYPE
+    assert load_snapshots(built, source="rss").empty, "feed items carry no engagement numbers"
+
+
+def test_stories_add_up_their_mentions(built):
+    stories = load_stories(built)
+    assert list(stories["key"]) == ["charged-twice", "old"], "most viral first"
+    story = stories.iloc[0]
+    assert story["mentions"] == 2 and story["sightings"] == 2
+    assert story["priority"] == "P1" and story["sources"] == ["reddit"]
+    assert str(stories["first_seen"].dtype) == "datetime64[ns, UTC]"
+    assert stories.iloc[1]["mentions"] == 0
+    assert list(load_stories(built, since=NOW - timedelta(days=10))["key"]) == ["charged-twice"]
+    assert list(load_stories(built, min_priority="P1")["key"]) == ["charged-twice"]
+    assert load_stories(built, source="rss").empty
+    assert list(load_stories(built, brand="Globex")["key"]) == ["old"]
+
+
+def test_expand_reasons_gives_one_row_per_reason(built):
+    mentions = load_mentions(built)
+    reasons = expand_reasons(mentions)
+    rules = reasons[reasons["kind"] == "rule"]
+    by_mention = rules.groupby("mention_id")["name"].apply(lambda s: sorted(s.astype(str)))
+    for _, row in mentions.iterrows():
+        assert by_mention.get(row["id"], []) == sorted(row["rules"])
+    assert reasons["urgency"].dtype == "float64"
+    assert expand_reasons(mentions.iloc[:0]).empty
+
+
+def test_empty_store_loads_empty_typed_frames(tmp_path):
+    store = tmp_path / "odd #name?" / "empty.db"  # the path goes into a file: URI
+    Store(store).close()
+    df = load_mentions(store)
+    assert df.empty and str(df["created_at"].dtype) == "datetime64[ns, UTC]"
+    assert df["priority"].dtype == PRIORITY_DTYPE and str(df["score"].dtype) == "Int64"
+    for loader in (load_alerts, load_snapshots, load_stories):
+        assert loader(store).empty
+
+
+def test_parquet_round_trip_gives_back_the_same_frame(built, tmp_path):
+    for table, loader in (("mentions", load_mentions), ("alerts", load_alerts), ("snapshots", load_snapshots),
+                          ("stories", load_stories)):
+        out = tmp_path / f"{table}.parquet"
+        assert export(built, out, fmt="parquet", table=table, brand="Acme") == len(loader(built, brand="Acme"))
+        pd.testing.assert_frame_equal(pd.read_parquet(out), loader(built, brand="Acme"))
+
+
+def test_csv_and_jsonl_are_readable_and_filtered(built, tmp_path):
+    want = load_mentions(built, min_priority="P2", source="reddit")
+    export(built, tmp_path / "m.csv", fmt="csv", min_priority="P2", source="reddit")
+    export(built, tmp_path / "m.jsonl", fmt="jsonl", min_priority="P2", source="reddit")
+    csv = pd.read_csv(tmp_path / "m.csv")
+    assert list(csv["source_id"]) == list(want["source_id"])
+    assert [json.loads(v) for v in csv["rules"]] == list(want["rules"])
+    assert list(pd.to_datetime(csv["created_at"], utc=True)) == list(want["created_at"].dt.floor("s"))
+    lines = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert [row["source_id"] for row in lines] == list(want["source_id"])
+    assert [row["rules"] for row in lines] == list(want["rules"])
+    assert lines[0]["created_at"].endswith("Z")
+
+
+def cli(config, *args):
+    return subprocess.run([sys.executable, "-m", "monitor.cli", "--config", str(config), *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def test_export_command_writes_the_filtered_table(built, tmp_path):
+    out = tmp_path / "alerts.parquet"
+    done = cli(built.base_dir / "config.yaml", "export", "--table", "alerts", "--format", "parquet", "--out",
+               str(out), "--brand", "Acme")
+    assert done.returncode == 0, done.stderr
+    pd.testing.assert_frame_equal(pd.read_parquet(out), load_alerts(built, brand="Acme"))
+    bad = cli(built.base_dir / "config.yaml", "export", "--out", str(tmp_path / "x.csv"), "--since", "soonish")
+    assert bad.returncode == 2 and "ISO date" in bad.stderr
+    assert not (tmp_path / "x.csv").exists()
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+CHARTS = {"mentions_per_day.png", "sentiment.png", "urgency.png", "stories.png", "response.png"}
+
+
+def test_report_writes_page_and_charts(built, tmp_path):
+    import sqlite3
+    with sqlite3.connect(built.store_path) as db:  # a hostile link, as a post could carry
+        db.execute("UPDATE mentions SET url = 'javascript:alert(document.cookie)' WHERE source_id = 'r3'")
+    index = build_report(built, tmp_path / "report")
+    html = index.read_text(encoding="utf-8")
+    pngs = {p.name for p in index.parent.glob("*.png")}
+    assert pngs == CHARTS
+    for name in pngs:
+        data = (index.parent / name).read_bytes()
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 5000, name
+        assert f'src="{name}"' in html
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "javascript:" not in html
+    assert "https://" not in html.split("<body>")[0], "no remote assets"
+    assert "Acme charged me twice" in html, "the clustered story is listed"
+    assert "No data yet" not in html
+
+
+def test_report_on_an_empty_store_says_so(tmp_path):
+    Store(tmp_path / "empty.db").close()
+    index = build_report(tmp_path / "empty.db", tmp_path / "report")
+    assert "No data yet" in index.read_text(encoding="utf-8")
+    assert list(index.parent.glob("*.png")) == []
+
+
+def test_report_without_alerts_or_readings_leaves_those_charts_out(built, tmp_path):
+    index = build_report(built, tmp_path / "report", source="rss")
+    html = index.read_text(encoding="utf-8")
+    assert {p.name for p in index.parent.glob("*.png")} == CHARTS - {"stories.png"}, "feed items have no readings"
+    assert "No engagement readings yet" in html
+
+
+def test_report_command_applies_filters(built, tmp_path):
+    out = tmp_path / "globex"
+    done = cli(built.base_dir / "config.yaml", "report", "--out", str(out), "--brand", "Globex")
+    assert done.returncode == 0, done.stderr
+    html = (out / "index.html").read_text(encoding="utf-8")
+    assert "brand Globex" in html and "Brands: Globex" in html
+    assert (out / "urgency.png").stat().st_size > 0
