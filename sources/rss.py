@@ -110,9 +110,10 @@ class RssSource:
 
     def poll(self, state: dict[str, Any]) -> Poll:
         now = utcnow()
-        # The scheduler fires a little after each interval; without slack a feed due
-        # "now" would be a hair early and wait a whole extra interval.
-        slack = max(1.0, 0.05 * self.interval)
+        # Runs come every `interval` give or take the scheduler's jitter: a feed due before
+        # the midpoint to the next run is polled now, so a run that fires a little early does
+        # not make it wait a whole extra interval.
+        slack = max(1.0, 0.5 * self.interval)
         jobs = []
         for feed in self.settings.feeds:
             key = f"feed:{feed.url}"

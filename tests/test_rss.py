@@ -416,6 +416,18 @@ def test_each_feed_keeps_its_own_interval(feeds, monitor_feeds):
     assert 3590 < (next_poll - datetime.now(timezone.utc)).total_seconds() <= 3600
 
 
+def test_a_run_a_little_early_still_polls_the_feed_but_an_immediate_rerun_does_not(feeds, monitor_feeds):
+    url = feeds.serve("/sched.xml", complaint_feed(1))
+    harness = monitor_feeds([{"url": url}], interval=2)
+    harness.cycle()
+    harness.cycle()  # right away: not due
+    assert feeds.hits("/sched.xml") == 1
+
+    time.sleep(1.2)  # a run that fires 0.8 s before the feed is due (scheduler jitter) still polls it
+    harness.cycle()
+    assert feeds.hits("/sched.xml") == 2
+
+
 # -- unbreakable -------------------------------------------------------------
 
 def test_a_50_mb_body_is_cut_off_at_the_limit_and_its_entries_kept(feeds, monitor_feeds, caplog):
