@@ -15,7 +15,7 @@ from http import HTTPStatus
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from monitor.mention import Mention, utcnow
 from monitor.source import Poll, SourceContext
@@ -46,7 +46,8 @@ class FeedSettings(BaseModel):
 class RssSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     interval: float = Field(default=300, gt=0)
-    # Seconds for each network step (connect, each read); `deadline` bounds one feed's whole fetch.
+    # Seconds for each network step (connect, each read); `deadline` bounds one feed's whole fetch
+    # once its headers are in (each header read is bounded by `timeout`).
     timeout: float = Field(default=20, gt=0)
     deadline: float = Field(default=60, gt=0)
     max_bytes: int = Field(default=10_000_000, gt=0)
@@ -57,6 +58,17 @@ class RssSettings(BaseModel):
     # Longest wait between tries of a failing feed (the backoff doubles up to this), in seconds.
     max_backoff: float = Field(default=6 * 3600, gt=0)
     feeds: list[FeedSettings] = Field(default_factory=list)
+
+    @field_validator("feeds")
+    @classmethod
+    def _one_entry_per_url(cls, feeds: list[FeedSettings]) -> list[FeedSettings]:
+        # The URL is a feed's identity (its stored state, its mentions' ids): twice would be polled twice.
+        seen = set()
+        for feed in feeds:
+            if feed.url in seen:
+                raise ValueError(f"{feed.url} is listed twice")
+            seen.add(feed.url)
+        return feeds
 
 
 def status_phrase(code: int) -> str:

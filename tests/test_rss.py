@@ -11,10 +11,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from monitor.config import load_config
+from monitor.config import ConfigError, load_config
 from monitor.health import format_status, status
 from monitor.links import canonical_url
 from monitor.pipeline import Pipeline
+from monitor.source import validate_source_settings
 from monitor.store import Store
 from sources.feed_entries import html_to_text
 from sources.feed_fetch import run_per_host
@@ -182,6 +183,13 @@ def test_html_and_script_become_plain_text_with_links_kept(feeds, monitor_feeds)
     assert f"[screenshot]({feeds.url}/proof.png)" in text
     assert "https://status.example/acme?utm_campaign=x" in text
     assert row["url"] == feeds.url + "/post/1"
+
+
+def test_a_feed_listed_twice_is_a_config_error_naming_the_key(write_config):
+    config = load_config(write_config({"sources": {"rss": {"feeds": [{"url": "https://a.example/f"},
+                                                                     {"url": "https://a.example/f"}]}}}))
+    with pytest.raises(ConfigError, match=r"sources\.rss\.feeds: .*https://a\.example/f is listed twice"):
+        validate_source_settings(config)
 
 
 def test_html_to_text_leaves_plain_text_alone():
