@@ -88,7 +88,7 @@ def _read_text(arg: str) -> str:
 def cmd_score(args) -> int:
     from .match import BrandMatcher, quote_around
     from .mention import Mention
-    from .score import Scorer
+    from .score import Scorer, format_explanation
     config = _load(args.config)
     text = _read_text(args.text)
     matcher = BrandMatcher(config.brands)
@@ -102,13 +102,20 @@ def cmd_score(args) -> int:
         mention.quote = quote_around(haystack, match.start, match.end)
     scores = scorer.score(mention, match)
     result = {"brand": mention.brand, "quote": mention.quote, **scores.explain()}
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(f"{scores.priority}  urgency {scores.urgency:.0f}  virality {scores.virality:.0f}"
-              f"  compound {scores.sentiment.compound:+.3f}  brand {mention.brand or '(none matched)'}")
-        for reason in scores.reasons:
-            print(f"  {reason.kind} {reason}")
+    print(json.dumps(result, indent=2) if args.json else format_explanation(result))
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from .score import format_explanation, stored_explanation
+    from .store import Store
+    config = _load(args.config)
+    row = Store(config.store_path).mention(args.mention_id)
+    if row is None:
+        print(f"no mention {args.mention_id} in {config.store_path}", file=sys.stderr)
+        return 1
+    result = stored_explanation(row)
+    print(json.dumps(result, indent=2) if args.json else format_explanation(result))
     return 0
 
 
@@ -165,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text", help="the text, or - to read it from standard input")
     p.add_argument("--title", default="")
     p.add_argument("--author", default=None)
+    p.add_argument("--json", action="store_true")
+    p = command("explain", cmd_explain, "a stored mention's scores: rules fired with points, signals with values")
+    p.add_argument("mention_id", type=int)
     p.add_argument("--json", action="store_true")
     p = command("export", cmd_export, "write stored mentions to a file")
     p.add_argument("--format", choices=["csv", "parquet", "jsonl"], default="csv")
