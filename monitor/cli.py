@@ -119,6 +119,23 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def cmd_backtest(args) -> int:
+    from .backtest import BacktestError, Progress, backtest, format_ranking, read_mentions, write_scored
+    config = _load(args.config)
+    try:
+        frame = read_mentions(args.file)
+    except BacktestError as err:
+        print(f"backtest: {err}", file=sys.stderr)
+        return 1
+    scored = backtest(frame, config=config, brand=args.brand,
+                      progress=Progress(total=len(frame)) if len(frame) >= 1000 else None)
+    print(format_ranking(scored, top=args.top))
+    if args.out:
+        write_scored(scored, args.out)
+        print(f"wrote {len(scored)} scored rows to {args.out}")
+    return 0
+
+
 def cmd_export(args) -> int:
     from .analysis import load_mentions
     config = _load(args.config)
@@ -176,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("explain", cmd_explain, "a stored mention's scores: rules fired with points, signals with values")
     p.add_argument("mention_id", type=int)
     p.add_argument("--json", action="store_true")
+    p = command("backtest", cmd_backtest, "replay a CSV or JSON Lines file of mentions through the current rules")
+    p.add_argument("file", help="CSV or .jsonl with columns id and text (title, author, source, created_at, score,"
+                                " comments, upvote_ratio, awards, reach optional)")
+    p.add_argument("--brand", default=None, help="treat every row as a mention of this configured brand")
+    p.add_argument("--out", default=None, help="write every input row with the scores added (.csv or .jsonl)")
+    p.add_argument("--top", type=int, default=20, help="rows of the ranking to print (default 20)")
     p = command("export", cmd_export, "write stored mentions to a file")
     p.add_argument("--format", choices=["csv", "parquet", "jsonl"], default="csv")
     p.add_argument("--out", required=True)
