@@ -174,7 +174,9 @@ class Scorer:
             score=float(e.score or 0), comments=float(e.comments or 0),
             upvote_ratio=float(e.upvote_ratio if e.upvote_ratio is not None else 1.0),
             awards=float(e.awards or 0), reach=float(mention.reach or 0), length=float(len(mention.text)),
-            **{k: float(v) for k, v in signals.as_dict().items()},
+            score_velocity=float(signals.score_velocity), comment_velocity=float(signals.comment_velocity),
+            acceleration=float(signals.acceleration), age_hours=float(signals.age_hours),
+            sightings=float(signals.sightings), brand_spike=float(signals.brand_spike),
         )
         return facts
 

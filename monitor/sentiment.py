@@ -18,6 +18,8 @@ NEGATIVE = -0.05  # VADER's own threshold for a negative compound
 # this many words so that VADER never sees a long input.
 MAX_SENTENCE_WORDS = 80
 _SENTENCE = re.compile(r"[^.!?\n]*(?:[.!?]+|\n+|$)")
+# A sentence end with more text after it: without one, a short text is one sentence.
+_INNER_END = re.compile(r"[.!?\n]+\s*\S")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +82,9 @@ class SentimentScorer:
     def score(self, text: str, *, brand_span: tuple[int, int] | None = None) -> Sentiment:
         if not text or not text.strip():
             return NEUTRAL
-        spans = split_sentences(text)
+        # Most tweets are one sentence: no need to split them.
+        one = text.count(" ") < MAX_SENTENCE_WORDS and _INNER_END.search(text) is None
+        spans = [] if one else split_sentences(text)
         if len(spans) <= 1:
             s = self._vader.polarity_scores(text)
             return Sentiment(s["compound"], s["neg"], s["neu"], s["pos"], s["compound"],
