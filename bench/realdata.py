@@ -52,7 +52,7 @@ def customer_care_requests() -> list[dict]:
             first = next((m for m in conversation["dialogContent"] if "agent" not in m), None)
             if first is not None:
                 rows.append({"text": first["message"], "company": conversation["dialogHeader"]["company"],
-                             "created_at": first["datetime"], "id": first["tweet_ID"]})
+                             "created_at": first["datetime"], "id": first["tweet_ID"], "file": name})
     return rows
 
 
