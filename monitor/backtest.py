@@ -8,7 +8,8 @@ Every input row comes back unchanged with ``brand``, ``compound``, ``urgency``,
 
 A replay has no store: each row is scored on its own, so ``sightings`` is 1
 and ``brand_spike`` 0. Velocities are measured against the newest
-``created_at`` in the file, as if the replay ran right after it.
+``created_at`` in the file, as if the replay ran right after it; a row
+without ``created_at`` has no velocities.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pandas as pd
 from .config import Config, ConfigError
 from .match import BrandMatch, BrandMatcher
 from .mention import Engagement, Mention, utcnow
-from .score import Scorer, signals_from_mention
+from .score import Scorer, Signals, signals_from_mention
 
 REQUIRED = ("id", "text")
 ENGAGEMENT = ("score", "comments", "upvote_ratio", "awards")
@@ -121,7 +122,9 @@ def backtest(frame: pd.DataFrame, *, config: Config, brand: str | None = None,
         )
         match = _match(matcher, mention, brand)
         mention.brand = match.brand if match else brand
-        scores = scorer.score(mention, match, signals=signals_from_mention(mention, now=now))
+        # Without a posting time there is no rate: a score of 5 is not "20 points an hour".
+        signals = signals_from_mention(mention, now=now) if pd.notna(created[index]) else Signals()
+        scores = scorer.score(mention, match, signals=signals)
         added["brand"].append(mention.brand or "")
         added["compound"].append(scores.sentiment.compound)
         added["urgency"].append(scores.urgency)

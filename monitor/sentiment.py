@@ -95,17 +95,17 @@ class SentimentScorer:
         negatives = 0
         brand_scores: list[float] = []
         for start, end in spans:
-            sentence = text[start:end]
+            sentence = text[start:end].strip()
             s = self._vader.polarity_scores(sentence)
             # Longer sentences carry more of the document's tone.
-            weight = max(1, sentence.count(" ") + 1)
+            weight = sentence.count(" ") + 1
             total_weight += weight
             compound += s["compound"] * weight
             neg += s["neg"] * weight
             neu += s["neu"] * weight
             pos += s["pos"] * weight
             if s["compound"] < worst:
-                worst, worst_text = s["compound"], sentence.strip()
+                worst, worst_text = s["compound"], sentence
             if s["compound"] <= NEGATIVE:
                 negatives += 1
             if brand_span and start <= brand_span[0] < end:
