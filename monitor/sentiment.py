@@ -95,10 +95,12 @@ class SentimentScorer:
         negatives = 0
         brand_scores: list[float] = []
         for start, end in spans:
-            sentence = text[start:end].strip()
+            chunk = text[start:end]
+            sentence = chunk.strip()
             s = self._vader.polarity_scores(sentence)
-            # Longer sentences carry more of the document's tone.
-            weight = sentence.count(" ") + 1
+            # Longer sentences carry more of the document's tone (spaces in the
+            # chunk as it was cut, the leading one included: stored scores stay comparable).
+            weight = chunk.count(" ") + 1
             total_weight += weight
             compound += s["compound"] * weight
             neg += s["neg"] * weight

@@ -57,7 +57,7 @@ def test_long_text_aggregates_its_sentences():
     start = text.index("Acme")
     s = SentimentScorer().score(text, brand_span=(start, start + 4))
     each = [VADER.polarity_scores(x)["compound"] for x in sentences]
-    weights = [x.count(" ") + 1 for x in sentences]
+    weights = [x.count(" ") + 1 + (i > 0) for i, x in enumerate(sentences)]  # chunks keep their leading space
     assert s.sentences == 3
     assert s.min_sentence == min(each) < -0.5
     assert s.worst_sentence == sentences[1]
