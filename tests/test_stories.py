@@ -119,7 +119,7 @@ def test_brand_spike_against_its_own_baseline(tmp_path, write_config):
     pipeline.process("rss", Poll(mentions=history), now=now - timedelta(hours=1))
     assert brand_volume(store, "Acme", now).ratio == 0  # nothing in the last hour
 
-    burst = [_mention(100 + i, at=now - timedelta(minutes=50 - i), text="Acme app is down, cannot log in")
+    burst = [_mention(100 + i, at=now - timedelta(minutes=50 - i), text="Everyone is talking about Acme today")
              for i in range(4)]
     for m in burst:
         pipeline.process("rss", Poll(mentions=[m]), now=now)
