@@ -251,10 +251,8 @@ def _leading_literals(items: list) -> set[str] | None:
     return None
 
 
-def literal_prefilter(pattern: str, flags: int = 0) -> Callable[[str], bool] | None:
-    """A cheap necessary condition for ``re.search(pattern, text)``: one pass of Aho-Corasick for the
-    literals every match must start with. Most texts contain none of a rule's words, so the regex,
-    which tries every alternative at every position, runs only where it might match."""
+def required_literals(pattern: str, flags: int = 0) -> set[str] | None:
+    """Literals one of which every match of ``pattern`` starts with; None when there is no such set."""
     try:
         parsed = _sre_parser.parse(pattern, flags)
     except Exception:  # the parser is CPython's own; if it ever disagrees, just skip the shortcut
@@ -264,57 +262,121 @@ def literal_prefilter(pattern: str, flags: int = 0) -> Callable[[str], bool] | N
     literals = _leading_literals(list(parsed))
     if not literals or "" in literals:
         return None
-    automaton = ahocorasick.Automaton()
-    for literal in literals:
-        automaton.add_word(literal, literal)
-    automaton.make_automaton()
-
-    def may_match(text: str) -> bool:
-        for _ in automaton.iter(text):
-            return True
-        return False
-    return may_match
+    return literals
 
 
-def fast_check(node: Any) -> Callable[[dict[str, Any]], Any]:
+class LiteralIndex:
+    """The required literals of many regexes in one Aho-Corasick automaton: one pass over a text
+    tells which of the regexes can match it at all. Most texts contain none of a rule's words, so
+    a regex, which tries every alternative at every position, runs only where it might match."""
+
+    def __init__(self):
+        self._owners: dict[str, set[int]] = {}
+        self._count = 0
+        self._automaton = None
+
+    def add(self, literals: set[str]) -> int:
+        number = self._count
+        self._count += 1
+        for literal in literals:
+            self._owners.setdefault(literal, set()).add(number)
+        self._automaton = None
+        return number
+
+    def hits(self, text: str) -> set[int]:
+        if self._automaton is None:
+            self._automaton = ahocorasick.Automaton()
+            for literal, owners in self._owners.items():
+                self._automaton.add_word(literal, frozenset(owners))
+            self._automaton.make_automaton()
+        found: set[int] = set()
+        for _, owners in self._automaton.iter(text):
+            found |= owners
+        return found
+
+
+def literal_prefilter(pattern: str, flags: int = 0) -> Callable[[str], bool] | None:
+    """A cheap necessary condition for ``re.search(pattern, text)``, or None when there is none."""
+    literals = required_literals(pattern, flags)
+    if literals is None:
+        return None
+    index = LiteralIndex()
+    number = index.add(literals)
+    return lambda text: number in index.hits(text)
+
+
+def _value_key(node: Any) -> str | None:
+    """A name for an expression whose value is the same throughout one evaluation (a field, or a folded field)."""
+    if type(node) is rule_ast.SymbolExpression and node.scope is None:
+        return node.name
+    if type(node) is rule_ast.GetAttributeExpression and type(node.object) is rule_ast.SymbolExpression:
+        return f"{node.object.name}.{node.name}"
+    return None
+
+
+def fast_check(node: Any, indexes: dict[str, LiteralIndex] | None = None) -> Callable[[dict[str, Any]], Any]:
+    """``indexes`` (one per regex subject, e.g. ``text.as_lower``) lets the rules of a book share one
+    prefilter pass per text; without it each regex gets its own."""
+    if indexes is None:
+        indexes = {}
     kind = type(node)
     if kind is rule_ast.Statement:
-        return fast_check(node.expression)
+        return fast_check(node.expression, indexes)
     if kind is rule_ast.LogicExpression:
-        left, right = fast_check(node.left), fast_check(node.right)
+        left, right = fast_check(node.left, indexes), fast_check(node.right, indexes)
         if node.type == "and":
             return lambda facts: bool(left(facts) and right(facts))
         return lambda facts: bool(left(facts) or right(facts))
     if kind is rule_ast.ArithmeticComparisonExpression and node.left.result_type == _FLOAT \
             and node.right.result_type == _FLOAT and node.type in _ORDER:
-        left, right, op = fast_check(node.left), fast_check(node.right), _ORDER[node.type]
+        op = _ORDER[node.type]
+        if type(node.left) is rule_ast.SymbolExpression and node.left.scope is None \
+                and type(node.right) is rule_ast.FloatExpression and node.left.name in FIELDS:
+            # The common case, "field <= constant", in one call.
+            name, constant = node.left.name, _literal(node.right.value)
+            return lambda facts: op(facts[name], constant)
+        left, right = fast_check(node.left, indexes), fast_check(node.right, indexes)
         return lambda facts: op(left(facts), right(facts))
     if kind is rule_ast.ComparisonExpression and node.type in ("eq", "ne"):
-        left, right = fast_check(node.left), fast_check(node.right)
+        left, right = fast_check(node.left, indexes), fast_check(node.right, indexes)
         if node.type == "eq":
             return lambda facts: _equal(left(facts), right(facts))
         return lambda facts: not _equal(left(facts), right(facts))
     if kind is rule_ast.FuzzyComparisonExpression and isinstance(node.right, rule_ast.StringExpression) \
             and node.type in ("eq_fzs", "ne_fzs", "eq_fzm", "ne_fzm"):
-        left = fast_check(node.left)
+        left = fast_check(node.left, indexes)
         pattern = re.compile(node.right.value, flags=node.context.regex_flags)
         find = pattern.search if node.type.endswith("fzs") else pattern.match
         wanted = node.type.startswith("eq")
-        may_match = literal_prefilter(node.right.value, node.context.regex_flags) if find == pattern.search else None
+        literals = required_literals(node.right.value, node.context.regex_flags) if find == pattern.search else None
+        subject = _value_key(node.left)
+        if literals is None or subject is None:
+            def regex(facts):
+                value = left(facts)
+                if value is None:
+                    return not wanted
+                return (find(value) is not None) == wanted
+            return regex
+        index = indexes.setdefault(subject, LiteralIndex())
+        number = index.add(literals)
+        hits_key = ("literal hits", subject)  # not a string: cannot shadow a field
 
-        def regex(facts):
+        def prefiltered(facts):
             value = left(facts)
             if value is None:
                 return not wanted
-            if may_match is not None and not may_match(value):
+            hits = facts.get(hits_key)
+            if hits is None:
+                hits = facts[hits_key] = index.hits(value)
+            if number not in hits:
                 return not wanted
             return (find(value) is not None) == wanted
-        return regex
+        return prefiltered
     if kind is rule_ast.SymbolExpression and node.scope is None and node.name in FIELDS:
         return operator.itemgetter(node.name)
     if kind is rule_ast.GetAttributeExpression and node.name in ("as_lower", "as_upper") \
             and node.object.result_type == _T.STRING:
-        inner = fast_check(node.object)
+        inner = fast_check(node.object, indexes)
         fold = str.lower if node.name == "as_lower" else str.upper
         if type(node.object) is not rule_ast.SymbolExpression:
             return lambda facts: fold(inner(facts))
@@ -329,10 +391,10 @@ def fast_check(node: Any) -> Callable[[dict[str, Any]], Any]:
             return value
         return folded
     if kind is rule_ast.UnaryExpression and node.type == "not":
-        right = fast_check(node.right)
+        right = fast_check(node.right, indexes)
         return lambda facts: not right(facts)
     if kind is rule_ast.ContainsExpression:
-        container, member = fast_check(node.container), fast_check(node.member)
+        container, member = fast_check(node.container, indexes), fast_check(node.member, indexes)
         return lambda facts: member(facts) in container(facts)
     if kind in (rule_ast.FloatExpression, rule_ast.StringExpression, rule_ast.BooleanExpression):
         value = _literal(node.value)
@@ -382,7 +444,9 @@ class RuleBook:
     """All loaded packs, applied in order: later rules can read earlier rules' tags."""
 
     def __init__(self, rules: list[Rule]):
-        self.rules = rules
+        # The book's rules share their regex prefilters: one pass over the text for all of them.
+        indexes: dict[str, LiteralIndex] = {}
+        self.rules = [dataclasses.replace(r, check=fast_check(r.expression.statement, indexes)) for r in rules]
 
     @classmethod
     def from_files(cls, paths: list[Path]) -> "RuleBook":

@@ -8,12 +8,13 @@ from datetime import datetime, timedelta, timezone
 
 from monitor.app import Monitor
 from monitor.config import load_config
-from monitor.mention import Mention
+from monitor.mention import Engagement, Mention
 from monitor.pipeline import Pipeline
 from monitor.source import Poll
 from monitor.spike import MIN_HISTORY_HOURS, brand_volume, check_spikes
 from monitor.store import Store
 from monitor.stories import jaccard, normalise_url, title_tokens
+from tests.conftest import local_sources
 from tests.servers.feeds import rss
 
 ARTICLE = "https://news.example/2026/11/acme-kettles-catch-fire"
@@ -38,15 +39,8 @@ def test_title_fingerprint_similarity():
 
 
 def _stories_config(write_config, reddit, feed_url, smtp):
-    return write_config({
-        "sources": {
-            "reddit": {"client_id": "test-id", "client_secret": "test-secret", "user_agent": "complaint-monitor tests",
-                       "subreddits": ["CustomerService"], "oauth_url": reddit.url, "reddit_url": reddit.url,
-                       "search": False},
-            "rss": {"feeds": [{"url": feed_url, "name": "Kettle news"}]},
-        },
-        "email": {"smtp": {"host": "127.0.0.1", "port": smtp.port}},
-    })
+    sources = local_sources(reddit, subreddits=["CustomerService"], feeds=[{"url": feed_url, "name": "Kettle news"}])
+    return write_config({"sources": sources, "email": {"smtp": {"host": "127.0.0.1", "port": smtp.port}}})
 
 
 def test_reddit_link_post_and_rss_entry_are_one_story(reddit, feeds, smtp, write_config):
@@ -77,6 +71,14 @@ def test_reddit_link_post_and_rss_entry_are_one_story(reddit, feeds, smtp, write
             assert json.loads(row["signals"])["sightings"] == 2
             assert "seen-in-several-places" in {r["name"] for r in json.loads(row["reasons"])}
         assert rows["reddit"]["virality"] > virality_alone
+
+        # New engagement numbers re-score the post: it is still seen in two places.
+        grown = Mention(source="reddit", source_id="t3_k1", url="", title="", text="",
+                        engagement=Engagement(score=400, comments=90))
+        monitor.pipeline.update_engagement("reddit", [grown])
+        row = monitor.store.query("SELECT * FROM mentions WHERE source_id = 't3_k1'")[0]
+        assert json.loads(row["signals"])["sightings"] == 2
+        assert row["score"] == 400
 
         monitor.deliver()
     finally:
