@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 
 from .alert import recipients
 from .config import Config
-from .match import BrandMatcher, quote_around
-from .match import BrandMatch
+from .match import BrandMatch, BrandMatcher, quote_around
 from .mention import Mention, utcnow
 from .score import Scorer, Signals, signals_from_mention
 from .source import Poll
@@ -153,11 +152,12 @@ class Pipeline:
         mention.brand = match.brand
         mention.quote = quote_around(haystack, match.start, match.end)
         seen = now or utcnow()
+        # Scored outside the transaction: a long text must not hold the store's lock.
+        sighting = self.stories.find(mention, now=seen)
+        volume = brand_volume(self.store, mention.brand, seen, pending=1)
+        signals = signals_from_mention(mention, now=now, sightings=sighting.sightings, brand_spike=volume.ratio)
+        scores = self.scorer.score(mention, match, signals=signals)
         with self.store.transaction():
-            sighting = self.stories.find(mention, now=seen)
-            volume = brand_volume(self.store, mention.brand, seen, pending=1)
-            signals = signals_from_mention(mention, now=now, sightings=sighting.sightings, brand_spike=volume.ratio)
-            scores = self.scorer.score(mention, match, signals=signals)
             mention_id = self.store.add_mention(mention, scores)
             if mention_id is None:
                 return None

@@ -16,7 +16,7 @@ spike was visible, so the most important of them escalates.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from .config import Config
 from .store import Store, to_epoch
@@ -58,11 +58,15 @@ def brand_volume(store: Store, brand: str, now: datetime, *, pending: int = 0) -
     return Volume(brand, last_hour, round(baseline, 3), round(last_hour / max(baseline, MIN_BASELINE_PER_HOUR), 2))
 
 
-def check_spikes(store: Store, config: Config, now: datetime) -> list[Volume]:
+def check_spikes(store: Store, config: Config, now: datetime | float | None = None) -> list[Volume]:
     """Every configured brand's volume now; spiking brands' recent mentions are re-scored with the spike.
 
-    For the daemon's schedule (e.g. every 5 minutes). Returns all brands' volumes,
-    spiking or not, so the caller can log them.
+    For the daemon's schedule (e.g. every 5 minutes); ``now`` is an aware
+    datetime or unix seconds (default: the current time). Returns all brands'
+    volumes, spiking or not, so the caller can log them. Alerts it queues are
+    sent by the usual delivery job.
     """
     from .pipeline import Pipeline
+    if isinstance(now, (int, float)):
+        now = datetime.fromtimestamp(now, timezone.utc)
     return Pipeline(config=config, store=store).check_spikes(now=now)

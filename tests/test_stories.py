@@ -134,7 +134,7 @@ def test_brand_spike_against_its_own_baseline(tmp_path, write_config):
     assert "brand-spike" not in {r["name"] for r in json.loads(before["reasons"])}
     assert crossing["priority"] < before["priority"]  # "P3" < "P4": the spike raised it
 
-    volumes = check_spikes(store, config, now)
+    volumes = check_spikes(store, config, now.timestamp())  # the daemon may pass unix seconds
     assert [(v.brand, v.last_hour, v.spiking) for v in volumes] == [("Acme", 4, True)]
     # The periodic check gave the spike to the mentions scored before it was visible.
     before = store.query("SELECT * FROM mentions WHERE source_id = 'm101'")[0]
