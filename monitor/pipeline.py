@@ -154,7 +154,8 @@ class Pipeline:
         seen = now or utcnow()
         # Scored outside the transaction: a long text must not hold the store's lock.
         sighting = self.stories.find(mention, now=seen)
-        volume = brand_volume(self.store, mention.brand, seen, pending=1)
+        recent = 0 <= (seen - mention.created_at).total_seconds() < 3600  # an old post found late is no spike
+        volume = brand_volume(self.store, mention.brand, seen, pending=int(recent))
         signals = signals_from_mention(mention, now=now, sightings=sighting.sightings, brand_spike=volume.ratio)
         scores = self.scorer.score(mention, match, signals=signals)
         with self.store.transaction():
