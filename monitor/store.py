@@ -130,6 +130,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX story_keys_story ON story_keys (story_id);
     CREATE INDEX stories_brand_seen ON stories (brand, last_seen);
     """,
+    # 6: analysts filter by time alone (``since``/``until`` without a brand)
+    """
+    CREATE INDEX mentions_created ON mentions (created_at);
+    """,
 ]
 
 
