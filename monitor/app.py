@@ -111,6 +111,10 @@ class Monitor:
     def deliver_digests(self) -> int:
         return deliver_digests(self.store, self.transport, self.config)
 
+    def check_spikes(self) -> list:
+        """Each brand's mention volume against its baseline; a spike re-scores its recent mentions."""
+        return self.pipeline.check_spikes()
+
     def prune(self) -> tuple[int, int]:
         now = time.time()
         r = self.config.retention

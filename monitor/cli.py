@@ -91,7 +91,7 @@ def _read_text(arg: str) -> str:
 def cmd_score(args) -> int:
     from .match import BrandMatcher, quote_around
     from .mention import Mention
-    from .score import Scorer
+    from .score import Scorer, format_explanation
     config = _load(args.config)
     text = _read_text(args.text)
     matcher = BrandMatcher(config.brands)
@@ -105,13 +105,37 @@ def cmd_score(args) -> int:
         mention.quote = quote_around(haystack, match.start, match.end)
     scores = scorer.score(mention, match)
     result = {"brand": mention.brand, "quote": mention.quote, **scores.explain()}
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(f"{scores.priority}  urgency {scores.urgency:.0f}  virality {scores.virality:.0f}"
-              f"  compound {scores.sentiment.compound:+.3f}  brand {mention.brand or '(none matched)'}")
-        for reason in scores.reasons:
-            print(f"  {reason.kind} {reason}")
+    print(json.dumps(result, indent=2) if args.json else format_explanation(result))
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from .score import format_explanation, stored_explanation
+    from .store import Store
+    config = _load(args.config)
+    row = Store(config.store_path).mention(args.mention_id)
+    if row is None:
+        print(f"no mention {args.mention_id} in {config.store_path}", file=sys.stderr)
+        return 1
+    result = stored_explanation(row)
+    print(json.dumps(result, indent=2) if args.json else format_explanation(result))
+    return 0
+
+
+def cmd_backtest(args) -> int:
+    from .backtest import BacktestError, Progress, backtest, format_ranking, read_mentions, write_scored
+    config = _load(args.config)
+    try:
+        frame = read_mentions(args.file)
+    except BacktestError as err:
+        print(f"backtest: {err}", file=sys.stderr)
+        return 1
+    scored = backtest(frame, config=config, brand=args.brand,
+                      progress=Progress(total=len(frame)) if len(frame) >= 1000 else None)
+    print(format_ranking(scored, top=args.top))
+    if args.out:
+        write_scored(scored, args.out)
+        print(f"wrote {len(scored)} scored rows to {args.out}")
     return 0
 
 
@@ -189,6 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--title", default="")
     p.add_argument("--author", default=None)
     p.add_argument("--json", action="store_true")
+    p = command("explain", cmd_explain, "a stored mention's scores: rules fired with points, signals with values")
+    p.add_argument("mention_id", type=int)
+    p.add_argument("--json", action="store_true")
+    p = command("backtest", cmd_backtest, "replay a CSV or JSON Lines file of mentions through the current rules")
+    p.add_argument("file", help="CSV or .jsonl with columns id and text (title, author, source, created_at, score,"
+                                " comments, upvote_ratio, awards, reach optional)")
+    p.add_argument("--brand", default=None, help="treat every row as a mention of this configured brand")
+    p.add_argument("--out", default=None, help="write every input row with the scores added (.csv or .jsonl)")
+    p.add_argument("--top", type=int, default=20, help="rows of the ranking to print (default 20)")
     p = command("export", cmd_export, "write stored mentions (or alerts, snapshots, stories) to a file")
     p.add_argument("--format", choices=["csv", "parquet", "jsonl"], default="csv")
     p.add_argument("--table", choices=["mentions", "alerts", "snapshots", "stories"], default="mentions")

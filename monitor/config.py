@@ -141,6 +141,12 @@ class HealthSettings(Strict):
     # A failure becomes one operator email once it has lasted this long.
     notify_after_minutes: float = Field(default=60, ge=0)
 
+    @field_validator("operator_email", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value):
+        # "${OPERATOR_EMAIL:-}" with the variable unset means: nobody to tell.
+        return None if isinstance(value, str) and not value.strip() else value
+
 
 class RetentionSettings(Strict):
     # Growth snapshots and poll records are pruned; mentions and alerts never are.

@@ -43,6 +43,7 @@ log = logging.getLogger("complaint_monitor.daemon")
 # make APScheduler drop it silently (its default is 1 second).
 JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
 
+SPIKE_CHECK_EVERY = 300
 PRUNE_EVERY = 6 * 3600
 PRUNE_FIRST_AFTER = 60  # not in the way of the first polls
 MAX_JITTER = 30
@@ -117,7 +118,10 @@ def daemon_jobs(monitor: Monitor) -> list[JobSpec]:
                             seconds=min(300, config.email.digest_minutes * 60), first_run=now))
     jobs.append(JobSpec(id="prune", name="prune old snapshots", func=monitor.prune, seconds=PRUNE_EVERY,
                         first_run=now + timedelta(seconds=PRUNE_FIRST_AFTER)))
-    # Spike check: when scoring provides check_spikes(store, config, now), its job goes here.
+    # A storm of mentions is news even when each one alone is not: a spike raises the
+    # priority of the brand's latest mentions, and the deliver job sends what rose.
+    jobs.append(JobSpec(id="spikes", name="check brand spikes", func=monitor.check_spikes,
+                        seconds=SPIKE_CHECK_EVERY, first_run=now + timedelta(seconds=SPIKE_CHECK_EVERY)))
     return jobs
 
 

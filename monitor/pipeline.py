@@ -7,6 +7,8 @@ stored together, and a source's cursor only after everything it found.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import time
 from datetime import datetime
@@ -14,10 +16,12 @@ from dataclasses import dataclass, field
 
 from .alert import recipients
 from .config import Config
-from .match import BrandMatcher, quote_around
-from .mention import Mention
-from .score import Scorer, signals_from_mention
+from .match import BrandMatch, BrandMatcher, quote_around
+from .mention import Mention, utcnow
+from .score import Scorer, Signals, signals_from_mention
 from .source import Poll
+from .spike import RESCORE_PER_SPIKE, Volume, brand_volume
+from .stories import Stories
 from .store import Store, from_epoch, to_epoch
 
 log = logging.getLogger("complaint_monitor.pipeline")
@@ -38,6 +42,7 @@ class Pipeline:
         self.store = store
         self.matcher = matcher or BrandMatcher(config.brands)
         self.scorer = scorer or Scorer.from_config(config, own_account=self.matcher.is_own_account)
+        self.stories = Stories(store)
 
     def process(self, source: str, poll: Poll, *, now: datetime | None = None) -> Outcome:
         outcome = Outcome(seen=len(poll.mentions))
@@ -77,15 +82,50 @@ class Pipeline:
             now = update.fetched_at
             previous = [(from_epoch(s["taken_at"]), s["score"] or 0, s["comments"] or 0)
                         for s in self.store.snapshots(row["id"]) if s["taken_at"] < to_epoch(now)]
-            signals = signals_from_mention(mention, now=now, previous=previous)
-            haystack = f"{mention.title}\n{mention.text}" if mention.title else mention.text
-            scores = self.scorer.score(mention, self.matcher.match(haystack), signals=signals)
+            before = _stored_signals(row)
+            signals = signals_from_mention(mention, now=now, previous=previous,
+                                           sightings=self.stories.sightings(row["story_id"]),
+                                           brand_spike=before.brand_spike)
+            scores = self.scorer.score(mention, self._match(mention), signals=signals)
             with self.store.transaction():
                 self.store.add_snapshot(row["id"], update.engagement, to_epoch(now))
                 self.store.update_scores(row["id"], scores)
                 outcome.alerts += self._queue_alerts(row["id"], mention, scores)
             outcome.stored.append(row["id"])
         return outcome
+
+    def rescore(self, mention_id: int, **signal_changes) -> int:
+        """Score a stored mention again with some signals changed (sightings, brand_spike); returns alerts queued."""
+        row = self.store.mention(mention_id)
+        if row is None:
+            return 0
+        mention = self.store.row_to_mention(row)
+        signals = dataclasses.replace(_stored_signals(row), **signal_changes)
+        scores = self.scorer.score(mention, self._match(mention), signals=signals)
+        with self.store.transaction():
+            self.store.update_scores(mention_id, scores)
+            return self._queue_alerts(mention_id, mention, scores)
+
+    def check_spikes(self, *, now: datetime | None = None) -> list[Volume]:
+        """Each brand's volume; a spiking brand's latest mentions scored before the spike get its points."""
+        now = now or utcnow()
+        volumes = [brand_volume(self.store, brand.name, now) for brand in self.config.brands]
+        for volume in volumes:
+            if not volume.spiking:
+                continue
+            rows = self.store.query(
+                "SELECT id, signals FROM mentions WHERE brand = ? AND created_at > ? AND created_at <= ?"
+                " AND suppressed = 0 ORDER BY max(urgency, virality) DESC, created_at DESC",
+                (volume.brand, to_epoch(now) - 3600, to_epoch(now)))
+            stale = [r["id"] for r in rows if _stored_signals(r).brand_spike < volume.ratio][:RESCORE_PER_SPIKE]
+            for mention_id in stale:
+                self.rescore(mention_id, brand_spike=volume.ratio)
+            log.info("brand %s spikes: %d mentions in the last hour, %.2f/hour usual (%.1fx); re-scored %d",
+                     volume.brand, volume.last_hour, volume.baseline_per_hour, volume.ratio, len(stale))
+        return volumes
+
+    def _match(self, mention: Mention) -> BrandMatch | None:
+        return self.matcher.match(f"{mention.title}\n{mention.text}" if mention.title else mention.text)
 
     def _queue_alerts(self, mention_id: int, mention: Mention, scores) -> int:
         queued = 0
@@ -111,12 +151,28 @@ class Pipeline:
         outcome.matched += 1
         mention.brand = match.brand
         mention.quote = quote_around(haystack, match.start, match.end)
-        scores = self.scorer.score(mention, match, signals=signals_from_mention(mention, now=now))
+        seen = now or utcnow()
+        # Scored outside the transaction: a long text must not hold the store's lock.
+        sighting = self.stories.find(mention, now=seen)
+        recent = 0 <= (seen - mention.created_at).total_seconds() < 3600  # an old post found late is no spike
+        volume = brand_volume(self.store, mention.brand, seen, pending=int(recent))
+        signals = signals_from_mention(mention, now=now, sightings=sighting.sightings, brand_spike=volume.ratio)
+        scores = self.scorer.score(mention, match, signals=signals)
         with self.store.transaction():
             mention_id = self.store.add_mention(mention, scores)
             if mention_id is None:
                 return None
+            story_id = self.stories.record(mention_id, mention, sighting, now=seen)
             outcome.alerts += self._queue_alerts(mention_id, mention, scores)
+            if sighting.grew:
+                # Seen somewhere new: the story's earlier mentions are more viral now too.
+                for other in self.stories.others(story_id, mention_id):
+                    outcome.alerts += self.rescore(other, sightings=sighting.sightings)
         log.info("stored %s mention %s of %s: %s urgency %.0f virality %.0f", mention.source, mention.source_id,
                  mention.brand, scores.priority, scores.urgency, scores.virality)
         return mention_id
+
+
+def _stored_signals(row) -> Signals:
+    stored = json.loads(row["signals"] or "{}")
+    return Signals(**{k: v for k, v in stored.items() if k in Signals.__slots__})

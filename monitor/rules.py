@@ -17,12 +17,25 @@ pack loads, so a typo is reported with file and rule name, not at 3 a.m.
 
 from __future__ import annotations
 
+import dataclasses
+import decimal
+import operator
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import ahocorasick
 import rule_engine
+import rule_engine.ast as rule_ast
 import yaml
+
+try:  # CPython's regex parser, for the literal prefilter only
+    import re._constants as _sre
+    import re._parser as _sre_parser
+except ImportError:  # Python < 3.11 names
+    import sre_constants as _sre
+    import sre_parse as _sre_parser
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .config import ConfigError, format_validation_error
@@ -70,6 +83,10 @@ _CONTEXT = rule_engine.Context(
 
 
 def default_facts() -> dict[str, Any]:
+    return dict(_DEFAULT_FACTS)
+
+
+def _default_facts() -> dict[str, Any]:
     facts: dict[str, Any] = {}
     for name, (dtype, _) in FIELDS.items():
         if dtype == _T.STRING:
@@ -83,6 +100,9 @@ def default_facts() -> dict[str, Any]:
     facts["upvote_ratio"] = 1.0
     facts["sightings"] = 1.0
     return facts
+
+
+_DEFAULT_FACTS = _default_facts()
 
 
 class _Examples(BaseModel):
@@ -123,13 +143,16 @@ class Rule:
     description: str
     examples_match: tuple[str | dict, ...]
     examples_no_match: tuple[str | dict, ...]
+    check: Callable[[dict[str, Any]], Any] = field(repr=False, compare=False, default=None)
 
     @property
     def when(self) -> str:
         return self.expression.text
 
     def matches(self, facts: dict[str, Any]) -> bool:
-        return bool(self.expression.matches(facts))
+        if self.check is None:
+            return bool(self.expression.matches(facts))
+        return bool(self.check(facts))
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +194,214 @@ class Verdict:
         return [r.name for r in self.reasons if r.kind == "rule"]
 
 
+# -- the fast path -------------------------------------------------------
+#
+# rule-engine parses and type-checks every expression, and its evaluator is the
+# reference; but walking its AST costs tens of microseconds per rule, more than
+# VADER spends on a tweet. ``fast_check`` turns the parsed AST into nested Python
+# closures for the node kinds the packs use (logic, comparisons, regex search,
+# symbols, ``as_lower``, ``in``, literals); any other node is handed back to
+# rule-engine's own ``evaluate``, so behaviour never depends on the fast path
+# knowing a construct. A test checks both agree on every shipped rule.
+
+_ORDER = {"ge": operator.ge, "gt": operator.gt, "le": operator.le, "lt": operator.lt}
+_FLOAT = _T.FLOAT
+
+
+def _literal(value: Any) -> Any:
+    return float(value) if isinstance(value, decimal.Decimal) else value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, decimal.Decimal)) and not isinstance(value, bool)
+
+
+def _equal(left: Any, right: Any) -> bool:
+    # rule-engine turns every number into a Decimal, so 1 == 1.0; other types must match exactly.
+    if _is_number(left) and _is_number(right):
+        return left == right
+    return type(left) is type(right) and left == right
+
+
+def _leading_literals(items: list) -> set[str] | None:
+    """Literal strings one of which every match of ``items`` starts with; None when that cannot be told."""
+    i = 0
+    while i < len(items) and items[i][0] is _sre.AT:  # \b, ^: zero-width, consume nothing
+        i += 1
+    if i == len(items):
+        return None
+    op, av = items[i]
+    if op is _sre.LITERAL:
+        chars = []
+        while i < len(items) and items[i][0] is _sre.LITERAL:
+            chars.append(chr(items[i][1]))
+            i += 1
+        return {"".join(chars)}
+    if op is _sre.SUBPATTERN:
+        _, add_flags, _, inner = av
+        return None if add_flags & re.IGNORECASE else _leading_literals(list(inner))
+    if op is _sre.BRANCH:
+        found: set[str] = set()
+        for alternative in av[1]:
+            literals = _leading_literals(list(alternative))
+            if literals is None:
+                return None
+            found |= literals
+        return found
+    return None
+
+
+def required_literals(pattern: str, flags: int = 0) -> set[str] | None:
+    """Literals one of which every match of ``pattern`` starts with; None when there is no such set."""
+    try:
+        parsed = _sre_parser.parse(pattern, flags)
+    except Exception:  # the parser is CPython's own; if it ever disagrees, just skip the shortcut
+        return None
+    if (parsed.state.flags | flags) & re.IGNORECASE:
+        return None
+    literals = _leading_literals(list(parsed))
+    if not literals or "" in literals:
+        return None
+    return literals
+
+
+class LiteralIndex:
+    """The required literals of many regexes in one Aho-Corasick automaton: one pass over a text
+    tells which of the regexes can match it at all. Most texts contain none of a rule's words, so
+    a regex, which tries every alternative at every position, runs only where it might match."""
+
+    def __init__(self):
+        self._owners: dict[str, set[int]] = {}
+        self._count = 0
+        self._automaton = None
+
+    def add(self, literals: set[str]) -> int:
+        number = self._count
+        self._count += 1
+        for literal in literals:
+            self._owners.setdefault(literal, set()).add(number)
+        self._automaton = None
+        return number
+
+    def hits(self, text: str) -> set[int]:
+        if self._automaton is None:
+            self._automaton = ahocorasick.Automaton()
+            for literal, owners in self._owners.items():
+                self._automaton.add_word(literal, frozenset(owners))
+            self._automaton.make_automaton()
+        found: set[int] = set()
+        for _, owners in self._automaton.iter(text):
+            found |= owners
+        return found
+
+
+def literal_prefilter(pattern: str, flags: int = 0) -> Callable[[str], bool] | None:
+    """A cheap necessary condition for ``re.search(pattern, text)``, or None when there is none."""
+    literals = required_literals(pattern, flags)
+    if literals is None:
+        return None
+    index = LiteralIndex()
+    number = index.add(literals)
+    return lambda text: number in index.hits(text)
+
+
+def _value_key(node: Any) -> str | None:
+    """A name for an expression whose value is the same throughout one evaluation (a field, or a folded field)."""
+    if type(node) is rule_ast.SymbolExpression and node.scope is None:
+        return node.name
+    if type(node) is rule_ast.GetAttributeExpression and type(node.object) is rule_ast.SymbolExpression:
+        return f"{node.object.name}.{node.name}"
+    return None
+
+
+def fast_check(node: Any, indexes: dict[str, LiteralIndex] | None = None) -> Callable[[dict[str, Any]], Any]:
+    """``indexes`` (one per regex subject, e.g. ``text.as_lower``) lets the rules of a book share one
+    prefilter pass per text; without it each regex gets its own."""
+    if indexes is None:
+        indexes = {}
+    kind = type(node)
+    if kind is rule_ast.Statement:
+        return fast_check(node.expression, indexes)
+    if kind is rule_ast.LogicExpression:
+        left, right = fast_check(node.left, indexes), fast_check(node.right, indexes)
+        if node.type == "and":
+            return lambda facts: bool(left(facts) and right(facts))
+        return lambda facts: bool(left(facts) or right(facts))
+    if kind is rule_ast.ArithmeticComparisonExpression and node.left.result_type == _FLOAT \
+            and node.right.result_type == _FLOAT and node.type in _ORDER:
+        op = _ORDER[node.type]
+        if type(node.left) is rule_ast.SymbolExpression and node.left.scope is None \
+                and type(node.right) is rule_ast.FloatExpression and node.left.name in FIELDS:
+            # The common case, "field <= constant", in one call.
+            name, constant = node.left.name, _literal(node.right.value)
+            return lambda facts: op(facts[name], constant)
+        left, right = fast_check(node.left, indexes), fast_check(node.right, indexes)
+        return lambda facts: op(left(facts), right(facts))
+    if kind is rule_ast.ComparisonExpression and node.type in ("eq", "ne"):
+        left, right = fast_check(node.left, indexes), fast_check(node.right, indexes)
+        if node.type == "eq":
+            return lambda facts: _equal(left(facts), right(facts))
+        return lambda facts: not _equal(left(facts), right(facts))
+    if kind is rule_ast.FuzzyComparisonExpression and isinstance(node.right, rule_ast.StringExpression) \
+            and node.type in ("eq_fzs", "ne_fzs", "eq_fzm", "ne_fzm"):
+        left = fast_check(node.left, indexes)
+        pattern = re.compile(node.right.value, flags=node.context.regex_flags)
+        find = pattern.search if node.type.endswith("fzs") else pattern.match
+        wanted = node.type.startswith("eq")
+        literals = required_literals(node.right.value, node.context.regex_flags) if find == pattern.search else None
+        subject = _value_key(node.left)
+        if literals is None or subject is None:
+            def regex(facts):
+                value = left(facts)
+                if value is None:
+                    return not wanted
+                return (find(value) is not None) == wanted
+            return regex
+        index = indexes.setdefault(subject, LiteralIndex())
+        number = index.add(literals)
+        hits_key = ("literal hits", subject)  # not a string: cannot shadow a field
+
+        def prefiltered(facts):
+            value = left(facts)
+            if value is None:
+                return not wanted
+            hits = facts.get(hits_key)
+            if hits is None:
+                hits = facts[hits_key] = index.hits(value)
+            if number not in hits:
+                return not wanted
+            return (find(value) is not None) == wanted
+        return prefiltered
+    if kind is rule_ast.SymbolExpression and node.scope is None and node.name in FIELDS:
+        return operator.itemgetter(node.name)
+    if kind is rule_ast.GetAttributeExpression and node.name in ("as_lower", "as_upper") \
+            and node.object.result_type == _T.STRING:
+        inner = fast_check(node.object, indexes)
+        fold = str.lower if node.name == "as_lower" else str.upper
+        if type(node.object) is not rule_ast.SymbolExpression:
+            return lambda facts: fold(inner(facts))
+        # Several rules read text.as_lower: fold the text once per evaluation
+        # (the key is no field name, so it cannot shadow one).
+        key = f"{node.object.name}.{node.name}"
+
+        def folded(facts):
+            value = facts.get(key)
+            if value is None:
+                value = facts[key] = fold(inner(facts))
+            return value
+        return folded
+    if kind is rule_ast.UnaryExpression and node.type == "not":
+        right = fast_check(node.right, indexes)
+        return lambda facts: not right(facts)
+    if kind is rule_ast.ContainsExpression:
+        container, member = fast_check(node.container, indexes), fast_check(node.member, indexes)
+        return lambda facts: member(facts) in container(facts)
+    if kind in (rule_ast.FloatExpression, rule_ast.StringExpression, rule_ast.BooleanExpression):
+        value = _literal(node.value)
+        return lambda facts: value
+    return node.evaluate
+
+
 def _compile(expression: str, where: str) -> rule_engine.Rule:
     try:
         return rule_engine.Rule(expression, context=_CONTEXT)
@@ -205,6 +436,7 @@ def load_pack(path: Path) -> list[Rule]:
             description=r.description, examples_match=tuple(r.examples.match),
             examples_no_match=tuple(r.examples.no_match),
         ))
+        rules[-1] = dataclasses.replace(rules[-1], check=fast_check(rules[-1].expression.statement))
     return rules
 
 
@@ -212,7 +444,9 @@ class RuleBook:
     """All loaded packs, applied in order: later rules can read earlier rules' tags."""
 
     def __init__(self, rules: list[Rule]):
-        self.rules = rules
+        # The book's rules share their regex prefilters: one pass over the text for all of them.
+        indexes: dict[str, LiteralIndex] = {}
+        self.rules = [dataclasses.replace(r, check=fast_check(r.expression.statement, indexes)) for r in rules]
 
     @classmethod
     def from_files(cls, paths: list[Path]) -> "RuleBook":
@@ -225,10 +459,10 @@ class RuleBook:
         verdict = Verdict(urgency=0.0, virality=0.0)
         facts = dict(facts)
         tags = list(facts.get("tags") or ())
+        facts["tags"] = tuple(tags)
         for rule in self.rules:
-            facts["tags"] = tuple(tags)
             try:
-                fired = rule.matches(facts)
+                fired = rule.check(facts) if rule.check is not None else rule.expression.matches(facts)
             except rule_engine.errors.EvaluationError as err:
                 verdict.reasons.append(Reason("error", rule.name, detail=f"could not evaluate: {err.message}"))
                 continue
@@ -237,7 +471,9 @@ class RuleBook:
             verdict.urgency += rule.urgency
             verdict.virality += rule.virality
             verdict.reasons.append(Reason("rule", rule.name, rule.urgency, rule.virality, rule.description))
-            tags.extend(t for t in rule.tags if t not in tags)
+            if rule.tags:
+                tags.extend(t for t in rule.tags if t not in tags)
+                facts["tags"] = tuple(tags)
             verdict.suppressed |= rule.suppress
             verdict.notify.extend(e for e in rule.notify if e not in verdict.notify)
         verdict.tags = tags

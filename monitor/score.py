@@ -6,6 +6,7 @@ those facts are worth. Every number it produces carries its reasons.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -64,6 +65,46 @@ class Scores:
             "tags": self.verdict.tags,
             "suppressed": self.verdict.suppressed,
         }
+
+
+SENTIMENT_COLUMNS = ("compound", "negative", "neutral", "positive", "min_sentence", "negative_share",
+                     "brand_compound", "title_compound")
+
+
+def stored_explanation(row) -> dict[str, Any]:
+    """The explanation of a stored mention, in the same shape as ``Scores.explain``."""
+    return {
+        "mention_id": row["id"], "brand": row["brand"], "source": row["source"], "place": row["place"],
+        "url": row["url"], "title": row["title"], "quote": row["quote"],
+        "priority": row["priority"], "urgency": row["urgency"], "virality": row["virality"],
+        "sentiment": {c: row[c] for c in SENTIMENT_COLUMNS},
+        "signals": json.loads(row["signals"] or "{}"),
+        "reasons": json.loads(row["reasons"] or "[]"),
+        "tags": json.loads(row["tags"] or "[]"),
+        "suppressed": bool(row["suppressed"]),
+    }
+
+
+def format_explanation(explained: dict[str, Any]) -> str:
+    """An explanation for a person: the scores, then each rule with its points and each signal with its value."""
+    compound = explained["sentiment"].get("compound") or 0.0
+    lines = [f"{explained['priority']}  urgency {explained['urgency']:.0f}  virality {explained['virality']:.0f}"
+             f"  compound {compound:+.3f}  brand {explained.get('brand') or '(none matched)'}"
+             + ("  (suppressed)" if explained.get("suppressed") else "")]
+    reasons = [Reason(**r) for r in explained["reasons"]]
+    rules = [r for r in reasons if r.kind != "signal"]
+    lines.append("rules:" if rules else "rules: none fired")
+    lines.extend(f"  {r.kind} {r}" for r in rules)
+    details = {r.name: r.detail for r in reasons if r.kind == "signal"}
+    lines.append("signals:")
+    for name, value in explained["signals"].items():
+        lines.append(f"  {name} = {value:g}" + (f" ({details.pop(name)})" if name in details else ""))
+    lines.extend(f"  {name}: {detail}" for name, detail in details.items())
+    sentiment = explained["sentiment"]
+    lines.append("sentiment: " + ", ".join(f"{k} {v:.3f}" for k, v in sentiment.items() if isinstance(v, float)))
+    if explained.get("tags"):
+        lines.append("tags: " + ", ".join(explained["tags"]))
+    return "\n".join(lines)
 
 
 def priority_for(urgency: float, virality: float, thresholds: Thresholds) -> str:
@@ -133,7 +174,9 @@ class Scorer:
             score=float(e.score or 0), comments=float(e.comments or 0),
             upvote_ratio=float(e.upvote_ratio if e.upvote_ratio is not None else 1.0),
             awards=float(e.awards or 0), reach=float(mention.reach or 0), length=float(len(mention.text)),
-            **{k: float(v) for k, v in signals.as_dict().items()},
+            score_velocity=float(signals.score_velocity), comment_velocity=float(signals.comment_velocity),
+            acceleration=float(signals.acceleration), age_hours=float(signals.age_hours),
+            sightings=float(signals.sightings), brand_spike=float(signals.brand_spike),
         )
         return facts
 
@@ -162,6 +205,8 @@ def _signal_reasons(signals: Signals, mention: Mention) -> list[Reason]:
         Reason("signal", "score_velocity", detail=f"{signals.score_velocity:g} points/hour"),
         Reason("signal", "comment_velocity", detail=f"{signals.comment_velocity:g} comments/hour"),
     ]
+    if signals.acceleration:
+        reasons.append(Reason("signal", "acceleration", detail=f"{signals.acceleration:+g} points/hour per hour"))
     if mention.reach:
         reasons.append(Reason("signal", "reach", detail=f"{mention.reach:,.0f}"))
     if signals.sightings > 1:

@@ -18,6 +18,8 @@ NEGATIVE = -0.05  # VADER's own threshold for a negative compound
 # this many words so that VADER never sees a long input.
 MAX_SENTENCE_WORDS = 80
 _SENTENCE = re.compile(r"[^.!?\n]*(?:[.!?]+|\n+|$)")
+# A sentence end with more text after it: without one, a short text is one sentence.
+_INNER_END = re.compile(r"[.!?\n]+\s*\S")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +82,9 @@ class SentimentScorer:
     def score(self, text: str, *, brand_span: tuple[int, int] | None = None) -> Sentiment:
         if not text or not text.strip():
             return NEUTRAL
-        spans = split_sentences(text)
+        # Most tweets are one sentence: no need to split them.
+        one = text.count(" ") < MAX_SENTENCE_WORDS and _INNER_END.search(text) is None
+        spans = [] if one else split_sentences(text)
         if len(spans) <= 1:
             s = self._vader.polarity_scores(text)
             return Sentiment(s["compound"], s["neg"], s["neu"], s["pos"], s["compound"],
@@ -91,17 +95,19 @@ class SentimentScorer:
         negatives = 0
         brand_scores: list[float] = []
         for start, end in spans:
-            sentence = text[start:end]
+            chunk = text[start:end]
+            sentence = chunk.strip()
             s = self._vader.polarity_scores(sentence)
-            # Longer sentences carry more of the document's tone.
-            weight = max(1, sentence.count(" ") + 1)
+            # Longer sentences carry more of the document's tone (spaces in the
+            # chunk as it was cut, the leading one included: stored scores stay comparable).
+            weight = chunk.count(" ") + 1
             total_weight += weight
             compound += s["compound"] * weight
             neg += s["neg"] * weight
             neu += s["neu"] * weight
             pos += s["pos"] * weight
             if s["compound"] < worst:
-                worst, worst_text = s["compound"], sentence.strip()
+                worst, worst_text = s["compound"], sentence
             if s["compound"] <= NEGATIVE:
                 negatives += 1
             if brand_span and start <= brand_span[0] < end:

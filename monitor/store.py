@@ -121,6 +121,19 @@ MIGRATIONS: list[str] = [
         notified INTEGER NOT NULL DEFAULT 0
     );
     """,
+    # 5: every link and title fingerprint a story was seen under; recent stories of a brand
+    """
+    CREATE TABLE story_keys (
+        key TEXT PRIMARY KEY,          -- "url:host/path?query" or "title:brand:sorted words"
+        story_id INTEGER NOT NULL REFERENCES stories (id)
+    );
+    CREATE INDEX story_keys_story ON story_keys (story_id);
+    CREATE INDEX stories_brand_seen ON stories (brand, last_seen);
+    """,
+    # 6: analysts filter by time alone (``since``/``until`` without a brand)
+    """
+    CREATE INDEX mentions_created ON mentions (created_at);
+    """,
 ]
 
 

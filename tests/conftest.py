@@ -39,6 +39,15 @@ def deep_merge(base: dict, extra: dict) -> dict:
     return out
 
 
+def local_sources(reddit, *, subreddits: list[str], feeds: list[dict], search: bool = False) -> dict:
+    """The ``sources`` section for the local Reddit-compatible server and feed server."""
+    return {
+        "reddit": dict(client_id="test-id", client_secret="test-secret", user_agent="complaint-monitor tests",
+                       subreddits=subreddits, oauth_url=reddit.url, reddit_url=reddit.url, search=search),
+        "rss": {"feeds": feeds},
+    }
+
+
 @pytest.fixture
 def write_config(tmp_path):
     """Write a config.yaml into tmp_path from a base config plus overrides; returns its path."""

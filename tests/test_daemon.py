@@ -33,7 +33,7 @@ def count(db, sql, *params):
         return conn.execute(sql, params).fetchone()[0]
 
 
-def test_jobs_cover_every_source_the_sender_digest_and_prune(reddit, feeds, write_config):
+def test_jobs_cover_every_source_the_sender_digest_prune_and_spike_check(reddit, feeds, write_config):
     path = write_config({
         "sources": {"reddit": reddit_section(reddit, interval=45), "rss": {"feeds": [], "interval": 600}},
         "email": {"send_interval": 7},
@@ -45,11 +45,12 @@ def test_jobs_cover_every_source_the_sender_digest_and_prune(reddit, feeds, writ
         scheduler.start(paused=True)  # jobs get job_defaults applied when the scheduler starts
         jobs = {job.id: job for job in scheduler.get_jobs()}
         scheduler.shutdown(wait=False)
-        assert set(jobs) == {"poll:reddit", "poll:rss", "deliver", "digest", "prune"}
+        assert set(jobs) == {"poll:reddit", "poll:rss", "deliver", "digest", "prune", "spikes"}
         assert jobs["poll:reddit"].trigger.interval == timedelta(seconds=45)
         assert jobs["poll:reddit"].trigger.jitter == 4.5
         assert jobs["poll:rss"].trigger.jitter == 30
         assert jobs["deliver"].trigger.interval == timedelta(seconds=7)
+        assert jobs["spikes"].func == monitor.check_spikes
         for job in jobs.values():
             assert (job.coalesce, job.max_instances, job.misfire_grace_time) == (True, 1, None), job.id
     finally:

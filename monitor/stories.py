@@ -1,0 +1,199 @@
+"""The same story seen in several places: cluster mentions into stories.
+
+Two mentions are one story when they point at the same link once tracking
+noise is removed (``?utm_source=...``, fragments, ``www.``), or when their
+titles are near-duplicates of a recent story of the same brand (token-set
+Jaccard over normalised title words). A story's ``sightings`` is the number of
+distinct places (source + subreddit/feed) it was seen in; virality rules read
+it as the ``sightings`` signal.
+
+Every link and title fingerprint a story was seen under is kept in
+``story_keys`` (migration 5), so a third mention that shares only the second
+one's link still joins the story.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from .mention import Mention
+from .store import Store, to_epoch
+
+# Query parameters that say how someone arrived, not what they look at.
+TRACKING_PARAMS = frozenset({
+    "fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "yclid", "twclid", "ttclid", "igshid", "igsh",
+    "mc_cid", "mc_eid", "_hsenc", "_hsmi", "mkt_tok", "ref", "ref_src", "ref_url", "referrer", "cmpid",
+    "share", "si", "spm", "smid", "sr_share", "ncid", "ocid", "__twitter_impression",
+})
+TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "hsa_", "oly_")
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+# Words that carry no story: two titles sharing only these are not the same story.
+STOPWORDS = frozenset(
+    "a an and are as at be been but by for from has have i i'm in is it its me my of on or our so that the "
+    "their them they this to was we were what when who why will with you your just about after again all "
+    "any can do does did how if into it's not no new now out over than then there up very via".split())
+
+TITLE_SIMILARITY = 0.6  # token-set Jaccard from which two titles are one story
+MIN_TITLE_TOKENS = 3  # shorter titles ("Acme sucks") are too generic to cluster on
+WINDOW_HOURS = 72  # only recent stories are compared by title
+CANDIDATES = 300  # at most this many recent stories of the brand are compared
+
+
+def normalise_url(url: str | None) -> str | None:
+    """A link without tracking noise: host lower-cased without ``www.``, no fragment, sorted query."""
+    if not url or not url.strip():
+        return None
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    host = parts.hostname.lower()
+    for prefix in ("www.", "m.", "old.", "amp."):
+        if host.startswith(prefix) and host.count(".") > 1:
+            host = host[len(prefix):]
+            break
+    if parts.port and parts.port not in (80, 443):
+        host = f"{host}:{parts.port}"
+    query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                   if k.lower() not in TRACKING_PARAMS and not k.lower().startswith(TRACKING_PREFIXES))
+    path = re.sub(r"/+$", "", parts.path) or ""
+    # http and https are the same story; keep the key scheme-free.
+    return urlunsplit(("", host, path, urlencode(query), "")).lstrip("/")
+
+
+def story_links(mention: Mention) -> list[str]:
+    """The normalised links a mention points at: the source's canonical link, a link post's target, its URL."""
+    extra = mention.extra or {}
+    candidates = [extra.get("canonical_url"), extra.get("link_url"), mention.url]
+    links: list[str] = []
+    for url in candidates:
+        key = normalise_url(url if isinstance(url, str) else None)
+        if key and key not in links:
+            links.append(key)
+    return links
+
+
+def title_tokens(title: str) -> frozenset[str]:
+    """Normalised words of a title, without stopwords: the title's fingerprint."""
+    return frozenset(w for w in _WORD.findall(title.casefold()) if w not in STOPWORDS and len(w) > 1)
+
+
+def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    if not a or not b:
+        return 0.0
+    return len(a & b) / len(a | b)
+
+
+def _title_key(brand: str | None, tokens: frozenset[str]) -> str:
+    return f"title:{(brand or '').casefold()}:{' '.join(sorted(tokens))}"
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """Where a new mention belongs: an existing story (or none yet) and the sightings counting it."""
+
+    story_id: int | None
+    sightings: int
+    keys: tuple[str, ...]
+    previous_sightings: int = 0
+
+    @property
+    def grew(self) -> bool:
+        return self.story_id is not None and self.sightings > self.previous_sightings
+
+
+class Stories:
+    """Finds and records stories in the store; never scores anything itself."""
+
+    def __init__(self, store: Store, *, similarity: float = TITLE_SIMILARITY, window_hours: float = WINDOW_HOURS,
+                 candidates: int = CANDIDATES):
+        self.store = store
+        self.similarity = similarity
+        self.window_hours = window_hours
+        self.candidates = candidates
+
+    def keys(self, mention: Mention) -> tuple[str, ...]:
+        keys = [f"url:{link}" for link in story_links(mention)]
+        tokens = title_tokens(mention.title)
+        if len(tokens) >= MIN_TITLE_TOKENS:
+            keys.append(_title_key(mention.brand, tokens))
+        return tuple(keys)
+
+    def clusterable(self, mention: Mention) -> bool:
+        """A comment without a title or a link of its own is part of its thread, not a story."""
+        return bool(mention.title.strip()) or bool((mention.extra or {}).get("canonical_url"))
+
+    def find(self, mention: Mention, *, now: datetime) -> Sighting:
+        """The story this mention belongs to, and its sightings once this mention counts."""
+        if not self.clusterable(mention):
+            return Sighting(None, 1, ())
+        keys = self.keys(mention)
+        story_id = self._by_key(keys) or self._by_title(mention, now)
+        if story_id is None:
+            return Sighting(None, 1, keys)
+        places = self._places(story_id)
+        before = len(places)
+        places.add((mention.source, mention.place))
+        return Sighting(story_id, len(places), keys, previous_sightings=before)
+
+    def record(self, mention_id: int, mention: Mention, sighting: Sighting, *, now: datetime) -> int | None:
+        """Attach a stored mention to its story (creating it), inside the caller's transaction."""
+        if not sighting.keys:
+            return None
+        seen = to_epoch(now)
+        with self.store.transaction() as db:
+            story_id = sighting.story_id
+            if story_id is None:
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO stories (brand, key, title, url, first_seen, last_seen, sightings)"
+                    " VALUES (?, ?, ?, ?, ?, ?, 1)",
+                    (mention.brand, sighting.keys[0], mention.title, mention.url, seen, seen))
+                story_id = cur.lastrowid if cur.rowcount else db.execute(
+                    "SELECT id FROM stories WHERE key = ?", (sighting.keys[0],)).fetchone()[0]
+            else:
+                db.execute("UPDATE stories SET last_seen = max(last_seen, ?), sightings = ? WHERE id = ?",
+                           (seen, sighting.sightings, story_id))
+            db.executemany("INSERT OR IGNORE INTO story_keys (key, story_id) VALUES (?, ?)",
+                           [(k, story_id) for k in sighting.keys])
+            db.execute("UPDATE mentions SET story_id = ? WHERE id = ?", (story_id, mention_id))
+        return story_id
+
+    def sightings(self, story_id: int | None) -> int:
+        return len(self._places(story_id)) if story_id is not None else 1
+
+    def others(self, story_id: int, mention_id: int, *, limit: int = 20) -> list[int]:
+        """The story's other mentions, newest first, at most ``limit`` (re-scoring is bounded)."""
+        return [r[0] for r in self.store.query(
+            "SELECT id FROM mentions WHERE story_id = ? AND id != ? ORDER BY created_at DESC LIMIT ?",
+            (story_id, mention_id, limit))]
+
+    def _places(self, story_id: int) -> set[tuple[str, str]]:
+        return {(r[0], r[1]) for r in self.store.query(
+            "SELECT DISTINCT source, place FROM mentions WHERE story_id = ?", (story_id,))}
+
+    def _by_key(self, keys: tuple[str, ...]) -> int | None:
+        if not keys:
+            return None
+        marks = ",".join("?" * len(keys))
+        rows = self.store.query(f"SELECT story_id FROM story_keys WHERE key IN ({marks}) ORDER BY story_id LIMIT 1",
+                                keys)
+        return rows[0][0] if rows else None
+
+    def _by_title(self, mention: Mention, now: datetime) -> int | None:
+        tokens = title_tokens(mention.title)
+        if len(tokens) < MIN_TITLE_TOKENS:
+            return None
+        since = to_epoch(now) - self.window_hours * 3600
+        best, best_score = None, self.similarity
+        for row in self.store.query(
+                "SELECT id, title FROM stories WHERE brand IS ? AND last_seen >= ? ORDER BY last_seen DESC LIMIT ?",
+                (mention.brand, since, self.candidates)):
+            score = jaccard(tokens, title_tokens(row["title"]))
+            if score >= best_score:
+                best, best_score = row["id"], score
+        return best

@@ -1,0 +1,232 @@
+"""Sentiment, the fast rule path, and the score / explain / backtest commands."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+from monitor.config import Thresholds, load_config
+from monitor.mention import Engagement, Mention
+from monitor.pipeline import Pipeline
+from monitor.rules import RuleBook, literal_prefilter, load_pack
+from monitor.score import Scorer
+from monitor.sentiment import SentimentScorer, split_sentences
+from monitor.source import Poll
+from monitor.store import Store
+from tests.conftest import ROOT, RULE_PACKS, SHARED_DATA
+
+VADER = SentimentIntensityAnalyzer()
+
+
+def cli(config, *args, stdin: str | None = None):
+    return subprocess.run([sys.executable, "-m", "monitor.cli", "--config", str(config), *args], input=stdin,
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def real_tweets() -> list[str]:
+    path = SHARED_DATA / "vader_groundtruth" / "tweets_GroundTruth.txt"
+    if not path.exists():
+        pytest.skip(f"shared data absent: {path}")
+    return [line.rstrip("\r").split("\t", 2)[2] for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+# -- sentiment ----------------------------------------------------------------
+
+
+def test_single_sentence_texts_get_exactly_vaders_scores():
+    scorer = SentimentScorer()
+    singles = [t for t in real_tweets() if len(split_sentences(t)) == 1][:300]
+    assert len(singles) >= 100
+    for text in singles:
+        s, v = scorer.score(text), VADER.polarity_scores(text)
+        assert (s.compound, s.negative, s.neutral, s.positive) == (v["compound"], v["neg"], v["neu"], v["pos"]), text
+        assert s.min_sentence == v["compound"] and s.sentences == 1
+
+
+def test_long_text_aggregates_its_sentences():
+    sentences = ["The delivery was quick and the kettle looks lovely.",
+                 "Sadly Acme's kettle broke after two days and support was rude and useless.",
+                 "I made tea."]
+    text = " ".join(sentences)
+    start = text.index("Acme")
+    s = SentimentScorer().score(text, brand_span=(start, start + 4))
+    each = [VADER.polarity_scores(x)["compound"] for x in sentences]
+    weights = [x.count(" ") + 1 + (i > 0) for i, x in enumerate(sentences)]  # chunks keep their leading space
+    assert s.sentences == 3
+    assert s.min_sentence == min(each) < -0.5
+    assert s.worst_sentence == sentences[1]
+    assert s.negative_share == round(sum(c <= -0.05 for c in each) / 3, 4)
+    assert s.brand_compound == round(each[1], 4)  # only the sentence naming the brand
+    assert s.compound == round(sum(c * w for c, w in zip(each, weights)) / sum(weights), 4)
+
+
+def test_wall_of_text_is_cut_so_vader_never_sees_a_long_input():
+    text = " ".join(["word"] * 1000)  # no punctuation at all
+    spans = split_sentences(text)
+    assert len(spans) == 13 and all(text[a:b].count(" ") < 80 for a, b in spans)
+
+
+def test_lexicon_extension_makes_complaint_words_count():
+    text = "I want a refund for the overcharged order."
+    plain = SentimentScorer().score(text)
+    extended = SentimentScorer(lexicon={"refund": -1.5, "Overcharged": -2.0}).score(text)
+    assert plain.compound >= 0  # VADER alone finds nothing wrong here
+    assert extended.compound < -0.5
+
+
+# -- rules: the fast path equals rule-engine ------------------------------------
+
+
+def test_fast_rule_path_agrees_with_rule_engine_on_real_texts():
+    alone = [rule for pack in RULE_PACKS for rule in load_pack(Path(pack))]
+    book = RuleBook(alone).rules  # compiled together: one prefilter pass per text, cached in the facts
+    scorer = Scorer(rules=RuleBook([]), sentiment=SentimentScorer(), thresholds=Thresholds())
+    texts = real_tweets()[:600] + ["Acme's app crashed again lol", "Does Acme ship to Canada?",
+                                   "The Acme agent named Kevin hung up", "Third time I call Acme"]
+    checked = fired = 0
+    for i, text in enumerate(texts):
+        mention = Mention(source="t", source_id=str(i), url="", title="", text=text, brand="Acme",
+                          engagement=Engagement(score=i * 7 % 300, comments=i % 40))
+        facts = scorer.score(mention).facts
+        for tags in ((), ("failure",)):
+            facts["tags"] = tags
+            shared = dict(facts)
+            for rule, in_book in zip(alone, book):
+                expected = rule.expression.matches(dict(facts))
+                assert bool(rule.check(dict(facts))) == expected, (rule.name, text)
+                assert bool(in_book.check(shared)) == expected, (rule.name, text)
+                checked += 1
+                fired += expected
+    assert fired > 100 and checked > 10_000
+
+
+def test_literal_prefilter_is_a_necessary_condition():
+    may = literal_prefilter(r"\b(lawyer|injur(y|ed)|burnt?|small claims)\b")
+    assert may("my lawyer") and may("i was injured") and may("small claims court") and may("burn")
+    assert not may("all good here")
+    assert literal_prefilter(r"(?i)lawyer") is None  # case-folding: no shortcut
+    assert literal_prefilter(r"\d+ times") is None  # no literal every match starts with
+    assert literal_prefilter(r"(|abc)") is None  # an alternative can be empty
+
+
+def test_rule_pack_errors_name_file_and_rule(tmp_path):
+    from monitor.config import ConfigError
+    pack = tmp_path / "broken.yaml"
+    pack.write_text("rules:\n  - name: bad-regex\n    when: 'text =~~ \"(unclosed\"'\n    urgency: 5\n")
+    with pytest.raises(ConfigError) as err:
+        load_pack(pack)
+    assert "broken.yaml" in str(err.value) and "'bad-regex'" in str(err.value)
+    pack.write_text("rules: [\n")
+    with pytest.raises(ConfigError, match="broken.yaml"):
+        load_pack(pack)
+
+
+# -- the commands ---------------------------------------------------------------
+
+
+def test_score_reads_a_megabyte_from_stdin(write_config):
+    config = write_config()
+    sentence = "Acme lost my parcel and nobody answers the phone. "
+    text = sentence * (1_000_000 // len(sentence))
+    result = cli(config, "score", "-", "--json", stdin=text)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["brand"] == "Acme"
+    assert out["sentiment"]["sentences"] == 1_000_000 // len(sentence)
+    assert {r["name"] for r in out["reasons"] if r["kind"] == "rule"} >= {"negative-sentiment"}
+    assert set(out["signals"]) >= {"score_velocity", "sightings", "brand_spike"}
+
+
+def test_explain_a_stored_mention(write_config):
+    config_path = write_config()
+    config = load_config(config_path)
+    store = Store(config.store_path)
+    now = datetime.now(timezone.utc)
+    Pipeline(config=config, store=store).process("rss", Poll(mentions=[Mention(
+        source="rss", source_id="e1", url="https://blog.example/e1", title="Acme double charged me",
+        text="Acme charged me twice and still no refund. I'm talking to a lawyer.", created_at=now,
+        place="Blog", reach=2_000_000.0)]), now=now)
+    mention_id = store.query("SELECT id FROM mentions")[0][0]
+    store.close()
+
+    result = cli(config_path, "explain", str(mention_id), "--json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    rules = {r["name"]: r for r in out["reasons"] if r["kind"] == "rule"}
+    assert rules["legal-or-safety"]["urgency"] == 30 and rules["large-audience"]["virality"] == 20
+    assert out["urgency"] == min(100, sum(r["urgency"] for r in rules.values()))
+    assert out["signals"]["sightings"] == 1
+
+    text = cli(config_path, "explain", str(mention_id))
+    assert text.returncode == 0, text.stderr
+    assert "rule legal-or-safety: urgency +30" in text.stdout
+    assert "reach: 2,000,000" in text.stdout and "sightings = 1" in text.stdout
+
+    missing = cli(config_path, "explain", "999")
+    assert missing.returncode == 1 and "no mention 999" in missing.stderr
+
+
+def _write_csv(path, rows):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_backtest_ranks_and_writes_every_row(write_config, tmp_path):
+    config = write_config()
+    rows = [
+        {"id": "calm", "text": "Acme delivered on Tuesday.", "title": "", "author": "a", "score": "2"},
+        {"id": "angry", "text": "Acme charged me twice, still no refund. Third time I call. Never again!",
+         "title": "Acme double charge", "author": "b", "score": "5"},
+        {"id": "praise", "text": "Huge thanks to Acme support, great service!", "title": "", "author": "c",
+         "score": ""},
+    ]
+    source = tmp_path / "mentions.csv"
+    _write_csv(source, rows)
+    out = tmp_path / "scored.csv"
+    result = cli(config, "backtest", str(source), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    ranking = [line.split()[5] for line in result.stdout.splitlines()[1:4]]
+    assert ranking[0] == "angry"
+    with open(out, newline="", encoding="utf-8") as f:
+        scored = {r["id"]: r for r in csv.DictReader(f)}
+    assert set(scored) == {"calm", "angry", "praise"}
+    for row in rows:  # every input column comes back unchanged
+        assert all(scored[row["id"]][k] == v for k, v in row.items())
+    assert float(scored["angry"]["urgency"]) > float(scored["calm"]["urgency"])
+    assert "money-back" in scored["angry"]["reasons"] and scored["angry"]["priority"] in ("P1", "P2")
+    assert "growth" not in scored["angry"]["reasons"]  # no created_at: no velocity to speak of
+    assert "praise" in scored["praise"]["reasons"]
+
+
+def test_backtest_json_lines_brand_and_progress(write_config, tmp_path):
+    config = write_config({"brands": [{"name": "Acme", "keywords": ["acme"]}, {"name": "Globex", "keywords": ["globex"]}]})
+    source = tmp_path / "many.jsonl"
+    with open(source, "w", encoding="utf-8") as f:
+        for i in range(1200):
+            f.write(json.dumps({"id": i, "text": "my order is late" if i % 2 else "Globex lost my bag, no refund",
+                                "created_at": f"2026-11-22T10:{i % 60:02d}:00Z", "comments": i % 7}) + "\n")
+    out = tmp_path / "scored.jsonl"
+    result = cli(config, "backtest", str(source), "--brand", "Acme", "--out", str(out), "--top", "3")
+    assert result.returncode == 0, result.stderr
+    assert "scored 1200/1200 rows" in result.stderr  # progress on a large file
+    scored = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(scored) == 1200 and {r["brand"] for r in scored} == {"Acme"}
+    assert "1200 rows:" in result.stdout
+
+
+def test_backtest_says_what_is_wrong_with_the_file(write_config, tmp_path):
+    config = write_config()
+    source = tmp_path / "bad.csv"
+    source.write_text("identifier,body\n1,hello\n")
+    result = cli(config, "backtest", str(source))
+    assert result.returncode == 1
+    assert "bad.csv" in result.stderr and "id, text" in result.stderr

@@ -1,0 +1,45 @@
+"""The store's schema grows by migrations: a store made by the first release opens in this one, data intact."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from monitor.store import MIGRATIONS, Store
+
+
+def _first_release_store(path) -> None:
+    db = sqlite3.connect(path)
+    db.executescript(MIGRATIONS[0])
+    db.execute("INSERT INTO mentions (source, source_id, kind, url, title, text, place, created_at, fetched_at,"
+               " brand, quote, extra, priority) VALUES ('rss', 'e1', 'entry', 'https://x.example/1', 'Acme',"
+               " 'Acme broke', 'Blog', 1.7e9, 1.7e9, 'Acme', 'Acme broke', '{}', 'P2')")
+    db.execute("INSERT INTO alerts (mention_id, recipient, priority, next_attempt_at, message_id, created_at)"
+               " VALUES (1, 'oncall@test.local', 'P2', 0, '<alert-1-m1@complaint-monitor>', 1.7e9)")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+
+
+def test_a_first_release_store_is_migrated_in_place_and_keeps_its_data(tmp_path):
+    path = tmp_path / "old.db"
+    _first_release_store(path)
+    store = Store(path)
+    assert store.schema_version == len(MIGRATIONS)
+    row = store.mention(1)
+    assert (row["source_id"], row["priority"], row["story_id"]) == ("e1", "P2", None)
+    assert [r["status"] for r in store.query("SELECT status FROM alerts")] == ["pending"]
+    assert store.pending_count() == 1, "the queued alert survives the upgrade"
+    store.close()
+    assert Store(path).schema_version == len(MIGRATIONS), "opening again migrates nothing twice"
+
+
+def test_a_store_from_a_newer_release_is_refused(tmp_path):
+    path = tmp_path / "new.db"
+    Store(path).close()
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    db.close()
+    with pytest.raises(RuntimeError, match="newer than this program"):
+        Store(path)

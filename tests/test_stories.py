@@ -1,0 +1,154 @@
+"""The same story in several places, and brand spikes, through the real pipeline and a real store."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timedelta, timezone
+
+from monitor.app import Monitor
+from monitor.config import load_config
+from monitor.mention import Engagement, Mention
+from monitor.pipeline import Pipeline
+from monitor.source import Poll
+from monitor.spike import MIN_HISTORY_HOURS, brand_volume, check_spikes
+from monitor.store import Store
+from monitor.stories import jaccard, normalise_url, title_tokens
+from tests.conftest import local_sources
+from tests.servers.feeds import rss
+
+ARTICLE = "https://news.example/2026/11/acme-kettles-catch-fire"
+
+
+def test_normalise_url_drops_tracking_and_fragments_but_keeps_meaning():
+    base = normalise_url(ARTICLE)
+    assert normalise_url(ARTICLE + "?utm_source=rss&utm_medium=feed#comments") == base
+    assert normalise_url("HTTP://WWW.news.example/2026/11/acme-kettles-catch-fire/?fbclid=x") == base
+    assert normalise_url(ARTICLE + "?page=2") != base  # a real parameter is part of the page
+    assert normalise_url("https://a.example/x?b=2&a=1") == normalise_url("https://a.example/x?a=1&b=2")
+    assert normalise_url("mailto:someone@example.com") is None
+    assert normalise_url("") is None
+
+
+def test_title_fingerprint_similarity():
+    a = title_tokens("Acme kettles are catching fire, says a safety regulator")
+    b = title_tokens("Safety regulator says Acme kettles catching fire!")
+    c = title_tokens("Acme opens a new store in Leeds")
+    assert jaccard(a, b) >= 0.6
+    assert jaccard(a, c) < 0.3
+
+
+def _stories_config(write_config, reddit, feed_url, smtp):
+    sources = local_sources(reddit, subreddits=["CustomerService"], feeds=[{"url": feed_url, "name": "Kettle news"}])
+    return write_config({"sources": sources, "email": {"smtp": {"host": "127.0.0.1", "port": smtp.port}}})
+
+
+def test_reddit_link_post_and_rss_entry_are_one_story(reddit, feeds, smtp, write_config):
+    now = time.time()
+    reddit.add_subreddit("CustomerService", subscribers=5_000)
+    reddit.add_post(subreddit="CustomerService", id="k1", title="Acme kettles catching fire, regulator warns",
+                    url=ARTICLE + "?utm_source=reddit&utm_medium=social", created_utc=now - 600, score=3)
+    feed_url = feeds.serve("/kettles.xml", rss([
+        {"title": "Regulator warns Acme kettles are catching fire", "guid": "kettle-1",
+         "link": ARTICLE + "?utm_source=rss&utm_campaign=feed#top",
+         "description": "The regulator says Acme kettles can catch fire. Owners should stop using them."},
+    ]))
+    monitor = Monitor.from_config(load_config(_stories_config(write_config, reddit, feed_url, smtp)))
+    try:
+        monitor.poll("reddit")
+        first = monitor.store.query("SELECT * FROM mentions WHERE source_id = 't3_k1'")[0]
+        assert json.loads(first["signals"])["sightings"] == 1
+        virality_alone = first["virality"]
+
+        monitor.poll("rss")
+        rows = {r["source"]: r for r in monitor.store.query("SELECT * FROM mentions")}
+        assert rows["reddit"]["story_id"] is not None
+        assert rows["reddit"]["story_id"] == rows["rss"]["story_id"]
+        story = monitor.store.query("SELECT * FROM stories WHERE id = ?", (rows["rss"]["story_id"],))[0]
+        assert story["sightings"] == 2
+        # The new sighting scores as seen twice, and the earlier mention was re-scored with it.
+        for row in rows.values():
+            assert json.loads(row["signals"])["sightings"] == 2
+            assert "seen-in-several-places" in {r["name"] for r in json.loads(row["reasons"])}
+        assert rows["reddit"]["virality"] > virality_alone
+
+        # New engagement numbers re-score the post: it is still seen in two places.
+        grown = Mention(source="reddit", source_id="t3_k1", url="", title="", text="",
+                        engagement=Engagement(score=400, comments=90))
+        monitor.pipeline.update_engagement("reddit", [grown])
+        row = monitor.store.query("SELECT * FROM mentions WHERE source_id = 't3_k1'")[0]
+        assert json.loads(row["signals"])["sightings"] == 2
+        assert row["score"] == 400
+
+        monitor.deliver()
+    finally:
+        monitor.close()
+    feed_mail = [m for m in smtp.to("oncall@test.local") if "Regulator warns" in str(m["Subject"])]
+    assert feed_mail, [str(m["Subject"]) for m in smtp.messages]
+    body = feed_mail[-1].get_body(("plain",)).get_content()
+    assert "Also seen at" in body
+    assert "r/CustomerService" in body and "/comments/k1/" in body
+
+
+def _mention(i: int, *, at: datetime, title: str = "", text: str = "Acme again") -> Mention:
+    return Mention(source="rss", source_id=f"m{i}", url=f"https://blog.example/{i}", title=title, text=text,
+                   created_at=at, fetched_at=at, place="feed")
+
+
+def test_unrelated_titles_and_comments_stay_separate(tmp_path, write_config):
+    config = load_config(write_config())
+    store = Store(config.store_path)
+    pipeline = Pipeline(config=config, store=store)
+    now = datetime(2026, 11, 22, 12, tzinfo=timezone.utc)
+    pipeline.process("rss", Poll(mentions=[
+        _mention(1, at=now, title="Acme kettles catching fire across the country"),
+        _mention(2, at=now, title="Acme opens a new flagship store in Leeds"),
+        _mention(3, at=now, text="Acme replied to my comment"),  # no title, no link of its own: no story
+    ]), now=now)
+    rows = {r["source_id"]: r for r in store.query("SELECT * FROM mentions")}
+    assert rows["m1"]["story_id"] != rows["m2"]["story_id"]
+    assert rows["m3"]["story_id"] is None
+    assert all(json.loads(r["signals"])["sightings"] == 1 for r in rows.values())
+
+
+def test_brand_spike_against_its_own_baseline(tmp_path, write_config):
+    config = load_config(write_config())
+    store = Store(config.store_path)
+    pipeline = Pipeline(config=config, store=store)
+    now = datetime(2026, 11, 22, 12, tzinfo=timezone.utc)
+    # Two days of history, one mention every two hours: a baseline of 0.5/hour, floored to 1.
+    history = [_mention(i, at=now - timedelta(hours=2 * i + 1.5)) for i in range(1, 25)]
+    pipeline.process("rss", Poll(mentions=history), now=now - timedelta(hours=1))
+    assert brand_volume(store, "Acme", now).ratio == 0  # nothing in the last hour
+
+    burst = [_mention(100 + i, at=now - timedelta(minutes=50 - i), text="Everyone is talking about Acme today")
+             for i in range(4)]
+    for m in burst:
+        pipeline.process("rss", Poll(mentions=[m]), now=now)
+    spikes = {r["source_id"]: json.loads(r["signals"])["brand_spike"]
+              for r in store.query("SELECT source_id, signals FROM mentions WHERE source_id LIKE 'm10_'")}
+    assert spikes == {"m100": 1.0, "m101": 2.0, "m102": 3.0, "m103": 4.0}
+    crossing = store.query("SELECT * FROM mentions WHERE source_id = 'm102'")[0]
+    before = store.query("SELECT * FROM mentions WHERE source_id = 'm101'")[0]
+    assert "brand-spike" in {r["name"] for r in json.loads(crossing["reasons"])}
+    assert "brand-spike" not in {r["name"] for r in json.loads(before["reasons"])}
+    assert crossing["priority"] < before["priority"]  # "P3" < "P4": the spike raised it
+
+    volumes = check_spikes(store, config, now.timestamp())  # the daemon may pass unix seconds
+    assert [(v.brand, v.last_hour, v.spiking) for v in volumes] == [("Acme", 4, True)]
+    # The periodic check gave the spike to the mentions scored before it was visible.
+    before = store.query("SELECT * FROM mentions WHERE source_id = 'm101'")[0]
+    assert json.loads(before["signals"])["brand_spike"] == 4.0
+    assert "brand-spike" in {r["name"] for r in json.loads(before["reasons"])}
+
+
+def test_no_spike_without_history(tmp_path, write_config):
+    config = load_config(write_config())
+    store = Store(config.store_path)
+    pipeline = Pipeline(config=config, store=store)
+    now = datetime(2026, 11, 22, 12, tzinfo=timezone.utc)
+    # A first start that backfills a busy hour is not a storm.
+    pipeline.process("rss", Poll(mentions=[_mention(i, at=now - timedelta(minutes=i)) for i in range(10)]), now=now)
+    assert brand_volume(store, "Acme", now).last_hour == 10
+    assert brand_volume(store, "Acme", now).ratio == 0
+    assert brand_volume(store, "Acme", now + timedelta(hours=MIN_HISTORY_HOURS + 1)).ratio == 0  # quiet again
