@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "hsa_", "_hs")
+# Query parameters that say how someone arrived, not what they look at (story clustering uses them too).
+TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "hsa_", "oly_", "_hs")
 TRACKING_PARAMS = frozenset({
     "fbclid", "gclid", "gclsrc", "dclid", "gbraid", "wbraid", "msclkid", "yclid", "twclid", "ttclid", "igshid",
-    "mc_cid", "mc_eid", "mkt_tok", "oly_anon_id", "oly_enc_id", "vero_id", "wickedid", "_ga", "_gl",
-    "ref", "ref_src", "ref_url", "cmpid", "spm", "s_cid",
+    "igsh", "mc_cid", "mc_eid", "mkt_tok", "vero_id", "wickedid", "_ga", "_gl", "ref", "ref_src", "ref_url",
+    "referrer", "cmpid", "share", "si", "spm", "smid", "sr_share", "ncid", "ocid", "s_cid", "__twitter_impression",
 })
 DEFAULT_PORTS = {"http": 80, "https": 443}
 

@@ -19,16 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from .links import is_tracking_param
 from .mention import Mention
 from .store import Store, to_epoch
 
-# Query parameters that say how someone arrived, not what they look at.
-TRACKING_PARAMS = frozenset({
-    "fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "yclid", "twclid", "ttclid", "igshid", "igsh",
-    "mc_cid", "mc_eid", "_hsenc", "_hsmi", "mkt_tok", "ref", "ref_src", "ref_url", "referrer", "cmpid",
-    "share", "si", "spm", "smid", "sr_share", "ncid", "ocid", "__twitter_impression",
-})
-TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "hsa_", "oly_")
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 # Words that carry no story: two titles sharing only these are not the same story.
 STOPWORDS = frozenset(
@@ -60,7 +54,7 @@ def normalise_url(url: str | None) -> str | None:
     if parts.port and parts.port not in (80, 443):
         host = f"{host}:{parts.port}"
     query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-                   if k.lower() not in TRACKING_PARAMS and not k.lower().startswith(TRACKING_PREFIXES))
+                   if not is_tracking_param(k))
     path = re.sub(r"/+$", "", parts.path) or ""
     # http and https are the same story; keep the key scheme-free.
     return urlunsplit(("", host, path, urlencode(query), "")).lstrip("/")
