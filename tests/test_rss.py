@@ -256,18 +256,22 @@ def test_canonical_url(raw, canonical):
     assert canonical_url(raw) == canonical
 
 
-def test_same_story_in_two_feeds_has_one_canonical_url(feeds, monitor_feeds):
+def test_same_story_in_two_feeds_is_one_story_with_two_sightings(feeds, monitor_feeds):
     a = feeds.serve("/a.xml", rss([{"title": "Acme recall", "link": "https://news.example/recall?utm_source=a",
                                     "guid": "a1", "description": "Acme recalls kettles"}]))
     b = feeds.serve("/b.xml", rss([{"title": "Acme recall!", "link": "https://NEWS.example/recall/#top",
                                     "guid": "b1", "description": "Acme recalls kettles"}]))
-    harness = monitor_feeds([{"url": a}, {"url": b}])
+    harness = monitor_feeds([{"url": a, "name": "News A"}, {"url": b, "name": "News B"}])
 
     harness.cycle()
 
-    extras = [json.loads(r["extra"]) for r in harness.store.query("SELECT extra FROM mentions ORDER BY id")]
-    assert len(extras) == 2
-    assert {e["canonical_url"] for e in extras} == {"https://news.example/recall"}
+    rows = harness.store.query("SELECT extra, story_id FROM mentions ORDER BY id")
+    assert len(rows) == 2
+    assert {json.loads(r["extra"])["canonical_url"] for r in rows} == {"https://news.example/recall"}
+    # One story, seen in two places: that is what counts toward virality.
+    assert rows[0]["story_id"] is not None and rows[0]["story_id"] == rows[1]["story_id"]
+    [story] = harness.store.query("SELECT sightings FROM stories WHERE id = ?", (rows[0]["story_id"],))
+    assert story["sightings"] == 2
 
 
 # -- politeness --------------------------------------------------------------
