@@ -54,6 +54,14 @@ def ensure_rss2email() -> Path:
     return r2e
 
 
+PRODUCTS = ["kettle", "router", "blender", "laptop", "phone plan", "vacuum", "toaster", "headphones",
+            "delivery", "subscription", "washing machine", "gift card", "smart watch", "printer", "mattress",
+            "e-bike", "coffee grinder", "fridge", "tablet", "air fryer", "camera", "lawn mower", "drone"]
+CITIES = ["Leeds", "Porto", "Austin", "Osaka", "Lyon", "Perth", "Quito", "Bergen", "Tucson", "Gdansk", "Cork"]
+PROBLEMS = ["broke after a week, no refund", "charged me twice", "support hung up on me",
+            "arrived damaged and nobody answers", "stopped working, warranty refused", "never arrived"]
+
+
 def serve_feeds(server: FeedServer, count: int, entries: int) -> list[str]:
     urls = []
     for f in range(count):
@@ -61,7 +69,9 @@ def serve_feeds(server: FeedServer, count: int, entries: int) -> list[str]:
         for e in range(entries):
             n = f * entries + e
             brand = n % 10 == 0  # one entry in ten names the brand, in a complaint
-            title = f"Acme lost order {n} and support hung up" if brand else f"Weekend reading list #{n}"
+            # Varied complaints: a few alike (one story seen on several sites), not all one story.
+            title = (f"{CITIES[n // 10 % len(CITIES)]} store: Acme {PRODUCTS[n // 10 % len(PRODUCTS)]}"
+                     f" {PROBLEMS[n // 10 % len(PROBLEMS)]}" if brand else f"Weekend reading list #{n}")
             text = (f"<p>Ordered from <b>Acme</b> (order {n}), charged twice, still no refund. "
                     f"<a href='/complaints/{n}'>details</a></p>") if brand else \
                 f"<p>Ten links about gardening, coffee and bikes, issue {n}. <a href='/issue/{n}'>read</a></p>"
