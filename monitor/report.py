@@ -159,7 +159,10 @@ def growth_curve(snapshots: pd.DataFrame, mention_ids: list[int], first_seen: pd
             .pivot_table(index="taken_at", columns="mention_id", values="engagement", aggfunc="last")
             .ffill().fillna(0))
     total = wide.sum(axis=1)
-    total.index = (total.index - first_seen) / pd.Timedelta(hours=1)
+    # A reading can predate the story's first_seen (a backfill, or a story
+    # clustered after its first mention was read): the curve starts at 0 either way.
+    origin = min(first_seen, total.index.min())
+    total.index = (total.index - origin) / pd.Timedelta(hours=1)
     return total
 
 

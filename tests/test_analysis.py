@@ -296,3 +296,14 @@ def test_report_command_applies_filters(built, tmp_path):
     html = (out / "index.html").read_text(encoding="utf-8")
     assert "brand Globex" in html and "Brands: Globex" in html
     assert (out / "urgency.png").stat().st_size > 0
+
+
+def test_growth_curve_starts_at_the_first_reading_even_before_first_seen():
+    from monitor.report import growth_curve
+    t0 = pd.Timestamp("2026-11-20 10:00", tz="UTC")
+    snapshots = pd.DataFrame({"mention_id": [1, 1, 2], "taken_at": [t0, t0 + pd.Timedelta(hours=2),
+                                                                     t0 + pd.Timedelta(hours=3)],
+                              "score": [10, 50, 5], "comments": [0, 10, 1]})
+    curve = growth_curve(snapshots, [1, 2], first_seen=t0 + pd.Timedelta(hours=1))
+    assert list(curve.index) == [0.0, 2.0, 3.0]
+    assert list(curve) == [10.0, 60.0, 66.0], "each mention's last reading carries forward into the total"
