@@ -29,7 +29,7 @@ from monitor.mention import Mention
 from monitor.source import Poll, SourceContext
 
 from .reddit_growth import GrowthSchedule, SubscriberCache, reread_posts
-from .reddit_items import BadItem, created_epoch, field, fullname, mention_from_thing
+from .reddit_items import BadItem, created_epoch, fullname, mention_from_thing
 
 log = logging.getLogger("complaint_monitor.sources.reddit")
 

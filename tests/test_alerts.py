@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from monitor.alert import deliver_digests, deliver_pending
-from monitor.config import SmtpSettings, load_config
+from monitor.config import load_config
 from monitor.mail import SmtpTransport
 from monitor.mention import Engagement, Mention
 from monitor.pipeline import Pipeline

@@ -11,7 +11,6 @@ from monitor.app import Monitor
 from monitor.config import load_config
 from monitor.logs import EventFormatter, config_secrets
 from tests.conftest import ROOT
-from tests.servers.feeds import rss
 
 REDDIT_SECRET = "reddit-client-secret-9f8e7d"
 SMTP_PASSWORD = "smtp-pa55word-4c3b2a"
