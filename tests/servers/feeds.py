@@ -19,6 +19,8 @@ from email.utils import formatdate, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Iterable
 
+from tests.servers.http import LocalHttpServer
+
 
 class _QuietServer(ThreadingHTTPServer):
     def handle_error(self, request, client_address):
@@ -46,7 +48,7 @@ class Resource:
         return '"' + hashlib.sha1(self.body).hexdigest()[:16] + '"'
 
 
-class FeedServer:
+class FeedServer(LocalHttpServer):
     def __init__(self):
         self.resources: dict[str, Resource] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []
@@ -130,10 +132,7 @@ class FeedServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._serve(Handler, server_class=_QuietServer)
 
     def serve(self, path: str, body: str | bytes, **kwargs) -> str:
         data = body.encode("utf-8") if isinstance(body, str) else body
@@ -146,20 +145,9 @@ class FeedServer:
     def statuses(self, path: str) -> list[int]:
         return [status for p, status in self.answers if p == path]
 
-    def start(self) -> "FeedServer":
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
         self.stopping.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+        super().stop()
 
 
 def rss(items: list[dict], *, title: str = "Test feed") -> str:

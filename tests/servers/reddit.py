@@ -15,8 +15,10 @@ import json
 import secrets
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
+
+from tests.servers.http import LocalHttpServer
 
 
 class ManualClock:
@@ -33,7 +35,7 @@ class ManualClock:
         self.now += seconds
 
 
-class RedditServer:
+class RedditServer(LocalHttpServer):
     def __init__(self, *, token_lifetime: int = 3600, client_id: str = "test-id",
                  client_secret: str = "test-secret", page_size_limit: int = 100):
         self.token_lifetime = token_lifetime
@@ -47,26 +49,7 @@ class RedditServer:
         self._tokens: set[str] = set()
         self._failures: list[dict] = []
         self._lock = threading.RLock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    # -- lifecycle ------------------------------------------------------
-
-    def start(self) -> "RedditServer":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+        self._serve(self._handler())
 
     # -- content --------------------------------------------------------
 
