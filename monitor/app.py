@@ -72,7 +72,7 @@ class Monitor:
             report.errors.append(self.redact(f"{type(err).__name__}: {err}"))
             self.health.failed(f"source:{name}", report.errors[0])
             self.store.record_poll(source=name, started_at=started, finished_at=time.time(), items=0, stored=0,
-                                   errors=report.errors)
+                                   errors=report.errors, interval=source.interval)
             if self.metrics:
                 self.metrics.polled(name, report, started)
             return report
@@ -82,7 +82,7 @@ class Monitor:
             grown = self.pipeline.update_engagement(name, poll.updates)
             report.outcome.alerts += grown.alerts
         self.store.record_poll(source=name, started_at=started, finished_at=time.time(), items=report.outcome.seen,
-                               stored=len(report.outcome.stored), errors=report.errors)
+                               stored=len(report.outcome.stored), errors=report.errors, interval=source.interval)
         self.health.succeeded(f"source:{name}")
         for subject, reason in poll.failed.items():
             self.health.failed(f"{name} {subject}", reason)

@@ -96,7 +96,8 @@ def status(store: Store, intervals: dict[str, float], *, now: float | None = Non
             "last_error": (f"{_ts(last_err[0]['finished_at'])}: {'; '.join(json.loads(last_err[0]['errors']))}"
                            if last_err else "none"),
             "items_last_hour": items, "mentions_last_hour": mentions,
-            "next_run": _ts(last[0]["started_at"] + interval) if last else "at start",
+            # The interval the daemon ran the source at (an RSS source runs at its most frequent feed's).
+            "next_run": _ts(last[0]["started_at"] + (last[0]["interval"] or interval)) if last else "at start",
             "feeds": feeds,
         }
     oldest = store.oldest_pending()

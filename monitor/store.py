@@ -134,6 +134,10 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX mentions_created ON mentions (created_at);
     """,
+    # 7: the interval a source actually ran at (an RSS feed may be due sooner than the source's default)
+    """
+    ALTER TABLE poll_runs ADD COLUMN interval REAL;
+    """,
 ]
 
 
@@ -357,10 +361,11 @@ class Store:
     # -- health ---------------------------------------------------------
 
     def record_poll(self, *, source: str, started_at: float, finished_at: float, items: int, stored: int,
-                    errors: list[str]) -> None:
+                    errors: list[str], interval: float | None = None) -> None:
         with self.transaction() as db:
-            db.execute("INSERT INTO poll_runs (source, started_at, finished_at, items, stored, errors)"
-                       " VALUES (?, ?, ?, ?, ?, ?)", (source, started_at, finished_at, items, stored, json.dumps(errors)))
+            db.execute("INSERT INTO poll_runs (source, started_at, finished_at, items, stored, errors, interval)"
+                       " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (source, started_at, finished_at, items, stored, json.dumps(errors), interval))
 
     def record_failure(self, subject: str, error: str, now: float) -> sqlite3.Row:
         with self.transaction() as db:

@@ -116,7 +116,7 @@ def test_status_prints_each_source_and_the_outbox(reddit, feeds, write_config):
         "reddit": {"client_id": "test-id", "client_secret": "test-secret", "user_agent": "complaint-monitor tests",
                    "subreddits": ["CustomerService"], "comments": False, "oauth_url": reddit.url,
                    "reddit_url": reddit.url, "interval": 120},
-        "rss": {"feeds": [{"url": broken, "name": "Broken"}, {"url": good}], "interval": 600},
+        "rss": {"feeds": [{"url": broken, "name": "Broken"}, {"url": good, "interval": 60}], "interval": 600},
     }})
     monitor = Monitor.from_config(load_config(path))
     try:
@@ -140,6 +140,8 @@ def test_status_prints_each_source_and_the_outbox(reddit, feeds, write_config):
     assert not rss_status["feeds"][broken]["last_success"] and "500" in rss_status["feeds"][broken]["last_error"]
     next_run = calendar.timegm(time.strptime(reddit_status["next_run"], "%Y-%m-%d %H:%M:%S UTC"))
     assert abs(next_run - (polled_at + 120)) < 5
+    rss_next_run = calendar.timegm(time.strptime(rss_status["next_run"], "%Y-%m-%d %H:%M:%S UTC"))
+    assert abs(rss_next_run - (polled_at + 60)) < 5, "the source runs at its most frequent feed's interval"
     assert report["outbox"]["pending"] == 2 and report["outbox"]["oldest_pending"] != "never"
 
     text = status(path)
