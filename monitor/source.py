@@ -33,6 +33,7 @@ class Poll:
     mentions: list[Mention] = field(default_factory=list)
     # Fresh numbers (score, comments, reach) for items stored before: growth tracking.
     updates: list[Mention] = field(default_factory=list)
+    # Keys to store for the next poll; a key set to None is forgotten (e.g. a feed no longer configured).
     state: dict[str, Any] = field(default_factory=dict)
     # Health per part of the source ("feed:URL", "listing:new:a+b"): what failed and why,
     # and what worked, so a failure that repeats is reported once and its recovery too.

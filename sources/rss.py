@@ -136,6 +136,10 @@ class RssSource:
         done = run_per_host(jobs, lambda job: self._poll_feed(job, now, slow_hosts), host=lambda job: host_of(job.url),
                             workers=self.settings.workers, per_host=self.settings.per_host)
         poll = Poll()
+        configured = {f"feed:{feed.url}" for feed in self.settings.feeds}
+        for key in state:
+            if key.startswith("feed:") and key not in configured:
+                poll.state[key] = None  # a feed taken out of the config leaves status and the store
         for job in done:
             poll.mentions.extend(job.mentions)
             poll.state[job.key] = job.state.as_dict()

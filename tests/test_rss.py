@@ -428,6 +428,20 @@ def test_each_feed_keeps_its_own_interval(feeds, monitor_feeds):
     assert 3590 < (next_poll - datetime.now(timezone.utc)).total_seconds() <= 3600
 
 
+def test_a_feed_taken_out_of_the_config_is_forgotten_and_its_mentions_kept(feeds, monitor_feeds):
+    kept, dropped = feeds.serve("/kept.xml", complaint_feed(1)), feeds.serve("/dropped.xml", complaint_feed(2))
+    before = monitor_feeds([{"url": kept}, {"url": dropped}])
+    before.cycle()
+    assert set(before.store.source_state("rss")) == {f"feed:{kept}", f"feed:{dropped}"}
+
+    # The operator edits config.yaml and restarts; the store file stays the same.
+    after = monitor_feeds([{"url": kept, "interval": ALWAYS}])
+    assert after.store.path == before.store.path
+    after.cycle()
+    assert set(after.store.source_state("rss")) == {f"feed:{kept}"}
+    assert len(after.stored(dropped)) == 1, "what the feed brought stays in the store"
+
+
 def test_a_run_a_little_early_still_polls_the_feed_but_an_immediate_rerun_does_not(feeds, monitor_feeds):
     url = feeds.serve("/sched.xml", complaint_feed(1))
     harness = monitor_feeds([{"url": url}], interval=2)
