@@ -110,7 +110,7 @@ def daemon_jobs(monitor: Monitor) -> list[JobSpec]:
         jobs.append(JobSpec(id=f"poll:{name}", name=f"poll {name}", func=monitor.poll, args=(name,),
                             seconds=source.interval, jitter=min(MAX_JITTER, source.interval / 10), first_run=now))
     # Growth re-reads have no job of their own: adapters return fresh numbers for
-    # stored items from their normal poll (Poll.updates), handled in Monitor.poll.
+    # stored items from their normal poll (Poll.updates), handled in Pipeline.process.
     jobs.append(JobSpec(id="deliver", name="deliver alerts", func=monitor.deliver,
                         seconds=config.email.send_interval, first_run=now))
     if any(r.digest_below for r in config.responders):

@@ -2,7 +2,8 @@
 
 The stages live in their own modules; this one only wires them in order and
 owns the transaction boundary: a mention, its scores and its alerts are
-stored together, and a source's cursor only after everything it found.
+stored together, and a source's cursor (with its growth schedule) only after
+everything it found and every snapshot of its re-reads.
 """
 
 from __future__ import annotations
@@ -60,6 +61,10 @@ class Pipeline:
                 continue
             if stored:
                 outcome.stored.append(stored)
+        if poll.updates:
+            # Before the state: the growth schedule in it already counts these re-reads as
+            # done, so saving it first would lose a reading to a crash in between.
+            outcome.alerts += self.update_engagement(source, poll.updates).alerts
         if poll.state:
             self.store.save_source_state(source, poll.state)
         return outcome
