@@ -339,6 +339,29 @@ def test_a_reread_whose_snapshot_was_not_stored_is_read_again(reddit, setup):
     assert reddit.count("/api/info") == 2
 
 
+def test_a_stored_post_that_cannot_be_rescored_stops_neither_the_others_nor_the_cursor(reddit, setup, caplog):
+    now = time.time()
+    for post_id in ("c1", "c2"):
+        reddit.add_post(subreddit="CustomerService", id=post_id, title=f"Acme double charged me {post_id}",
+                        selftext=COMPLAINT, created_utc=now - 60, score=3, num_comments=1)
+    _, run, store, clock = setup(reddit)
+    run()
+    store.query("UPDATE mentions SET extra = 'not json' WHERE source_id = 't3_c1'")  # a damaged row
+    reddit.update_post("c1", score=900, num_comments=240)
+    reddit.update_post("c2", score=700, num_comments=50)
+    reddit.add_post(subreddit="CustomerService", id="c3", title="Acme again", selftext=COMPLAINT, created_utc=now)
+    clock.advance(301)
+
+    with caplog.at_level(logging.ERROR, logger="complaint_monitor.pipeline"):
+        assert sorted(u.source_id for u in run().updates) == ["t3_c1", "t3_c2"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "could not apply new numbers to reddit t3_c1 (https://www.reddit.com/r/CustomerService/comments/c1/post/)"]
+    assert snapshots(store, "t3_c1") == [(3, 1)]
+    assert snapshots(store, "t3_c2") == [(3, 1), (700, 50)]
+    assert stored_ids(store) == {"t3_c1", "t3_c2", "t3_c3"}
+    assert store.source_state("reddit")["new:CustomerService"]["ids"] == ["t3_c3"]
+
+
 def test_growth_schedule_is_bounded_in_age_and_count():
     schedule = GrowthSchedule({}, hours=24, first_interval=300, max_interval=3600, max_posts=2)
     now = 1_000_000.0
