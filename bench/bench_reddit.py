@@ -69,8 +69,6 @@ def requests_made(server: RedditServer) -> int:
 def cycle(source: RedditSource, pipeline: Pipeline, store: Store) -> None:
     poll = source.poll(store.source_state("reddit"))
     pipeline.process("reddit", poll)
-    if poll.updates:
-        pipeline.update_engagement("reddit", poll.updates)
     assert not poll.failed, poll.failed
 
 

@@ -88,9 +88,10 @@ def _responder(config: Config, address: str) -> Responder | None:
 # -- rendering -----------------------------------------------------------
 
 
-def subject_for(mention, *, previous_priority: str | None = None) -> str:
+def subject_for(mention, *, priority: str, previous_priority: str | None = None) -> str:
+    """``priority`` is the level the alert was raised at: the story may have calmed down before it is sent."""
     words = header_safe(mention["title"] or mention["quote"] or mention["text"], limit=90)
-    level = mention["priority"] if previous_priority is None else f"{mention['priority']} up from {previous_priority}"
+    level = priority if previous_priority is None else f"{priority} up from {previous_priority}"
     return f"[{level}] {mention['brand']}: {words}"
 
 
@@ -158,7 +159,8 @@ def render_alert(store: Store, alert, config: Config):
     text, html = render("alert", alert_context(store, alert, mention, previous))
     return build_message(
         sender=config.email.from_, recipient=alert["recipient"],
-        subject=subject_for(mention, previous_priority=previous["priority"] if previous else None),
+        subject=subject_for(mention, priority=alert["priority"],
+                            previous_priority=previous["priority"] if previous else None),
         text=text, html=html, message_id=alert["message_id"], date=alert["created_at"],
         in_reply_to=previous["message_id"] if previous else None,
         references=[a["message_id"] for a in earlier])

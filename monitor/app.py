@@ -78,9 +78,6 @@ class Monitor:
             return report
         report.errors.extend(self.redact(e) for e in poll.errors)
         report.outcome = self.pipeline.process(name, poll)
-        if poll.updates:
-            grown = self.pipeline.update_engagement(name, poll.updates)
-            report.outcome.alerts += grown.alerts
         self.store.record_poll(source=name, started_at=started, finished_at=time.time(), items=report.outcome.seen,
                                stored=len(report.outcome.stored), errors=report.errors, interval=source.interval)
         self.health.succeeded(f"source:{name}")

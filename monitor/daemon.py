@@ -14,7 +14,8 @@ So the scheduler runs in the background and the main thread waits for the
 flag, then shuts the scheduler down with ``wait=True``: running jobs finish
 their step, nothing new starts. A second signal ends the process at once,
 which is safe as well: every mention is committed with its alerts, and each
-cursor only after what it covers (see ``Pipeline``).
+cursor only after what it covers (see ``Pipeline``). A repeat within a second
+is the same request delivered twice (make passes a SIGTERM on to its child).
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ PRUNE_EVERY = 6 * 3600
 PRUNE_FIRST_AFTER = 60  # not in the way of the first polls
 MAX_JITTER = 30
 EXIT_ALREADY_RUNNING = 3
+# One stop request can arrive twice: `timeout 40 make run` (or systemd stopping a service's
+# control group) signals make and the daemon, and make passes its SIGTERM on to the daemon too.
+# A repeat this soon after the first is that echo, not an operator insisting.
+REPEAT_SIGNAL_WINDOW = 1.0
 
 
 class AlreadyRunning(RuntimeError):
@@ -110,7 +115,7 @@ def daemon_jobs(monitor: Monitor) -> list[JobSpec]:
         jobs.append(JobSpec(id=f"poll:{name}", name=f"poll {name}", func=monitor.poll, args=(name,),
                             seconds=source.interval, jitter=min(MAX_JITTER, source.interval / 10), first_run=now))
     # Growth re-reads have no job of their own: adapters return fresh numbers for
-    # stored items from their normal poll (Poll.updates), handled in Monitor.poll.
+    # stored items from their normal poll (Poll.updates), handled in Pipeline.process.
     jobs.append(JobSpec(id="deliver", name="deliver alerts", func=monitor.deliver,
                         seconds=config.email.send_interval, first_run=now))
     if any(r.digest_below for r in config.responders):
@@ -146,6 +151,7 @@ class StopSignal:
 
     def __init__(self):
         self.received: int | None = None
+        self._received_at = 0.0
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> "StopSignal":
@@ -158,12 +164,16 @@ class StopSignal:
             signal.signal(sig, handler)
 
     def _handle(self, signum, frame) -> None:
+        now = time.monotonic()
+        if self.received is not None and now - self._received_at < REPEAT_SIGNAL_WINDOW:
+            return
         if self.received is not None:
             # Second signal: the operator insists. Die of it; the store is consistent anyway.
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
         self.received = signum
+        self._received_at = now
 
     def wait(self, poll_seconds: float = 0.2) -> int:
         while self.received is None:

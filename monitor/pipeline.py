@@ -2,7 +2,8 @@
 
 The stages live in their own modules; this one only wires them in order and
 owns the transaction boundary: a mention, its scores and its alerts are
-stored together, and a source's cursor only after everything it found.
+stored together, and a source's cursor (with its growth schedule) only after
+everything it found and every snapshot of its re-reads.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import sqlite3
 import time
 from datetime import datetime
 from dataclasses import dataclass, field
@@ -60,6 +62,10 @@ class Pipeline:
                 continue
             if stored:
                 outcome.stored.append(stored)
+        if poll.updates:
+            # Before the state: the growth schedule in it already counts these re-reads as
+            # done, so saving it first would lose a reading to a crash in between.
+            outcome.alerts += self.update_engagement(source, poll.updates).alerts
         if poll.state:
             self.store.save_source_state(source, poll.state)
         return outcome
@@ -75,24 +81,34 @@ class Pipeline:
             row = self.store.find_mention(source, update.source_id)
             if row is None:
                 continue
-            mention = self.store.row_to_mention(row)
-            mention.engagement = update.engagement
-            if update.reach is not None:
-                mention.reach = update.reach
-            now = update.fetched_at
-            previous = [(from_epoch(s["taken_at"]), s["score"] or 0, s["comments"] or 0)
-                        for s in self.store.snapshots(row["id"]) if s["taken_at"] < to_epoch(now)]
-            before = _stored_signals(row)
-            signals = signals_from_mention(mention, now=now, previous=previous,
-                                           sightings=self.stories.sightings(row["story_id"]),
-                                           brand_spike=before.brand_spike)
-            scores = self.scorer.score(mention, self._match(mention), signals=signals)
-            with self.store.transaction():
-                self.store.add_snapshot(row["id"], update.engagement, to_epoch(now))
-                self.store.update_scores(row["id"], scores)
-                outcome.alerts += self._queue_alerts(row["id"], mention, scores)
+            try:
+                outcome.alerts += self._update_one(row, update)
+            except sqlite3.Error:
+                raise  # the store cannot write: nothing may count as done, so the next poll reads again
+            except Exception:
+                # One item we cannot score must not pin the source's cursor; the others go on.
+                log.exception("could not apply new numbers to %s %s (%s)", source, update.source_id, update.url)
+                continue
             outcome.stored.append(row["id"])
         return outcome
+
+    def _update_one(self, row, update: Mention) -> int:
+        mention = self.store.row_to_mention(row)
+        mention.engagement = update.engagement
+        if update.reach is not None:
+            mention.reach = update.reach
+        now = update.fetched_at
+        previous = [(from_epoch(s["taken_at"]), s["score"] or 0, s["comments"] or 0)
+                    for s in self.store.snapshots(row["id"]) if s["taken_at"] < to_epoch(now)]
+        before = _stored_signals(row)
+        signals = signals_from_mention(mention, now=now, previous=previous,
+                                       sightings=self.stories.sightings(row["story_id"]),
+                                       brand_spike=before.brand_spike)
+        scores = self.scorer.score(mention, self._match(mention), signals=signals)
+        with self.store.transaction():
+            self.store.add_snapshot(row["id"], update.engagement, to_epoch(now))
+            self.store.update_scores(row["id"], scores)
+            return self._queue_alerts(row["id"], mention, scores)
 
     def rescore(self, mention_id: int, **signal_changes) -> int:
         """Score a stored mention again with some signals changed (sightings, brand_spike); returns alerts queued."""

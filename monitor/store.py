@@ -319,6 +319,10 @@ class Store:
             # the same Message-ID and the recipient's mail client folds it.
             db.execute("UPDATE alerts SET message_id = ? WHERE id = ?",
                        (f"<alert-{alert_id}-m{mention_id}@complaint-monitor>", alert_id))
+            # A lower level still waiting (SMTP down, a restart) would arrive beside this one as a
+            # second, unthreaded email about the same story with old news: this one replaces it.
+            db.execute("UPDATE alerts SET status = 'superseded' WHERE mention_id = ? AND recipient = ?"
+                       " AND status = 'pending' AND priority > ?", (mention_id, recipient, priority))
             return alert_id
 
     def due_alerts(self, now: float, limit: int = 200) -> list[sqlite3.Row]:

@@ -155,6 +155,30 @@ def test_escalation_replies_in_the_same_thread_once_per_level(setup):
         assert "priority P3 -> P1" in body and "score 5 -> 900 (+895)" in body
 
 
+def test_a_story_that_rose_before_its_first_email_went_out_is_sent_once_at_the_level_it_reached(setup):
+    with SmtpServer() as server:
+        config, store, pipeline, transport = setup(smtp_port=server.port)
+        first = mention("a", "GREY story", score=5, comments=1)
+        pipeline.process("reddit", Poll(mentions=[first]))  # P3 queued, not yet sent (SMTP down, a restart)
+        grown = mention("a", "GREY story", score=900, comments=300)
+        grown.fetched_at = first.fetched_at + timedelta(minutes=20)
+        pipeline.update_engagement("reddit", [grown])  # P1 queued
+        calm = mention("a", "GREY story", score=905, comments=301)
+        calm.fetched_at = first.fetched_at + timedelta(minutes=60)
+        pipeline.update_engagement("reddit", [calm])  # growth stopped: the story itself is P3 again
+        assert store.find_mention("reddit", "a")["priority"] == "P3"
+
+        assert deliver_pending(store, transport, config)[:2] == (1, 0)
+        assert deliver_pending(store, transport, config)[:2] == (0, 0)
+        [(_, only)] = server.messages
+        # The level the alert was raised at, not the story's level when the outbox ran; the
+        # stale P3 alert would arrive beside it as a second, unthreaded email about the same story.
+        assert str(only["Subject"]).strip().startswith("[P1] Acme:")
+        assert only["In-Reply-To"] is None
+        assert [(a["priority"], a["status"]) for a in store.query("SELECT * FROM alerts ORDER BY id")] == [
+            ("P3", "superseded"), ("P1", "sent")]
+
+
 def test_digest_gathers_lower_priorities_into_one_email(setup):
     responders = [{"email": "oncall@test.local", "min_priority": "P4", "digest_below": "P2"}]
     with SmtpServer() as server:

@@ -8,10 +8,11 @@ import subprocess
 import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
 from monitor.app import Monitor
 from monitor.config import load_config
-from monitor.daemon import EXIT_ALREADY_RUNNING, build_scheduler
+from monitor.daemon import EXIT_ALREADY_RUNNING, REPEAT_SIGNAL_WINDOW, build_scheduler
 from tests.conftest import ROOT
 from tests.daemon_process import Daemon, wait_for
 from tests.servers.feeds import rss
@@ -164,15 +165,42 @@ def test_prune_drops_old_snapshots_and_poll_records_but_never_mentions_or_alerts
         monitor.close()
 
 
-def test_a_second_signal_ends_the_process_at_once_and_a_restart_resumes(feeds, write_config, tmp_path):
-    slow = feeds.serve("/slow.xml", rss([COMPLAINT]), delay=20)
+def daemon_in_a_slow_poll(feeds, write_config, tmp_path, *, delay: float) -> tuple[Daemon, Path]:
+    """A daemon whose only feed answers after ``delay`` seconds, started and waiting for that answer."""
+    slow = feeds.serve("/slow.xml", rss([COMPLAINT]), delay=delay)
     path = write_config({"sources": {"rss": {"feeds": [{"url": slow}], "interval": 60}}})
     daemon = Daemon(path, tmp_path / "daemon.log")
     try:
         daemon.wait_running()
         wait_for(lambda: feeds.hits("/slow.xml") == 1, timeout=30, what="the slow poll to start")
+    except BaseException:
+        daemon.stop()
+        raise
+    return daemon, path
+
+
+def test_one_sigterm_delivered_twice_still_stops_after_the_current_step(feeds, write_config, tmp_path):
+    # `timeout 40 make run`: timeout signals make's process group and make passes its SIGTERM on,
+    # so the daemon gets the same request twice, milliseconds apart.
+    daemon, path = daemon_in_a_slow_poll(feeds, write_config, tmp_path, delay=2)
+    try:
+        daemon.send(signal.SIGTERM)
+        time.sleep(0.05)
+        daemon.send(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 0, daemon.log()
+    finally:
+        daemon.stop()
+    assert "stopped:" in daemon.log()
+    db = load_config(path).store_path
+    assert count(db, "SELECT count(*) FROM mentions") == 1, "the poll in flight finished and was stored"
+
+
+def test_a_second_signal_ends_the_process_at_once_and_a_restart_resumes(feeds, write_config, tmp_path):
+    daemon, path = daemon_in_a_slow_poll(feeds, write_config, tmp_path, delay=20)
+    try:
         daemon.send(signal.SIGTERM)
         wait_for(lambda: "stopping after the current step" in daemon.log(), timeout=30, what="the first signal")
+        time.sleep(REPEAT_SIGNAL_WINDOW + 0.2)  # sooner, it would count as the first one delivered twice
         started = time.monotonic()
         daemon.send(signal.SIGTERM)
         assert daemon.wait(timeout=10) == -signal.SIGTERM

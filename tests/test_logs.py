@@ -108,6 +108,20 @@ def test_daemon_output_status_and_operator_notes_carry_no_secret(reddit, feeds, 
             assert secret not in text
 
 
+def test_a_listing_that_fails_after_prawcore_retries_is_one_line(reddit, write_config):
+    reddit.fail_next("/r/CustomerService/new", status=500, count=3)  # prawcore tries three times
+    path = write_config({"sources": {"reddit": {
+        "client_id": "test-id", "client_secret": "test-secret", "user_agent": "tests", "comments": False,
+        "subreddits": ["CustomerService"], "oauth_url": reddit.url, "reddit_url": reddit.url}}})
+    once = subprocess.run([sys.executable, "-m", "monitor.cli", "--config", str(path), "once"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert once.returncode == 0, once.stderr
+    assert reddit.count("/r/CustomerService/new") == 3
+    about_it = [line for line in once.stderr.splitlines() if "CustomerService" in line]
+    assert len(about_it) == 1, once.stderr
+    assert "listing:new:CustomerService failed: ServerError" in about_it[0]
+
+
 def test_monitor_redacts_errors_it_stores(feeds, write_config):
     url = feeds.serve("/private.xml", "denied", status=500, content_type="text/plain")
     monitor = Monitor.from_config(load_config(write_config(

@@ -1,13 +1,14 @@
 """The Reddit adapter against the local Reddit-compatible server, through praw only.
 
 Each test drives RedditSource and the real Pipeline + SQLite store the way the
-daemon does (poll, process, update_engagement), and asserts exactly what was
+daemon does (poll, then process, which also applies growth), and asserts exactly what was
 stored and how many requests reached the server.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 
 import pytest
@@ -43,8 +44,6 @@ def setup(write_config):
         def run():
             poll = source.poll(store.source_state("reddit"))
             pipeline.process("reddit", poll)
-            if poll.updates:
-                pipeline.update_engagement("reddit", poll.updates)
             return poll
 
         return source, run, store, clock
@@ -316,6 +315,51 @@ def test_growing_post_is_reread_on_a_slowing_schedule_and_snapshotted(reddit, se
     clock.advance(1200)
     assert run().updates == [] and store.source_state("reddit")["tracked"] == {}
     assert reddit.count("/api/info") == 4
+
+
+def test_a_reread_whose_snapshot_was_not_stored_is_read_again(reddit, setup):
+    # The growth schedule in the source's state counts a re-read as done, so that state may only be
+    # saved together with the snapshot; otherwise a crash (or a failed write) in between loses the reading.
+    now = time.time()
+    reddit.add_post(subreddit="CustomerService", id="c1", title="Acme double charged me", selftext=COMPLAINT,
+                    created_utc=now - 60, score=3, num_comments=1)
+    _, run, store, clock = setup(reddit)
+    run()
+    reddit.update_post("c1", score=900, num_comments=240)
+    clock.advance(301)
+    # A real write failure, from SQLite itself, for the snapshot only.
+    store.query("CREATE TEMP TRIGGER disk_trouble BEFORE INSERT ON snapshots BEGIN SELECT RAISE(ABORT, 'disk trouble'); END")
+    with pytest.raises(sqlite3.IntegrityError, match="disk trouble"):
+        run()
+    store.query("DROP TRIGGER disk_trouble")
+    assert snapshots(store, "t3_c1") == [(3, 1)]
+
+    assert [u.engagement.score for u in run().updates] == [900]  # still due, so read again
+    assert snapshots(store, "t3_c1") == [(3, 1), (900, 240)]
+    assert reddit.count("/api/info") == 2
+
+
+def test_a_stored_post_that_cannot_be_rescored_stops_neither_the_others_nor_the_cursor(reddit, setup, caplog):
+    now = time.time()
+    for post_id in ("c1", "c2"):
+        reddit.add_post(subreddit="CustomerService", id=post_id, title=f"Acme double charged me {post_id}",
+                        selftext=COMPLAINT, created_utc=now - 60, score=3, num_comments=1)
+    _, run, store, clock = setup(reddit)
+    run()
+    store.query("UPDATE mentions SET extra = 'not json' WHERE source_id = 't3_c1'")  # a damaged row
+    reddit.update_post("c1", score=900, num_comments=240)
+    reddit.update_post("c2", score=700, num_comments=50)
+    reddit.add_post(subreddit="CustomerService", id="c3", title="Acme again", selftext=COMPLAINT, created_utc=now)
+    clock.advance(301)
+
+    with caplog.at_level(logging.ERROR, logger="complaint_monitor.pipeline"):
+        assert sorted(u.source_id for u in run().updates) == ["t3_c1", "t3_c2"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "could not apply new numbers to reddit t3_c1 (https://www.reddit.com/r/CustomerService/comments/c1/post/)"]
+    assert snapshots(store, "t3_c1") == [(3, 1)]
+    assert snapshots(store, "t3_c2") == [(3, 1), (700, 50)]
+    assert stored_ids(store) == {"t3_c1", "t3_c2", "t3_c3"}
+    assert store.source_state("reddit")["new:CustomerService"]["ids"] == ["t3_c3"]
 
 
 def test_growth_schedule_is_bounded_in_age_and_count():
