@@ -38,6 +38,7 @@ class Monitor:
         self.transport = transport
         self.pipeline = pipeline or Pipeline(config=config, store=store)
         self.metrics = metrics
+        self._last_errors: dict[str, list[str]] = {}
         self.redact = Redactor(config_secrets(config))
         self.health = Health(redact=self.redact, store=store, transport=transport,
                              fallback=FolderTransport(folder=config.path(config.email.outbox_dir)),
@@ -87,9 +88,14 @@ class Monitor:
             self.health.succeeded(f"{name} {subject}")
         if self.metrics:
             self.metrics.polled(name, report, started)
-        log.info("polled %s: %d items, %d matched, %d new mentions, %d alerts queued, %d errors", name,
-                 report.outcome.seen, report.outcome.matched, len(report.outcome.stored), report.outcome.alerts,
-                 len(poll.errors), extra={"source": name})
+        # A poll that found nothing and failed exactly as the last one did is not news:
+        # the first occurrence was logged, and Health emails the operator if it lasts.
+        news = bool(report.outcome.seen or report.outcome.alerts) or report.errors != self._last_errors.get(name)
+        self._last_errors[name] = list(report.errors)
+        log.log(logging.INFO if news else logging.DEBUG,
+                "polled %s: %d items, %d matched, %d new mentions, %d alerts queued, %d errors", name,
+                report.outcome.seen, report.outcome.matched, len(report.outcome.stored), report.outcome.alerts,
+                len(report.errors), extra={"source": name})
         return report
 
     def poll_all(self) -> list[PollReport]:

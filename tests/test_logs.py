@@ -135,3 +135,18 @@ def test_monitor_redacts_errors_it_stores(feeds, write_config):
         assert failures and all(FEED_TOKEN not in r["last_error"] + r["subject"] for r in failures)
     finally:
         monitor.close()
+
+
+def test_a_poll_failing_the_same_way_again_is_not_logged_again(write_config, caplog):
+    from tests.servers.smtp import free_port
+    dead = f"http://127.0.0.1:{free_port()}/feed.xml"  # nothing listens there
+    monitor = Monitor.from_config(load_config(write_config({"sources": {"rss": {
+        "feeds": [{"url": dead, "interval": 0.001}], "max_backoff": 0.001}}})))
+    try:
+        with caplog.at_level(logging.DEBUG, logger="complaint_monitor"):
+            for _ in range(3):
+                assert monitor.poll("rss").errors
+    finally:
+        monitor.close()
+    summaries = [r for r in caplog.records if r.getMessage().startswith("polled rss")]
+    assert [r.levelno for r in summaries] == [logging.INFO, logging.DEBUG, logging.DEBUG]
