@@ -75,6 +75,22 @@ def _ts(value: float | None) -> str:
     return "never" if not value else f"{datetime.fromtimestamp(value, timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
 
 
+def _next_run(due: float, now: float) -> str:
+    # Well past due means no daemon is polling: say so rather than show a time in the past.
+    late = now - due
+    return _ts(due) + (f" (overdue by {late / 60:.0f} min: is the daemon running?)" if late > 300 else "")
+
+
+def _when(iso: str | None) -> str | None:
+    """A stored ISO time in the same form as every other time status prints."""
+    if not iso:
+        return None
+    try:
+        return _ts(datetime.fromisoformat(iso).timestamp())
+    except ValueError:
+        return iso
+
+
 def status(store: Store, intervals: dict[str, float], *, now: float | None = None) -> dict[str, Any]:
     """Everything ``complaint-monitor status`` prints, as data."""
     now = time.time() if now is None else now
@@ -97,7 +113,7 @@ def status(store: Store, intervals: dict[str, float], *, now: float | None = Non
                            if last_err else "none"),
             "items_last_hour": items, "mentions_last_hour": mentions,
             # The interval the daemon ran the source at (an RSS source runs at its most frequent feed's).
-            "next_run": _ts(last[0]["started_at"] + (last[0]["interval"] or interval)) if last else "at start",
+            "next_run": _next_run(last[0]["started_at"] + (last[0]["interval"] or interval), now) if last else "at start",
             "feeds": feeds,
         }
     oldest = store.oldest_pending()
@@ -116,11 +132,12 @@ def _feeds(store: Store, name: str, hour_ago: float) -> dict[str, dict[str, Any]
     feeds: dict[str, dict[str, Any]] = {}
     for key, value in store.source_state(name).items():
         if key.startswith("feed:") and isinstance(value, dict):
-            feeds[key[5:]] = {"last_success": value.get("last_success"), "next_poll": value.get("next_poll"),
+            feeds[key[5:]] = {"last_success": _when(value.get("last_success")),
+                              "next_poll": _when(value.get("next_poll")),
                               "disabled": value.get("disabled_reason") if value.get("disabled") else None,
                               "moved_to": value.get("current_url"), "problem": value.get("last_problem")}
             if value.get("failures") or value.get("disabled"):  # the feed's own record; a failure row below wins
-                feeds[key[5:]]["last_error"] = (f"{value.get('last_error_at')}: {value.get('last_error')}"
+                feeds[key[5:]]["last_error"] = (f"{_when(value.get('last_error_at'))}: {value.get('last_error')}"
                                                 f" ({value.get('failures') or 1} in a row)")
     # A feed that never worked has no cursor yet; its failure row still names it.
     for row in store.query("SELECT * FROM failures WHERE subject LIKE ? ORDER BY subject", (f"{name} feed:%",)):
@@ -147,7 +164,7 @@ def format_status(report: dict[str, Any]) -> str:
             lines.append(f"  feed {url}: {state}; last success {feed.get('last_success') or 'never'};"
                          f" last error {feed.get('last_error') or 'none'};"
                          f" mentions last hour {feed.get('mentions_last_hour', 0)};"
-                         f" next poll {'never' if feed.get('disabled') else feed.get('next_poll') or 'next run'}"
+                         f" next poll {'never' if feed.get('disabled') else feed.get('next_poll') or 'at the next run'}"
                          f"{moved}{problem}")
     o = report["outbox"]
     lines.append(f"outbox: {o['pending']} pending (oldest {o['oldest_pending']}), {o['failed']} failed")

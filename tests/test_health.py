@@ -156,3 +156,16 @@ def test_status_prints_each_source_and_the_outbox(reddit, feeds, write_config):
     assert any(line.startswith(f"  feed {good}: ok; last success 20") and "mentions last hour 1" in line
                for line in lines)
     assert any(line.startswith(f"failing: rss feed:{broken} since") for line in lines)
+
+
+def test_status_says_when_no_daemon_has_polled_for_a_while(tmp_path):
+    from monitor.health import status as status_report
+    from monitor.store import Store
+    store = Store(tmp_path / "s.db")
+    now = time.time()
+    store.record_poll(source="rss", started_at=now - 3600, finished_at=now - 3599, items=0, stored=0, errors=[],
+                      interval=300)
+    report = status_report(store, {"rss": 300}, now=now)
+    assert "overdue by 55 min: is the daemon running?" in report["sources"]["rss"]["next_run"]
+    fresh = status_report(store, {"rss": 300}, now=now - 3500)
+    assert "overdue" not in fresh["sources"]["rss"]["next_run"]
