@@ -50,6 +50,41 @@ def test_single_sentence_texts_get_exactly_vaders_scores():
         assert s.min_sentence == v["compound"] and s.sentences == 1
 
 
+def every_real_text() -> list[str]:
+    """Every text people wrote in ../shared/data: VADER's four ground-truth sets, UCI's review
+    sentences and every message (customers' and agents') of the IBM customer-care conversations."""
+    texts = []
+    for path in sorted((SHARED_DATA / "vader_groundtruth").glob("*_GroundTruth.txt")):
+        texts += [line.rstrip("\r").split("\t", 2)[2] for line in path.read_text(encoding="utf-8").splitlines()]
+    for path in sorted((SHARED_DATA / "uci_sentiment_labelled_sentences").glob("*_labelled.txt")):
+        texts += [line.rpartition("\t")[0] for line in path.read_text(encoding="utf-8").split("\n") if "\t" in line]
+    for path in sorted((SHARED_DATA / "ibm_twitter_customer_care").glob("*.json")):
+        for conversation in json.loads(path.read_text(encoding="utf-8")) if path.stem in ("dev", "test") else []:
+            texts += [m["message"] for m in conversation["dialogContent"]]
+    if len(texts) < 20_000:
+        pytest.skip(f"shared data absent or incomplete: {SHARED_DATA}")
+    return texts
+
+
+@pytest.mark.parametrize("lexicon", [None, {"refund": -1.5, "Overcharged": -2.0, "cancelled": -1.0}])
+def test_sentence_scores_equal_vader_on_every_real_text_and_sentence(lexicon):
+    """SentimentScorer.vader drives VADER's own per-word steps itself; on every real text, and on
+    every sentence it is cut into, it must give exactly what polarity_scores gives."""
+    scorer = SentimentScorer(lexicon=lexicon)
+    reference = SentimentIntensityAnalyzer()
+    reference.lexicon.update({w.lower(): v for w, v in (lexicon or {}).items()})
+    texts = every_real_text()
+    compared = with_emoji = with_but = 0
+    for text in texts:
+        pieces = [text] + [text[a:b].strip() for a, b in split_sentences(text)]
+        for piece in pieces if len(pieces) > 2 else pieces[:1]:
+            assert scorer.vader(piece) == reference.polarity_scores(piece), piece
+            compared += 1
+        with_emoji += not reference.emojis.keys().isdisjoint(text)
+        with_but += " but " in text.lower()
+    assert compared > len(texts) + 5_000 and with_emoji > 50 and with_but > 1_000
+
+
 def test_long_text_aggregates_its_sentences():
     sentences = ["The delivery was quick and the kettle looks lovely.",
                  "Sadly Acme's kettle broke after two days and support was rude and useless.",
