@@ -223,43 +223,59 @@ def _equal(left: Any, right: Any) -> bool:
     return type(left) is type(right) and left == right
 
 
-def _leading_literals(items: list) -> set[str] | None:
-    """Literal strings one of which every match of ``items`` starts with; None when that cannot be told."""
+_REPEATS = tuple(getattr(_sre, name) for name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT") if hasattr(_sre, name))
+
+
+def _literals_of(items: list, anywhere: bool) -> set[str] | None:
+    """Literal strings one of which every match of ``items`` starts with (``anywhere``: contains);
+    None when that cannot be told."""
+    candidates: list[set[str]] = []
     i = 0
-    while i < len(items) and items[i][0] is _sre.AT:  # \b, ^: zero-width, consume nothing
-        i += 1
-    if i == len(items):
-        return None
-    op, av = items[i]
-    if op is _sre.LITERAL:
-        chars = []
-        while i < len(items) and items[i][0] is _sre.LITERAL:
-            chars.append(chr(items[i][1]))
+    while i < len(items):
+        op, av = items[i]
+        if op is _sre.AT:  # \b, ^: zero-width, consume nothing
             i += 1
-        return {"".join(chars)}
-    if op is _sre.SUBPATTERN:
-        _, add_flags, _, inner = av
-        return None if add_flags & re.IGNORECASE else _leading_literals(list(inner))
-    if op is _sre.BRANCH:
-        found: set[str] = set()
-        for alternative in av[1]:
-            literals = _leading_literals(list(alternative))
-            if literals is None:
-                return None
-            found |= literals
-        return found
-    return None
+            continue
+        found: set[str] | None = None
+        if op is _sre.LITERAL:
+            chars = []
+            while i < len(items) and items[i][0] is _sre.LITERAL:
+                chars.append(chr(items[i][1]))
+                i += 1
+            found = {"".join(chars)}
+        else:
+            i += 1
+            if op is _sre.SUBPATTERN:
+                _, add_flags, _, inner = av
+                found = None if add_flags & re.IGNORECASE else _literals_of(list(inner), anywhere)
+            elif op is _sre.BRANCH:
+                found = set()
+                for alternative in av[1]:
+                    literals = _literals_of(list(alternative), anywhere)
+                    if literals is None:
+                        found = None
+                        break
+                    found |= literals
+            elif anywhere and op in _REPEATS and av[0] >= 1:  # at least once: its literals are in every match
+                found = _literals_of(list(av[2]), anywhere)
+        if not anywhere:
+            return found
+        if found and "" not in found:
+            candidates.append(found)
+    # Of several sets that would do, the one with the longest shortest literal gives the fewest false hits.
+    return max(candidates, key=lambda c: min(map(len, c))) if candidates else None
 
 
-def required_literals(pattern: str, flags: int = 0) -> set[str] | None:
-    """Literals one of which every match of ``pattern`` starts with; None when there is no such set."""
+def required_literals(pattern: str, flags: int = 0, *, anywhere: bool = False) -> set[str] | None:
+    """Literals one of which every match of ``pattern`` starts with (``anywhere``: contains somewhere);
+    None when there is no such set."""
     try:
         parsed = _sre_parser.parse(pattern, flags)
     except Exception:  # the parser is CPython's own; if it ever disagrees, just skip the shortcut
         return None
     if (parsed.state.flags | flags) & re.IGNORECASE:
         return None
-    literals = _leading_literals(list(parsed))
+    literals = _literals_of(list(parsed), anywhere)
     if not literals or "" in literals:
         return None
     return literals
@@ -272,12 +288,15 @@ class LiteralIndex:
 
     def __init__(self):
         self._owners: dict[str, set[int]] = {}
-        self._count = 0
+        self._numbers: dict[frozenset[str], int] = {}
         self._automaton = None
 
     def add(self, literals: set[str]) -> int:
-        number = self._count
-        self._count += 1
+        """The number ``hits`` reports when the text holds one of ``literals`` (the same set, the same number)."""
+        key = frozenset(literals)
+        if key in self._numbers:
+            return self._numbers[key]
+        number = self._numbers[key] = len(self._numbers)
         for literal in literals:
             self._owners.setdefault(literal, set()).add(number)
         self._automaton = None
@@ -362,14 +381,16 @@ def fast_check(node: Any, indexes: dict[str, LiteralIndex] | None = None) -> Cal
         hits_key = ("literal hits", subject)  # not a string: cannot shadow a field
 
         def prefiltered(facts):
+            hits = facts.get(hits_key)
+            if hits is not None and number not in hits:
+                return not wanted
             value = left(facts)
             if value is None:
                 return not wanted
-            hits = facts.get(hits_key)
             if hits is None:
                 hits = facts[hits_key] = index.hits(value)
-            if number not in hits:
-                return not wanted
+                if number not in hits:
+                    return not wanted
             return (find(value) is not None) == wanted
         return prefiltered
     if kind is rule_ast.SymbolExpression and node.scope is None and node.name in FIELDS:
@@ -400,6 +421,46 @@ def fast_check(node: Any, indexes: dict[str, LiteralIndex] | None = None) -> Cal
         value = _literal(node.value)
         return lambda facts: value
     return node.evaluate
+
+
+@dataclass(frozen=True, slots=True)
+class _Gate:
+    """A rule that starts with ``subject =~~ regex`` cannot fire unless the subject holds one of the
+    regex's required literals: the book's shared literal pass tells, before the rule runs at all."""
+
+    subject: Callable[[dict[str, Any]], Any]
+    hits_key: tuple[str, str]
+    index: LiteralIndex
+    number: int
+
+    def closed(self, facts: dict[str, Any]) -> bool:
+        hits = facts.get(self.hits_key)
+        if hits is None:
+            value = self.subject(facts)
+            if value is None:
+                return False  # let the rule itself decide
+            hits = facts[self.hits_key] = self.index.hits(value)
+        return self.number not in hits
+
+
+def _gate(node: Any, indexes: dict[str, LiteralIndex]) -> _Gate | None:
+    """The gate of the expression's first conjunct (evaluation stops there when it is false, so skipping
+    the rest changes nothing, errors included), for a subject whose literal index ``fast_check`` made."""
+    kind = type(node)
+    if kind is rule_ast.Statement:
+        return _gate(node.expression, indexes)
+    if kind is rule_ast.LogicExpression and node.type == "and":
+        return _gate(node.left, indexes)
+    if kind is not rule_ast.FuzzyComparisonExpression or node.type != "eq_fzs" \
+            or not isinstance(node.right, rule_ast.StringExpression):
+        return None
+    subject = _value_key(node.left)
+    # A gate only needs a literal somewhere in every match, not at its start.
+    literals = required_literals(node.right.value, node.context.regex_flags, anywhere=True)
+    if subject not in indexes or literals is None:
+        return None
+    index = indexes[subject]
+    return _Gate(fast_check(node.left, indexes), ("literal hits", subject), index, index.add(literals))
 
 
 def _compile(expression: str, where: str) -> rule_engine.Rule:
@@ -447,6 +508,8 @@ class RuleBook:
         # The book's rules share their regex prefilters: one pass over the text for all of them.
         indexes: dict[str, LiteralIndex] = {}
         self.rules = [dataclasses.replace(r, check=fast_check(r.expression.statement, indexes)) for r in rules]
+        self._plan = [(rule, rule.check or rule.expression.matches, _gate(rule.expression.statement, indexes))
+                      for rule in self.rules]
 
     @classmethod
     def from_files(cls, paths: list[Path]) -> "RuleBook":
@@ -460,9 +523,11 @@ class RuleBook:
         facts = dict(facts)
         tags = list(facts.get("tags") or ())
         facts["tags"] = tuple(tags)
-        for rule in self.rules:
+        for rule, check, gate in self._plan:
+            if gate is not None and gate.closed(facts):
+                continue
             try:
-                fired = rule.check(facts) if rule.check is not None else rule.expression.matches(facts)
+                fired = check(facts)
             except rule_engine.errors.EvaluationError as err:
                 verdict.reasons.append(Reason("error", rule.name, detail=f"could not evaluate: {err.message}"))
                 continue

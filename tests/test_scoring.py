@@ -15,7 +15,7 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 from monitor.config import Thresholds, load_config
 from monitor.mention import Engagement, Mention
 from monitor.pipeline import Pipeline
-from monitor.rules import RuleBook, literal_prefilter, load_pack
+from monitor.rules import RuleBook, literal_prefilter, load_pack, required_literals
 from monitor.score import Scorer
 from monitor.sentiment import SentimentScorer, split_sentences
 from monitor.source import Poll
@@ -140,6 +140,39 @@ def test_fast_rule_path_agrees_with_rule_engine_on_real_texts():
                 checked += 1
                 fired += expected
     assert fired > 100 and checked > 10_000
+
+
+def test_rule_book_fires_what_rule_engine_fires_on_real_texts():
+    """RuleBook.evaluate skips a rule whose first regex lacks every literal it needs; on real texts
+    it must fire exactly the rules, in the order and with the tags, that rule-engine's own evaluation gives."""
+    rules = [rule for pack in RULE_PACKS for rule in load_pack(Path(pack))]
+    book = RuleBook(rules)
+    scorer = Scorer(rules=RuleBook([]), sentiment=SentimentScorer(), thresholds=Thresholds())
+    examples = [e for rule in rules for e in rule.examples_match + rule.examples_no_match if isinstance(e, str)]
+    texts = [t for t in every_real_text() if len(t) < 2_000][::3] + examples
+    fired_anywhere = set()
+    for i, text in enumerate(texts):
+        mention = Mention(source="t", source_id=str(i), url="", title="", text=text, brand="Acme",
+                          engagement=Engagement(score=i * 7 % 300, comments=i % 40))
+        facts = scorer.score(mention).facts
+        tags: list[str] = []
+        expected = []
+        for rule in rules:
+            if rule.expression.matches({**facts, "tags": tuple(tags)}):
+                expected.append(rule.name)
+                tags.extend(t for t in rule.tags if t not in tags)
+        verdict = book.evaluate(facts)
+        assert verdict.fired == expected and verdict.tags == tags, text
+        fired_anywhere.update(expected)
+    assert len(texts) > 8_000
+    assert fired_anywhere >= {"repeated-contact", "service-failure", "named-employee", "going-public", "joking"}
+
+
+def test_literals_a_match_must_contain_need_not_start_it():
+    assert required_literals(r"\d+ times") is None
+    assert required_literals(r"\d+ times", anywhere=True) == {" times"}
+    assert required_literals(r"\b(\d+(st|nd) time|weeks? later)\b", anywhere=True) == {" time", " later"}
+    assert required_literals(r"x*y?", anywhere=True) is None  # nothing is certain to be there
 
 
 def test_literal_prefilter_is_a_necessary_condition():
