@@ -349,10 +349,10 @@ def fast_check(node: Any, indexes: dict[str, LiteralIndex] | None = None) -> Cal
     if kind is rule_ast.ArithmeticComparisonExpression and node.left.result_type == _FLOAT \
             and node.right.result_type == _FLOAT and node.type in _ORDER:
         op = _ORDER[node.type]
-        if type(node.left) is rule_ast.SymbolExpression and node.left.scope is None \
-                and type(node.right) is rule_ast.FloatExpression and node.left.name in FIELDS:
+        comparison = _field_vs_constant(node)
+        if comparison is not None:
             # The common case, "field <= constant", in one call.
-            name, constant = node.left.name, _literal(node.right.value)
+            name, op, constant = comparison
             return lambda facts: op(facts[name], constant)
         left, right = fast_check(node.left, indexes), fast_check(node.right, indexes)
         return lambda facts: op(left(facts), right(facts))
@@ -423,34 +423,52 @@ def fast_check(node: Any, indexes: dict[str, LiteralIndex] | None = None) -> Cal
     return node.evaluate
 
 
+class _Everything:
+    """The literal hits of a subject that is missing: no rule is ruled out, each decides for itself."""
+
+    def __contains__(self, item: Any) -> bool:
+        return True
+
+
+_EVERYTHING = _Everything()
+
+
 @dataclass(frozen=True, slots=True)
 class _Gate:
-    """A rule that starts with ``subject =~~ regex`` cannot fire unless the subject holds one of the
-    regex's required literals: the book's shared literal pass tells, before the rule runs at all."""
+    """A necessary condition for a rule, as ``test(facts[key], value)`` with C-level ``test``: either
+    its first regex needs a literal the book's shared literal pass did not find (``key`` names the
+    hits, ``value`` the regex's number), or its first comparison of a field with a constant is false."""
 
-    subject: Callable[[dict[str, Any]], Any]
-    hits_key: tuple[str, str]
-    index: LiteralIndex
-    number: int
+    key: Any
+    test: Callable[[Any, Any], bool]
+    value: Any
+    # For a literal gate: how to compute the hits before the rules run.
+    subject: Callable[[dict[str, Any]], Any] | None = None
+    index: LiteralIndex | None = None
 
-    def closed(self, facts: dict[str, Any]) -> bool:
-        hits = facts.get(self.hits_key)
-        if hits is None:
-            value = self.subject(facts)
-            if value is None:
-                return False  # let the rule itself decide
-            hits = facts[self.hits_key] = self.index.hits(value)
-        return self.number not in hits
+
+def _field_vs_constant(node: Any) -> tuple[str, Callable[[Any, Any], bool], float] | None:
+    """(field, comparison, constant) for ``field <op> constant`` on floats, the packs' common case."""
+    if type(node) is rule_ast.ArithmeticComparisonExpression and node.type in _ORDER \
+            and type(node.left) is rule_ast.SymbolExpression and node.left.scope is None \
+            and node.left.name in FIELDS and node.left.result_type == _FLOAT \
+            and type(node.right) is rule_ast.FloatExpression:
+        return node.left.name, _ORDER[node.type], _literal(node.right.value)
+    return None
 
 
 def _gate(node: Any, indexes: dict[str, LiteralIndex]) -> _Gate | None:
     """The gate of the expression's first conjunct (evaluation stops there when it is false, so skipping
-    the rest changes nothing, errors included), for a subject whose literal index ``fast_check`` made."""
+    the rest changes nothing, errors included); a regex gate needs the literal index ``fast_check`` made."""
     kind = type(node)
     if kind is rule_ast.Statement:
         return _gate(node.expression, indexes)
     if kind is rule_ast.LogicExpression and node.type == "and":
         return _gate(node.left, indexes)
+    comparison = _field_vs_constant(node)
+    if comparison is not None:
+        name, test, constant = comparison
+        return _Gate(name, test, constant)
     if kind is not rule_ast.FuzzyComparisonExpression or node.type != "eq_fzs" \
             or not isinstance(node.right, rule_ast.StringExpression):
         return None
@@ -460,7 +478,8 @@ def _gate(node: Any, indexes: dict[str, LiteralIndex]) -> _Gate | None:
     if subject not in indexes or literals is None:
         return None
     index = indexes[subject]
-    return _Gate(fast_check(node.left, indexes), ("literal hits", subject), index, index.add(literals))
+    return _Gate(("literal hits", subject), operator.contains, index.add(literals),
+                 subject=fast_check(node.left, indexes), index=index)
 
 
 def _compile(expression: str, where: str) -> rule_engine.Rule:
@@ -508,8 +527,17 @@ class RuleBook:
         # The book's rules share their regex prefilters: one pass over the text for all of them.
         indexes: dict[str, LiteralIndex] = {}
         self.rules = [dataclasses.replace(r, check=fast_check(r.expression.statement, indexes)) for r in rules]
-        self._plan = [(rule, rule.check or rule.expression.matches, _gate(rule.expression.statement, indexes))
-                      for rule in self.rules]
+        self._plan = []
+        self._literal_passes: dict[Any, tuple[Callable, LiteralIndex]] = {}
+        for rule in self.rules:
+            gate = _gate(rule.expression.statement, indexes)
+            if gate is not None and gate.index is not None:
+                self._literal_passes[gate.key] = (gate.subject, gate.index)
+            # A rule's reason never changes (and is immutable): made once, not per mention.
+            reason = Reason("rule", rule.name, rule.urgency, rule.virality, rule.description)
+            self._plan.append((rule, rule.check or rule.expression.matches, reason,
+                               *((gate.key, gate.test, gate.value) if gate else (None, None, None))))
+        self._literal_passes_list = list(self._literal_passes.items())
 
     @classmethod
     def from_files(cls, paths: list[Path]) -> "RuleBook":
@@ -523,8 +551,11 @@ class RuleBook:
         facts = dict(facts)
         tags = list(facts.get("tags") or ())
         facts["tags"] = tuple(tags)
-        for rule, check, gate in self._plan:
-            if gate is not None and gate.closed(facts):
+        for key, (subject, index) in self._literal_passes_list:
+            value = subject(facts)
+            facts[key] = _EVERYTHING if value is None else index.hits(value)
+        for rule, check, reason, key, test, value in self._plan:
+            if key is not None and not test(facts[key], value):
                 continue
             try:
                 fired = check(facts)
@@ -535,7 +566,7 @@ class RuleBook:
                 continue
             verdict.urgency += rule.urgency
             verdict.virality += rule.virality
-            verdict.reasons.append(Reason("rule", rule.name, rule.urgency, rule.virality, rule.description))
+            verdict.reasons.append(reason)
             if rule.tags:
                 tags.extend(t for t in rule.tags if t not in tags)
                 facts["tags"] = tuple(tags)
