@@ -7,6 +7,7 @@ those facts are worth. Every number it produces carries its reasons.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from .config import Config, Thresholds
 from .match import BrandMatch
 from .mention import Mention
-from .rules import Reason, RuleBook, Verdict, default_facts
+from .rules import Reason, RuleBook, Verdict
 from .sentiment import Sentiment, SentimentScorer
 
 
@@ -161,24 +162,25 @@ class Scorer:
 
     def facts(self, mention: Mention, match: BrandMatch | None, sentiment: Sentiment,
               title_compound: float, signals: Signals) -> dict[str, Any]:
-        facts = default_facts()
         e = mention.engagement
-        facts.update(
-            text=mention.text, title=mention.title, source=mention.source, kind=mention.kind,
-            place=mention.place, subreddit=str(mention.extra.get("subreddit") or ""),
-            feed=str(mention.extra.get("feed") or ""), author=mention.author or "",
-            brand=mention.brand or "", own_account=bool(self._own_account(mention.brand, mention.author)),
-            compound=sentiment.compound, negative=sentiment.negative, positive=sentiment.positive,
-            min_sentence=sentiment.min_sentence, negative_share=sentiment.negative_share,
-            brand_compound=sentiment.brand_compound, title_compound=title_compound,
-            score=float(e.score or 0), comments=float(e.comments or 0),
-            upvote_ratio=float(e.upvote_ratio if e.upvote_ratio is not None else 1.0),
-            awards=float(e.awards or 0), reach=float(mention.reach or 0), length=float(len(mention.text)),
-            score_velocity=float(signals.score_velocity), comment_velocity=float(signals.comment_velocity),
-            acceleration=float(signals.acceleration), age_hours=float(signals.age_hours),
-            sightings=float(signals.sightings), brand_spike=float(signals.brand_spike),
-        )
-        return facts
+        extra = mention.extra
+        # One dict display, in FIELDS order (a test holds it to FIELDS): no defaults copied and overwritten.
+        return {
+            "text": mention.text, "title": mention.title, "source": mention.source, "kind": mention.kind,
+            "place": mention.place, "subreddit": str(extra.get("subreddit") or "") if extra else "",
+            "feed": str(extra.get("feed") or "") if extra else "", "author": mention.author or "",
+            "brand": mention.brand or "", "own_account": bool(self._own_account(mention.brand, mention.author)),
+            "compound": sentiment.compound, "negative": sentiment.negative, "positive": sentiment.positive,
+            "min_sentence": sentiment.min_sentence, "negative_share": sentiment.negative_share,
+            "brand_compound": sentiment.brand_compound, "title_compound": title_compound,
+            "score": float(e.score or 0), "comments": float(e.comments or 0),
+            "upvote_ratio": float(e.upvote_ratio if e.upvote_ratio is not None else 1.0),
+            "awards": float(e.awards or 0), "reach": float(mention.reach or 0),
+            "score_velocity": float(signals.score_velocity), "comment_velocity": float(signals.comment_velocity),
+            "acceleration": float(signals.acceleration), "age_hours": float(signals.age_hours),
+            "sightings": float(signals.sightings), "brand_spike": float(signals.brand_spike),
+            "length": float(len(mention.text)), "tags": (),
+        }
 
     def score(self, mention: Mention, match: BrandMatch | None = None, *, signals: Signals | None = None) -> Scores:
         brand_span = None
@@ -189,7 +191,7 @@ class Scorer:
             brand_span = (match.start, match.end)
         sentiment = self.sentiment.score(mention.text, brand_span=brand_span)
         title_compound = self.sentiment.vader(mention.title)["compound"] if mention.title else 0.0
-        if not mention.text.strip() and mention.title:
+        if mention.title and (not mention.text or mention.text.isspace()):
             sentiment = self.sentiment.score(mention.title)
         signals = signals or signals_from_mention(mention)
         facts = self.facts(mention, match, sentiment, title_compound, signals)
@@ -199,11 +201,22 @@ class Scorer:
                       priority_for(verdict.urgency, verdict.virality, self.thresholds), facts)
 
 
+def _velocity_reason(name: str, value: float, unit: str) -> Reason:
+    if value == 0 and math.copysign(1.0, value) > 0:
+        return _STILL[name]
+    return Reason("signal", name, detail=f"{value:g} {unit}")
+
+
+# Most mentions are scored when first seen, with no growth yet; Reason is immutable, so share these.
+_STILL = {"score_velocity": Reason("signal", "score_velocity", detail="0 points/hour"),
+          "comment_velocity": Reason("signal", "comment_velocity", detail="0 comments/hour")}
+
+
 def _signal_reasons(signals: Signals, mention: Mention) -> list[Reason]:
     """The measured values behind the virality rules, so an explanation shows them."""
     reasons = [
-        Reason("signal", "score_velocity", detail=f"{signals.score_velocity:g} points/hour"),
-        Reason("signal", "comment_velocity", detail=f"{signals.comment_velocity:g} comments/hour"),
+        _velocity_reason("score_velocity", signals.score_velocity, "points/hour"),
+        _velocity_reason("comment_velocity", signals.comment_velocity, "comments/hour"),
     ]
     if signals.acceleration:
         reasons.append(Reason("signal", "acceleration", detail=f"{signals.acceleration:+g} points/hour per hour"))

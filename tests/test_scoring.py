@@ -298,3 +298,22 @@ def test_backtest_says_what_is_wrong_with_the_file(write_config, tmp_path):
     result = cli(config, "backtest", str(source))
     assert result.returncode == 1
     assert "bad.csv" in result.stderr and "id, text" in result.stderr
+
+
+def test_facts_hold_every_rule_field_in_order_with_its_type():
+    from monitor.rules import FIELDS, default_facts
+    scorer = Scorer(rules=RuleBook([]), sentiment=SentimentScorer(), thresholds=Thresholds())
+    bare = scorer.score(Mention(source="t", source_id="1", url="", title="", text="Acme is fine")).facts
+    assert list(bare) == list(FIELDS)
+    defaults = default_facts()
+    assert {k: type(v) for k, v in bare.items()} == {k: type(v) for k, v in defaults.items()}
+    unset = {"upvote_ratio", "sightings", "text", "length", "compound", "positive", "min_sentence",
+             "brand_compound", "age_hours", "kind", "source"}  # set by this mention or its scores
+    assert {k: v for k, v in bare.items() if k not in unset} == {k: v for k, v in defaults.items() if k not in unset}
+    assert bare["upvote_ratio"] == 1.0 and bare["sightings"] == 1.0  # unknown ratio, seen once
+    full = scorer.score(Mention(source="reddit", source_id="2", url="", title="T", text="x", author="bob",
+                                brand="Acme", reach=5, extra={"subreddit": "espresso", "feed": "F"},
+                                engagement=Engagement(score=3, comments=2, upvote_ratio=0.5, awards=1))).facts
+    assert (full["subreddit"], full["feed"], full["author"], full["brand"], full["score"], full["comments"],
+            full["upvote_ratio"], full["awards"], full["reach"]) == ("espresso", "F", "bob", "Acme", 3.0, 2.0,
+                                                                     0.5, 1.0, 5.0)
