@@ -72,6 +72,16 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     return [(start, end) for start, end, _ in _pieces(text)]
 
 
+class _Window:
+    """What ``sentiment_valence`` reads of a SentiText: some of its words and the sentence's all-caps flag."""
+
+    __slots__ = ("words_and_emoticons", "is_cap_diff")
+
+    def __init__(self, is_cap_diff: bool):
+        self.words_and_emoticons: list[str] = []
+        self.is_cap_diff = is_cap_diff
+
+
 class SentimentScorer:
     def __init__(self, *, lexicon: dict[str, float] | None = None):
         self._vader = SentimentIntensityAnalyzer()
@@ -94,6 +104,7 @@ class SentimentScorer:
         last = len(words) - 1
         sentiments: list[float] = []
         has_but = False
+        window = _Window(sentitext.is_cap_diff)
         for i, item in enumerate(words):
             lowered = item.lower()
             if lowered not in lexicon:
@@ -105,7 +116,11 @@ class SentimentScorer:
             if lowered in BOOSTER_DICT or (i < last and lowered == "kind" and words[i + 1].lower() == "of"):
                 sentiments.append(0)
                 continue
-            valence(0, sentitext, item, i, sentiments)
+            # VADER's rules for a word read the three words before it and the two after it, but it
+            # lower-cases the whole sentence several times per lexicon word; hand it just those words.
+            start = i - 3 if i > 3 else 0
+            window.words_and_emoticons = words[start : i + 3]
+            valence(0, window, item, i - start, sentiments)
         if has_but:  # _but_check changes nothing without a "but"
             sentiments = self._vader._but_check(words, sentiments)
         return self._vader.score_valence(sentiments, text)
