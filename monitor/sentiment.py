@@ -89,11 +89,19 @@ class SentimentScorer:
             self._vader.lexicon.update({word.lower(): float(v) for word, v in lexicon.items()})
         self._lexicon = self._vader.lexicon
         self._emojis = self._vader.emojis.keys()
+        # Without a lexicon word every valence is 0, and score_valence then gives the same scores
+        # whatever the text and its length (punctuation only amplifies a non-zero sum): VADER's own
+        # result for that case, computed once.
+        self._no_valence = self._vader.score_valence([0], "")
+        self._no_words = self._vader.score_valence([], "")
 
     def vader(self, text: str) -> dict[str, float]:
         """Exactly ``SentimentIntensityAnalyzer.polarity_scores(text)`` (a test holds the two equal on
         every real text we have), at less cost: VADER's own steps, minus work that cannot change them."""
-        if not self._emojis.isdisjoint(text):
+        return self._polarity(text, may_hold_emoji=True)
+
+    def _polarity(self, text: str, *, may_hold_emoji: bool) -> dict[str, float]:
+        if may_hold_emoji and not self._emojis.isdisjoint(text):
             # VADER swaps emoji for their descriptions character by character; only then is that needed.
             return self._vader.polarity_scores(text)
         text = text.strip()
@@ -104,6 +112,7 @@ class SentimentScorer:
         last = len(words) - 1
         sentiments: list[float] = []
         has_but = False
+        rated = False
         window = _Window(sentitext.is_cap_diff)
         for i, item in enumerate(words):
             lowered = item.lower()
@@ -121,6 +130,9 @@ class SentimentScorer:
             start = i - 3 if i > 3 else 0
             window.words_and_emoticons = words[start : i + 3]
             valence(0, window, item, i - start, sentiments)
+            rated = True
+        if not rated:
+            return dict(self._no_valence if words else self._no_words)
         if has_but:  # _but_check changes nothing without a "but"
             sentiments = self._vader._but_check(words, sentiments)
         return self._vader.score_valence(sentiments, text)
@@ -133,8 +145,9 @@ class SentimentScorer:
             pieces = None
         else:
             pieces = list(_pieces(text))
+        may_hold_emoji = not self._emojis.isdisjoint(text)
         if pieces is None or len(pieces) <= 1:
-            s = self.vader(text)
+            s = self._polarity(text, may_hold_emoji=may_hold_emoji)
             c = s["compound"]
             return Sentiment(c, s["neg"], s["neu"], s["pos"], c, 1.0 if c <= NEGATIVE else 0.0, c, 1, text.strip())
         total_weight = 0.0
@@ -142,10 +155,10 @@ class SentimentScorer:
         worst, worst_text = 1.0, ""
         negatives = 0
         brand_scores: list[float] = []
-        vader = self.vader
+        polarity = self._polarity
         for start, end, chunk in pieces:
             sentence = chunk.strip()
-            s = vader(sentence)
+            s = polarity(sentence, may_hold_emoji=may_hold_emoji)
             c = s["compound"]
             # Longer sentences carry more of the document's tone (spaces in the
             # chunk as it was cut, the leading one included: stored scores stay comparable).

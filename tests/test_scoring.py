@@ -80,6 +80,11 @@ def test_sentence_scores_equal_vader_on_every_real_text_and_sentence(lexicon):
         for piece in pieces if len(pieces) > 2 else pieces[:1]:
             assert scorer.vader(piece) == reference.polarity_scores(piece), piece
             compared += 1
+        if len(pieces) > 2:  # and the document's scores are built from those very sentence scores
+            each = [reference.polarity_scores(piece)["compound"] for piece in pieces[1:]]
+            document = scorer.score(text)
+            assert document.min_sentence == min(each) and document.sentences == len(each), text
+            assert document.negative_share == round(sum(c <= -0.05 for c in each) / len(each), 4), text
         with_emoji += not reference.emojis.keys().isdisjoint(text)
         with_but += " but " in text.lower()
     assert compared > len(texts) + 5_000 and with_emoji > 50 and with_but > 1_000
