@@ -302,15 +302,21 @@ class LiteralIndex:
         self._automaton = None
         return number
 
-    def hits(self, text: str) -> set[int]:
+    def hits(self, text: str) -> dict[int, list[int]]:
+        """number -> where in ``text`` one of its literals starts, for every number with a literal there."""
         if self._automaton is None:
             self._automaton = ahocorasick.Automaton()
             for literal, owners in self._owners.items():
-                self._automaton.add_word(literal, frozenset(owners))
+                self._automaton.add_word(literal, tuple((number, len(literal) - 1) for number in sorted(owners)))
             self._automaton.make_automaton()
-        found: set[int] = set()
-        for _, owners in self._automaton.iter(text):
-            found |= owners
+        found: dict[int, list[int]] = {}
+        for last, owners in self._automaton.iter(text):
+            for number, back in owners:
+                starts = found.get(number)
+                if starts is None:
+                    found[number] = [last - back]
+                else:
+                    starts.append(last - back)
         return found
 
 
@@ -380,6 +386,8 @@ def fast_check(node: Any, indexes: dict[str, LiteralIndex] | None = None) -> Cal
         number = index.add(literals)
         hits_key = ("literal hits", subject)  # not a string: cannot shadow a field
 
+        match_at = pattern.match
+
         def prefiltered(facts):
             hits = facts.get(hits_key)
             if hits is not None and number not in hits:
@@ -391,7 +399,12 @@ def fast_check(node: Any, indexes: dict[str, LiteralIndex] | None = None) -> Cal
                 hits = facts[hits_key] = index.hits(value)
                 if number not in hits:
                     return not wanted
-            return (find(value) is not None) == wanted
+            # Every match starts where one of the literals does: try the regex there only
+            # (match at a position still sees the text before it, for \b and lookbehinds).
+            for start in hits[number]:
+                if match_at(value, start) is not None:
+                    return wanted
+            return not wanted
         return prefiltered
     if kind is rule_ast.SymbolExpression and node.scope is None and node.name in FIELDS:
         return operator.itemgetter(node.name)

@@ -173,6 +173,29 @@ def test_rule_book_fires_what_rule_engine_fires_on_real_texts():
     assert fired_anywhere >= {"repeated-contact", "service-failure", "named-employee", "going-public", "joking"}
 
 
+def test_fast_path_tries_regexes_where_their_literals_start_with_the_same_answers(tmp_path):
+    """The fast path runs a regex only where one of its leading literals starts; word boundaries,
+    anchors and lookbehinds there must still see the text before that place."""
+    pack = tmp_path / "edges.yaml"
+    pack.write_text("rules:\n" + "".join(
+        f"  - name: r{i}\n    when: 'text.as_lower =~~ \"{pattern}\"'\n" for i, pattern in enumerate(
+            [r"\\bcan\\b", r"^can", r"(?<=a)can", r"can\\?\\s*$", r"\\b(can|cannot) (help|fix)", r"cancan"])))
+    rules = load_pack(pack)
+    book = RuleBook(rules)
+    texts = ["pecan", "pecan can", "can", "scan cans", "acan", " can", "can?", "can? ok", "so can?  ",
+             "cannot fix", "cancannot help", "cancancan", "CAN", "a can", "", "pecan help"]
+    for text in texts:
+        facts = {**book_facts(text), "tags": ()}
+        expected = [r.name for r in rules if r.expression.matches(facts)]
+        assert [r.name for r in book.rules if r.check(dict(facts))] == expected, text
+        assert book.evaluate(facts).fired == expected, text
+
+
+def book_facts(text: str) -> dict:
+    scorer = Scorer(rules=RuleBook([]), sentiment=SentimentScorer(), thresholds=Thresholds())
+    return scorer.score(Mention(source="t", source_id="1", url="", title="", text=text)).facts
+
+
 def test_literals_a_match_must_contain_need_not_start_it():
     assert required_literals(r"\d+ times") is None
     assert required_literals(r"\d+ times", anywhere=True) == {" times"}
