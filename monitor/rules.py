@@ -548,8 +548,8 @@ class RuleBook:
                 self._literal_passes[gate.key] = (gate.subject, gate.index)
             # A rule's reason never changes (and is immutable): made once, not per mention.
             reason = Reason("rule", rule.name, rule.urgency, rule.virality, rule.description)
-            self._plan.append((rule, rule.check or rule.expression.matches, reason,
-                               *((gate.key, gate.test, gate.value) if gate else (None, None, None))))
+            self._plan.append((*((gate.key, gate.test, gate.value) if gate else (None, None, None)),
+                               (rule, rule.check or rule.expression.matches, reason)))
         self._literal_passes_list = list(self._literal_passes.items())
 
     @classmethod
@@ -560,32 +560,34 @@ class RuleBook:
         return cls(rules)
 
     def evaluate(self, facts: dict[str, Any]) -> Verdict:
-        verdict = Verdict(urgency=0.0, virality=0.0)
         facts = dict(facts)
         tags = list(facts.get("tags") or ())
         facts["tags"] = tuple(tags)
         for key, (subject, index) in self._literal_passes_list:
             value = subject(facts)
             facts[key] = _EVERYTHING if value is None else index.hits(value)
-        for rule, check, reason, key, test, value in self._plan:
-            if key is not None and not test(facts[key], value):
-                continue
+        # Gates read literal hits and numbers, never the tags rules add, so all can be tested first.
+        candidates = [entry for key, test, value, entry in self._plan if key is None or test(facts[key], value)]
+        urgency = virality = 0.0
+        reasons: list[Reason] = []
+        notify: list[str] = []
+        suppressed = False
+        for rule, check, reason in candidates:
             try:
                 fired = check(facts)
             except rule_engine.errors.EvaluationError as err:
-                verdict.reasons.append(Reason("error", rule.name, detail=f"could not evaluate: {err.message}"))
+                reasons.append(Reason("error", rule.name, detail=f"could not evaluate: {err.message}"))
                 continue
             if not fired:
                 continue
-            verdict.urgency += rule.urgency
-            verdict.virality += rule.virality
-            verdict.reasons.append(reason)
+            urgency += rule.urgency
+            virality += rule.virality
+            reasons.append(reason)
             if rule.tags:
                 tags.extend(t for t in rule.tags if t not in tags)
                 facts["tags"] = tuple(tags)
-            verdict.suppressed |= rule.suppress
-            verdict.notify.extend(e for e in rule.notify if e not in verdict.notify)
-        verdict.tags = tags
-        verdict.urgency = max(0.0, min(100.0, verdict.urgency))
-        verdict.virality = max(0.0, min(100.0, verdict.virality))
-        return verdict
+            suppressed |= rule.suppress
+            if rule.notify:
+                notify.extend(e for e in rule.notify if e not in notify)
+        return Verdict(max(0.0, min(100.0, urgency)), max(0.0, min(100.0, virality)), reasons, tags, suppressed,
+                       notify)
