@@ -348,6 +348,13 @@ def fast_check(node: Any, indexes: dict[str, LiteralIndex] | None = None) -> Cal
     if kind is rule_ast.Statement:
         return fast_check(node.expression, indexes)
     if kind is rule_ast.LogicExpression:
+        first, second = _field_vs_constant(node.left), _field_vs_constant(node.right)
+        if first is not None and second is not None:
+            # Two field-vs-constant comparisons ("compound <= -0.6 or min_sentence <= -0.75") in one call.
+            (name1, op1, constant1), (name2, op2, constant2) = first, second
+            if node.type == "and":
+                return lambda facts: bool(op1(facts[name1], constant1) and op2(facts[name2], constant2))
+            return lambda facts: bool(op1(facts[name1], constant1) or op2(facts[name2], constant2))
         left, right = fast_check(node.left, indexes), fast_check(node.right, indexes)
         if node.type == "and":
             return lambda facts: bool(left(facts) and right(facts))
@@ -482,6 +489,8 @@ def _gate(node: Any, indexes: dict[str, LiteralIndex]) -> _Gate | None:
     if comparison is not None:
         name, test, constant = comparison
         return _Gate(name, test, constant)
+    if kind is rule_ast.SymbolExpression and node.scope is None and FIELDS.get(node.name, (None,))[0] == _T.BOOLEAN:
+        return _Gate(node.name, operator.is_not, False)  # a flag that is False cannot make the rule true
     if kind is not rule_ast.FuzzyComparisonExpression or node.type != "eq_fzs" \
             or not isinstance(node.right, rule_ast.StringExpression):
         return None

@@ -160,6 +160,7 @@ def test_rule_book_fires_what_rule_engine_fires_on_real_texts():
         mention = Mention(source="t", source_id=str(i), url="", title="", text=text, brand="Acme",
                           engagement=Engagement(score=i * 7 % 300, comments=i % 40))
         facts = scorer.score(mention).facts
+        facts["own_account"] = i % 5 == 0
         tags: list[str] = []
         expected = []
         for rule in rules:
@@ -170,7 +171,8 @@ def test_rule_book_fires_what_rule_engine_fires_on_real_texts():
         assert verdict.fired == expected and verdict.tags == tags, text
         fired_anywhere.update(expected)
     assert len(texts) > 8_000
-    assert fired_anywhere >= {"repeated-contact", "service-failure", "named-employee", "going-public", "joking"}
+    assert fired_anywhere >= {"repeated-contact", "service-failure", "named-employee", "going-public", "joking",
+                              "brand-own-account", "strong-negative-sentiment", "praise", "angry-and-spreading"}
 
 
 def test_fast_path_tries_regexes_where_their_literals_start_with_the_same_answers(tmp_path):
