@@ -304,6 +304,15 @@ class LiteralIndex:
 
     def hits(self, text: str) -> dict[int, list[int]]:
         """number -> where in ``text`` one of its literals starts, for every number with a literal there."""
+        if len(self._owners) == 1:
+            # One literal (like the "?" of a question rule): str.find beats walking an automaton.
+            [(literal, owners)] = self._owners.items()
+            starts = []
+            start = text.find(literal)
+            while start >= 0:
+                starts.append(start)
+                start = text.find(literal, start + 1)
+            return {number: starts for number in owners} if starts else {}
         if self._automaton is None:
             self._automaton = ahocorasick.Automaton()
             for literal, owners in self._owners.items():

@@ -209,6 +209,8 @@ def test_literal_prefilter_is_a_necessary_condition():
     may = literal_prefilter(r"\b(lawyer|injur(y|ed)|burnt?|small claims)\b")
     assert may("my lawyer") and may("i was injured") and may("small claims court") and may("burn")
     assert not may("all good here")
+    one = literal_prefilter(r"\?\s*$")  # a single literal: found without an automaton
+    assert one("why?") and one("a? b?") and not one("no question")
     assert literal_prefilter(r"(?i)lawyer") is None  # case-folding: no shortcut
     assert literal_prefilter(r"\d+ times") is None  # no literal every match starts with
     assert literal_prefilter(r"(|abc)") is None  # an alternative can be empty
