@@ -50,26 +50,31 @@ class Sentiment:
 NEUTRAL = Sentiment(0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0)
 
 
-def _pieces(text: str):
-    """(start, end, chunk) of each sentence of ``text``, the chunk as it was cut; long runs are cut by words."""
-    for m in _SENTENCE.finditer(text):
-        chunk = m.group()
-        if not chunk or chunk.isspace():
-            continue
-        if chunk.count(" ") < MAX_SENTENCE_WORDS:
-            yield m.start(), m.end(), chunk
-            continue
-        start = m.start()
-        words = list(re.finditer(r"\S+", chunk))
-        for i in range(0, len(words), MAX_SENTENCE_WORDS):
-            piece = words[i : i + MAX_SENTENCE_WORDS]
-            a, b = start + piece[0].start(), start + piece[-1].end()
-            yield a, b, text[a:b]
+def _pieces(text: str) -> list[tuple[int, int, str, int]]:
+    """(start, end, chunk, spaces in it) of each sentence of ``text``, the chunk as it was cut; long runs
+    are cut by words."""
+    pieces = []
+    start = 0
+    # The matches tile the text (each ends where the next starts), so offsets are running lengths.
+    for chunk in _SENTENCE.findall(text):
+        end = start + len(chunk)
+        if chunk and not chunk.isspace():
+            spaces = chunk.count(" ")
+            if spaces < MAX_SENTENCE_WORDS:
+                pieces.append((start, end, chunk, spaces))
+            else:
+                words = list(re.finditer(r"\S+", chunk))
+                for i in range(0, len(words), MAX_SENTENCE_WORDS):
+                    piece = words[i : i + MAX_SENTENCE_WORDS]
+                    a, b = start + piece[0].start(), start + piece[-1].end()
+                    pieces.append((a, b, text[a:b], text.count(" ", a, b)))
+        start = end
+    return pieces
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
     """(start, end) offsets of the sentences of ``text``; long runs are cut by words."""
-    return [(start, end) for start, end, _ in _pieces(text)]
+    return [(start, end) for start, end, _, _ in _pieces(text)]
 
 
 class _Window:
@@ -98,9 +103,9 @@ class SentimentScorer:
     def vader(self, text: str) -> dict[str, float]:
         """Exactly ``SentimentIntensityAnalyzer.polarity_scores(text)`` (a test holds the two equal on
         every real text we have), at less cost: VADER's own steps, minus work that cannot change them."""
-        return self._polarity(text, may_hold_emoji=True)
+        return self._polarity(text, True)
 
-    def _polarity(self, text: str, *, may_hold_emoji: bool) -> dict[str, float]:
+    def _polarity(self, text: str, may_hold_emoji: bool) -> dict[str, float]:
         if may_hold_emoji and not self._emojis.isdisjoint(text):
             # VADER swaps emoji for their descriptions character by character; only then is that needed.
             return self._vader.polarity_scores(text)
@@ -138,31 +143,31 @@ class SentimentScorer:
         return self._vader.score_valence(sentiments, text)
 
     def score(self, text: str, *, brand_span: tuple[int, int] | None = None) -> Sentiment:
-        if not text or not text.strip():
+        stripped = text.strip() if text else ""
+        if not stripped:
             return NEUTRAL
-        # Most tweets are one sentence: no need to split them.
-        if text.count(" ") < MAX_SENTENCE_WORDS and _INNER_END.search(text) is None:
-            pieces = None
-        else:
-            pieces = list(_pieces(text))
         may_hold_emoji = not self._emojis.isdisjoint(text)
+        # Most tweets are one sentence: no need to split them.
+        pieces = None
+        if text.count(" ") >= MAX_SENTENCE_WORDS or _INNER_END.search(text) is not None:
+            pieces = _pieces(text)
         if pieces is None or len(pieces) <= 1:
-            s = self._polarity(text, may_hold_emoji=may_hold_emoji)
+            s = self._polarity(text, may_hold_emoji)
             c = s["compound"]
-            return Sentiment(c, s["neg"], s["neu"], s["pos"], c, 1.0 if c <= NEGATIVE else 0.0, c, 1, text.strip())
+            return Sentiment(c, s["neg"], s["neu"], s["pos"], c, 1.0 if c <= NEGATIVE else 0.0, c, 1, stripped)
         total_weight = 0.0
         compound = neg = neu = pos = 0.0
         worst, worst_text = 1.0, ""
         negatives = 0
         brand_scores: list[float] = []
         polarity = self._polarity
-        for start, end, chunk in pieces:
+        for start, end, chunk, spaces in pieces:
             sentence = chunk.strip()
-            s = polarity(sentence, may_hold_emoji=may_hold_emoji)
+            s = polarity(sentence, may_hold_emoji)
             c = s["compound"]
             # Longer sentences carry more of the document's tone (spaces in the
             # chunk as it was cut, the leading one included: stored scores stay comparable).
-            weight = chunk.count(" ") + 1
+            weight = spaces + 1
             total_weight += weight
             compound += c * weight
             neg += s["neg"] * weight
@@ -176,14 +181,7 @@ class SentimentScorer:
                 brand_scores.append(c)
         n = len(pieces)
         compound /= total_weight
-        return Sentiment(
-            compound=round(compound, 4),
-            negative=round(neg / total_weight, 3),
-            neutral=round(neu / total_weight, 3),
-            positive=round(pos / total_weight, 3),
-            min_sentence=worst,
-            negative_share=round(negatives / n, 4),
-            brand_compound=round(sum(brand_scores) / len(brand_scores), 4) if brand_scores else round(compound, 4),
-            sentences=n,
-            worst_sentence=worst_text,
-        )
+        return Sentiment(round(compound, 4), round(neg / total_weight, 3), round(neu / total_weight, 3),
+                         round(pos / total_weight, 3), worst, round(negatives / n, 4),
+                         round(sum(brand_scores) / len(brand_scores), 4) if brand_scores else round(compound, 4),
+                         n, worst_text)
