@@ -464,9 +464,10 @@ _EVERYTHING = _Everything()
 
 @dataclass(frozen=True, slots=True)
 class _Gate:
-    """A necessary condition for a rule, as ``test(facts[key], value)`` with C-level ``test``: either
-    its first regex needs a literal the book's shared literal pass did not find (``key`` names the
-    hits, ``value`` the regex's number), or its first comparison of a field with a constant is false."""
+    """A necessary condition for a rule, as ``test(facts[key], value)`` with C-level ``test``: its first
+    regex needs a literal the book's shared literal pass did not find (``key`` names the hits, ``value``
+    the regex's number), its first comparison of a field with a constant is false, or it starts with a
+    flag that is False."""
 
     key: Any
     test: Callable[[Any, Any], bool]
