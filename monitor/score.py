@@ -16,7 +16,7 @@ from .config import Config, Thresholds
 from .match import BrandMatch
 from .mention import Mention
 from .rules import Reason, RuleBook, Verdict
-from .sentiment import Sentiment, SentimentScorer
+from .sentiment import Sentiment, SentimentScorer, rounded
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +142,8 @@ def signals_from_mention(mention: Mention, *, now: datetime | None = None, sight
             before = max(s0 - sp, 0) / max((t0 - tp).total_seconds() / 3600, 1 / 60)
             acceleration = (recent_velocity - before) / span
         score_velocity = recent_velocity
-    return Signals(round(score_velocity, 2), round(comment_velocity, 2), round(acceleration, 2),
-                   round(age, 2), sightings, round(brand_spike, 2))
+    return Signals(rounded(score_velocity, 2), rounded(comment_velocity, 2), rounded(acceleration, 2),
+                   rounded(age, 2), sightings, rounded(brand_spike, 2))
 
 
 class Scorer:

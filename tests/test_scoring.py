@@ -349,3 +349,13 @@ def test_facts_hold_every_rule_field_in_order_with_its_type():
     assert (full["subreddit"], full["feed"], full["author"], full["brand"], full["score"], full["comments"],
             full["upvote_ratio"], full["awards"], full["reach"]) == ("espresso", "F", "bob", "Acme", 3.0, 2.0,
                                                                      0.5, 1.0, 5.0)
+
+
+def test_rounded_is_round_with_a_shortcut_for_zero():
+    import math
+
+    from monitor.sentiment import rounded
+    for value, digits in [(0.0, 2), (-0.0, 2), (0, 3), (1.23456, 2), (-2.5e-5, 4), (0.005, 2), (7, 2), (1e300, 4)]:
+        fast, slow = rounded(value, digits), round(value, digits)
+        assert fast == slow and type(fast) is type(slow) and math.copysign(1, fast) == math.copysign(1, slow)
+    assert math.isnan(rounded(float("nan"), 2))
