@@ -559,16 +559,25 @@ class RuleBook:
         # The book's rules share their regex prefilters: one pass over the text for all of them.
         indexes: dict[str, LiteralIndex] = {}
         self.rules = [dataclasses.replace(r, check=fast_check(r.expression.statement, indexes)) for r in rules]
-        self._plan = []
-        self._literal_passes: dict[Any, tuple[Callable, LiteralIndex]] = {}
-        for rule in self.rules:
-            gate = _gate(rule.expression.statement, indexes)
-            if gate is not None and gate.index is not None:
-                self._literal_passes[gate.key] = (gate.subject, gate.index)
+        # How evaluate finds the rules that may fire: by position in the book, the ungated ones, the
+        # ones whose first comparison (or flag) holds, and, per literal pass, those whose literal was found.
+        self._entries: list[tuple[Rule, Callable, Reason]] = []
+        self._ungated: list[int] = []
+        self._compared: list[tuple[int, str, Callable, Any]] = []
+        self._literal_passes: dict[Any, tuple[Callable, LiteralIndex, dict[int, list[int]], list[int]]] = {}
+        for position, rule in enumerate(self.rules):
             # A rule's reason never changes (and is immutable): made once, not per mention.
             reason = Reason("rule", rule.name, rule.urgency, rule.virality, rule.description)
-            self._plan.append((*((gate.key, gate.test, gate.value) if gate else (None, None, None)),
-                               (rule, rule.check or rule.expression.matches, reason)))
+            self._entries.append((rule, rule.check or rule.expression.matches, reason))
+            gate = _gate(rule.expression.statement, indexes)
+            if gate is None:
+                self._ungated.append(position)
+            elif gate.index is None:
+                self._compared.append((position, gate.key, gate.test, gate.value))
+            else:
+                _, _, by_number, gated = self._literal_passes.setdefault(gate.key, (gate.subject, gate.index, {}, []))
+                by_number.setdefault(gate.value, []).append(position)
+                gated.append(position)
         self._literal_passes_list = list(self._literal_passes.items())
 
     @classmethod
@@ -582,16 +591,26 @@ class RuleBook:
         facts = dict(facts)
         tags = list(facts.get("tags") or ())
         facts["tags"] = tuple(tags)
-        for key, (subject, index) in self._literal_passes_list:
-            value = subject(facts)
-            facts[key] = _EVERYTHING if value is None else index.hits(value)
         # Gates read literal hits and numbers, never the tags rules add, so all can be tested first.
-        candidates = [entry for key, test, value, entry in self._plan if key is None or test(facts[key], value)]
+        positions = [position for position, key, test, value in self._compared if test(facts[key], value)]
+        positions += self._ungated
+        for key, (subject, index, by_number, gated) in self._literal_passes_list:
+            value = subject(facts)
+            if value is None:
+                facts[key] = _EVERYTHING
+                positions += gated
+                continue
+            hits = facts[key] = index.hits(value)
+            for number in hits:
+                positions += by_number.get(number, ())
+        positions.sort()
+        entries = self._entries
         urgency = virality = 0.0
         reasons: list[Reason] = []
         notify: list[str] = []
         suppressed = False
-        for rule, check, reason in candidates:
+        for position in positions:
+            rule, check, reason = entries[position]
             try:
                 fired = check(facts)
             except rule_engine.errors.EvaluationError as err:
