@@ -359,3 +359,10 @@ def test_rounded_is_round_with_a_shortcut_for_zero():
         fast, slow = rounded(value, digits), round(value, digits)
         assert fast == slow and type(fast) is type(slow) and math.copysign(1, fast) == math.copysign(1, slow)
     assert math.isnan(rounded(float("nan"), 2))
+
+
+def test_points_are_clamped_to_0_and_100(tmp_path):
+    pack = tmp_path / "p.yaml"
+    pack.write_text("rules:\n  - {name: calm, when: 'true', urgency: -20, virality: 150}\n")
+    verdict = RuleBook.from_files([pack]).evaluate(book_facts("anything"))
+    assert (verdict.urgency, verdict.virality) == (0.0, 100.0)
