@@ -123,11 +123,12 @@ def signals_from_mention(mention: Mention, *, now: datetime | None = None, sight
                          brand_spike: float = 0.0, previous: list[tuple[datetime, int, int]] | None = None) -> Signals:
     """Velocity from the post's age, or from the last two growth snapshots when there are some."""
     now = now or datetime.now(timezone.utc)
-    age = max((now - mention.created_at).total_seconds() / 3600, 0.0)
+    age = (now - mention.created_at).total_seconds() / 3600
+    age = 0.0 if 0.0 > age else age  # max(age, 0.0), without the builtin call
     score = mention.engagement.score or 0
     comments = mention.engagement.comments or 0
     # A post seen minutes after it was made would get an absurd rate: at least a quarter hour.
-    hours = max(age, 0.25)
+    hours = 0.25 if 0.25 > age else age
     score_velocity = score / hours
     comment_velocity = comments / hours
     acceleration = 0.0
