@@ -18,8 +18,6 @@ NEGATIVE = -0.05  # VADER's own threshold for a negative compound
 # this many words so that VADER never sees a long input.
 MAX_SENTENCE_WORDS = 80
 _SENTENCE = re.compile(r"[^.!?\n]*(?:[.!?]+|\n+|$)")
-# A sentence end with more text after it: without one, a short text is one sentence.
-_INNER_END = re.compile(r"[.!?\n]+\s*\S")
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,11 +151,8 @@ class SentimentScorer:
         if not stripped:
             return NEUTRAL
         may_hold_emoji = not self._emojis.isdisjoint(text)
-        # Most tweets are one sentence: no need to split them.
-        pieces = None
-        if text.count(" ") >= MAX_SENTENCE_WORDS or _INNER_END.search(text) is not None:
-            pieces = _pieces(text)
-        if pieces is None or len(pieces) <= 1:
+        pieces = _pieces(text)
+        if len(pieces) <= 1:
             s = self._polarity(text, may_hold_emoji)
             c = s["compound"]
             return Sentiment(c, s["neg"], s["neu"], s["pos"], c, 1.0 if c <= NEGATIVE else 0.0, c, 1, stripped)
