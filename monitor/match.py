@@ -76,43 +76,53 @@ class BrandMatcher:
             not _is_word_char(last) or not _is_word_char(after)
         )
 
-    @staticmethod
-    def _hits(automaton, folded: str):
-        for end_index, value in automaton.iter(folded):
-            yield end_index + 1, value
-
-    def match_all(self, text: str) -> list[BrandMatch]:
-        """Every brand named in the text, most-named first."""
-        if not self._has_terms or not text:
-            return []
+    def _found(self, text: str) -> dict[str, list]:
+        """brand -> [keyword, start, end, hits] of its first hit, in order of first hits."""
         folded = _fold(text)
+        on_boundary = self._on_boundary
         excluded: set[str] = set()
         if self._has_exclusions:
-            for end, owners in self._hits(self._exclusions, folded):
+            for last, owners in self._exclusions.iter(folded):
+                end = last + 1
                 for brand, phrase in owners:
-                    if self._on_boundary(folded, end - len(phrase), end):
+                    if on_boundary(folded, end - len(phrase), end):
                         excluded.add(brand)
-        found: dict[str, BrandMatch] = {}
-        for end, entries in self._hits(self._automaton, folded):
+        found: dict[str, list] = {}
+        for last, entries in self._automaton.iter(folded):
+            end = last + 1
             for brand, term in entries:
                 if brand in excluded:
                     continue
                 start = end - len(term.strip())
-                if not self._on_boundary(folded, start, end):
+                if not on_boundary(folded, start, end):
                     continue
-                if brand in found:
-                    first = found[brand]
-                    found[brand] = BrandMatch(brand, first.keyword, first.start, first.end, first.hits + 1)
+                first = found.get(brand)
+                if first is None:
+                    found[brand] = [term, start, end, 1]
                 else:
-                    found[brand] = BrandMatch(brand, term, start, end, 1)
-        return sorted(found.values(), key=lambda m: (-m.hits, m.start))
+                    first[3] += 1
+        return found
+
+    def _matches(self, text: str) -> list[BrandMatch]:
+        if not self._has_terms or not text:
+            return []
+        return [BrandMatch(brand, *first) for brand, first in self._found(text).items()]
+
+    def match_all(self, text: str) -> list[BrandMatch]:
+        """Every brand named in the text, most-named first."""
+        return sorted(self._matches(text), key=_most_named_first)
 
     def match(self, text: str) -> BrandMatch | None:
-        matches = self.match_all(text)
-        return matches[0] if matches else None
+        """What ``match_all`` puts first (min, like a stable sort, keeps the earlier of equals), without sorting."""
+        matches = self._matches(text)
+        return min(matches, key=_most_named_first) if matches else None
 
     def is_own_account(self, brand: str, author: str | None) -> bool:
         return bool(author) and author.lower().lstrip("@") in self._own_accounts.get(brand, set())
+
+
+def _most_named_first(match: BrandMatch) -> tuple[int, int]:
+    return -match.hits, match.start
 
 
 def quote_around(text: str, start: int, end: int, limit: int = QUOTE_LIMIT) -> str:

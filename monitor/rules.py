@@ -223,43 +223,59 @@ def _equal(left: Any, right: Any) -> bool:
     return type(left) is type(right) and left == right
 
 
-def _leading_literals(items: list) -> set[str] | None:
-    """Literal strings one of which every match of ``items`` starts with; None when that cannot be told."""
+_REPEATS = tuple(getattr(_sre, name) for name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT") if hasattr(_sre, name))
+
+
+def _literals_of(items: list, anywhere: bool) -> set[str] | None:
+    """Literal strings one of which every match of ``items`` starts with (``anywhere``: contains);
+    None when that cannot be told."""
+    candidates: list[set[str]] = []
     i = 0
-    while i < len(items) and items[i][0] is _sre.AT:  # \b, ^: zero-width, consume nothing
-        i += 1
-    if i == len(items):
-        return None
-    op, av = items[i]
-    if op is _sre.LITERAL:
-        chars = []
-        while i < len(items) and items[i][0] is _sre.LITERAL:
-            chars.append(chr(items[i][1]))
+    while i < len(items):
+        op, av = items[i]
+        if op is _sre.AT:  # \b, ^: zero-width, consume nothing
             i += 1
-        return {"".join(chars)}
-    if op is _sre.SUBPATTERN:
-        _, add_flags, _, inner = av
-        return None if add_flags & re.IGNORECASE else _leading_literals(list(inner))
-    if op is _sre.BRANCH:
-        found: set[str] = set()
-        for alternative in av[1]:
-            literals = _leading_literals(list(alternative))
-            if literals is None:
-                return None
-            found |= literals
-        return found
-    return None
+            continue
+        found: set[str] | None = None
+        if op is _sre.LITERAL:
+            chars = []
+            while i < len(items) and items[i][0] is _sre.LITERAL:
+                chars.append(chr(items[i][1]))
+                i += 1
+            found = {"".join(chars)}
+        else:
+            i += 1
+            if op is _sre.SUBPATTERN:
+                _, add_flags, _, inner = av
+                found = None if add_flags & re.IGNORECASE else _literals_of(list(inner), anywhere)
+            elif op is _sre.BRANCH:
+                found = set()
+                for alternative in av[1]:
+                    literals = _literals_of(list(alternative), anywhere)
+                    if literals is None:
+                        found = None
+                        break
+                    found |= literals
+            elif anywhere and op in _REPEATS and av[0] >= 1:  # at least once: its literals are in every match
+                found = _literals_of(list(av[2]), anywhere)
+        if not anywhere:
+            return found
+        if found and "" not in found:
+            candidates.append(found)
+    # Of several sets that would do, the one with the longest shortest literal gives the fewest false hits.
+    return max(candidates, key=lambda c: min(map(len, c))) if candidates else None
 
 
-def required_literals(pattern: str, flags: int = 0) -> set[str] | None:
-    """Literals one of which every match of ``pattern`` starts with; None when there is no such set."""
+def required_literals(pattern: str, flags: int = 0, *, anywhere: bool = False) -> set[str] | None:
+    """Literals one of which every match of ``pattern`` starts with (``anywhere``: contains somewhere);
+    None when there is no such set."""
     try:
         parsed = _sre_parser.parse(pattern, flags)
     except Exception:  # the parser is CPython's own; if it ever disagrees, just skip the shortcut
         return None
     if (parsed.state.flags | flags) & re.IGNORECASE:
         return None
-    literals = _leading_literals(list(parsed))
+    literals = _literals_of(list(parsed), anywhere)
     if not literals or "" in literals:
         return None
     return literals
@@ -272,26 +288,44 @@ class LiteralIndex:
 
     def __init__(self):
         self._owners: dict[str, set[int]] = {}
-        self._count = 0
+        self._numbers: dict[frozenset[str], int] = {}
         self._automaton = None
 
     def add(self, literals: set[str]) -> int:
-        number = self._count
-        self._count += 1
+        """The number ``hits`` reports when the text holds one of ``literals`` (the same set, the same number)."""
+        key = frozenset(literals)
+        if key in self._numbers:
+            return self._numbers[key]
+        number = self._numbers[key] = len(self._numbers)
         for literal in literals:
             self._owners.setdefault(literal, set()).add(number)
         self._automaton = None
         return number
 
-    def hits(self, text: str) -> set[int]:
+    def hits(self, text: str) -> dict[int, list[int]]:
+        """number -> where in ``text`` one of its literals starts, for every number with a literal there."""
+        if len(self._owners) == 1:
+            # One literal (like the "?" of a question rule): str.find beats walking an automaton.
+            [(literal, owners)] = self._owners.items()
+            starts = []
+            start = text.find(literal)
+            while start >= 0:
+                starts.append(start)
+                start = text.find(literal, start + 1)
+            return {number: starts for number in owners} if starts else {}
         if self._automaton is None:
             self._automaton = ahocorasick.Automaton()
             for literal, owners in self._owners.items():
-                self._automaton.add_word(literal, frozenset(owners))
+                self._automaton.add_word(literal, tuple((number, len(literal) - 1) for number in sorted(owners)))
             self._automaton.make_automaton()
-        found: set[int] = set()
-        for _, owners in self._automaton.iter(text):
-            found |= owners
+        found: dict[int, list[int]] = {}
+        for last, owners in self._automaton.iter(text):
+            for number, back in owners:
+                starts = found.get(number)
+                if starts is None:
+                    found[number] = [last - back]
+                else:
+                    starts.append(last - back)
         return found
 
 
@@ -323,6 +357,13 @@ def fast_check(node: Any, indexes: dict[str, LiteralIndex] | None = None) -> Cal
     if kind is rule_ast.Statement:
         return fast_check(node.expression, indexes)
     if kind is rule_ast.LogicExpression:
+        first, second = _field_vs_constant(node.left), _field_vs_constant(node.right)
+        if first is not None and second is not None:
+            # Two field-vs-constant comparisons ("compound <= -0.6 or min_sentence <= -0.75") in one call.
+            (name1, op1, constant1), (name2, op2, constant2) = first, second
+            if node.type == "and":
+                return lambda facts: bool(op1(facts[name1], constant1) and op2(facts[name2], constant2))
+            return lambda facts: bool(op1(facts[name1], constant1) or op2(facts[name2], constant2))
         left, right = fast_check(node.left, indexes), fast_check(node.right, indexes)
         if node.type == "and":
             return lambda facts: bool(left(facts) and right(facts))
@@ -330,10 +371,10 @@ def fast_check(node: Any, indexes: dict[str, LiteralIndex] | None = None) -> Cal
     if kind is rule_ast.ArithmeticComparisonExpression and node.left.result_type == _FLOAT \
             and node.right.result_type == _FLOAT and node.type in _ORDER:
         op = _ORDER[node.type]
-        if type(node.left) is rule_ast.SymbolExpression and node.left.scope is None \
-                and type(node.right) is rule_ast.FloatExpression and node.left.name in FIELDS:
+        comparison = _field_vs_constant(node)
+        if comparison is not None:
             # The common case, "field <= constant", in one call.
-            name, constant = node.left.name, _literal(node.right.value)
+            name, op, constant = comparison
             return lambda facts: op(facts[name], constant)
         left, right = fast_check(node.left, indexes), fast_check(node.right, indexes)
         return lambda facts: op(left(facts), right(facts))
@@ -361,16 +402,25 @@ def fast_check(node: Any, indexes: dict[str, LiteralIndex] | None = None) -> Cal
         number = index.add(literals)
         hits_key = ("literal hits", subject)  # not a string: cannot shadow a field
 
+        match_at = pattern.match
+
         def prefiltered(facts):
+            hits = facts.get(hits_key)
+            if hits is not None and number not in hits:
+                return not wanted
             value = left(facts)
             if value is None:
                 return not wanted
-            hits = facts.get(hits_key)
             if hits is None:
                 hits = facts[hits_key] = index.hits(value)
-            if number not in hits:
-                return not wanted
-            return (find(value) is not None) == wanted
+                if number not in hits:
+                    return not wanted
+            # Every match starts where one of the literals does: try the regex there only
+            # (match at a position still sees the text before it, for \b and lookbehinds).
+            for start in hits[number]:
+                if match_at(value, start) is not None:
+                    return wanted
+            return not wanted
         return prefiltered
     if kind is rule_ast.SymbolExpression and node.scope is None and node.name in FIELDS:
         return operator.itemgetter(node.name)
@@ -400,6 +450,68 @@ def fast_check(node: Any, indexes: dict[str, LiteralIndex] | None = None) -> Cal
         value = _literal(node.value)
         return lambda facts: value
     return node.evaluate
+
+
+class _Everything:
+    """The literal hits of a subject that is missing: no rule is ruled out, each decides for itself."""
+
+    def __contains__(self, item: Any) -> bool:
+        return True
+
+
+_EVERYTHING = _Everything()
+
+
+@dataclass(frozen=True, slots=True)
+class _Gate:
+    """A necessary condition for a rule, as ``test(facts[key], value)`` with C-level ``test``: its first
+    regex needs a literal the book's shared literal pass did not find (``key`` names the hits, ``value``
+    the regex's number), its first comparison of a field with a constant is false, or it starts with a
+    flag that is False."""
+
+    key: Any
+    test: Callable[[Any, Any], bool]
+    value: Any
+    # For a literal gate: how to compute the hits before the rules run.
+    subject: Callable[[dict[str, Any]], Any] | None = None
+    index: LiteralIndex | None = None
+
+
+def _field_vs_constant(node: Any) -> tuple[str, Callable[[Any, Any], bool], float] | None:
+    """(field, comparison, constant) for ``field <op> constant`` on floats, the packs' common case."""
+    if type(node) is rule_ast.ArithmeticComparisonExpression and node.type in _ORDER \
+            and type(node.left) is rule_ast.SymbolExpression and node.left.scope is None \
+            and node.left.name in FIELDS and node.left.result_type == _FLOAT \
+            and type(node.right) is rule_ast.FloatExpression:
+        return node.left.name, _ORDER[node.type], _literal(node.right.value)
+    return None
+
+
+def _gate(node: Any, indexes: dict[str, LiteralIndex]) -> _Gate | None:
+    """The gate of the expression's first conjunct (evaluation stops there when it is false, so skipping
+    the rest changes nothing, errors included); a regex gate needs the literal index ``fast_check`` made."""
+    kind = type(node)
+    if kind is rule_ast.Statement:
+        return _gate(node.expression, indexes)
+    if kind is rule_ast.LogicExpression and node.type == "and":
+        return _gate(node.left, indexes)
+    comparison = _field_vs_constant(node)
+    if comparison is not None:
+        name, test, constant = comparison
+        return _Gate(name, test, constant)
+    if kind is rule_ast.SymbolExpression and node.scope is None and FIELDS.get(node.name, (None,))[0] == _T.BOOLEAN:
+        return _Gate(node.name, operator.is_not, False)  # a flag that is False cannot make the rule true
+    if kind is not rule_ast.FuzzyComparisonExpression or node.type != "eq_fzs" \
+            or not isinstance(node.right, rule_ast.StringExpression):
+        return None
+    subject = _value_key(node.left)
+    # A gate only needs a literal somewhere in every match, not at its start.
+    literals = required_literals(node.right.value, node.context.regex_flags, anywhere=True)
+    if subject not in indexes or literals is None:
+        return None
+    index = indexes[subject]
+    return _Gate(("literal hits", subject), operator.contains, index.add(literals),
+                 subject=fast_check(node.left, indexes), index=index)
 
 
 def _compile(expression: str, where: str) -> rule_engine.Rule:
@@ -447,6 +559,26 @@ class RuleBook:
         # The book's rules share their regex prefilters: one pass over the text for all of them.
         indexes: dict[str, LiteralIndex] = {}
         self.rules = [dataclasses.replace(r, check=fast_check(r.expression.statement, indexes)) for r in rules]
+        # How evaluate finds the rules that may fire: by position in the book, the ungated ones, the
+        # ones whose first comparison (or flag) holds, and, per literal pass, those whose literal was found.
+        self._entries: list[tuple[Rule, Callable, Reason]] = []
+        self._ungated: list[int] = []
+        self._compared: list[tuple[int, str, Callable, Any]] = []
+        self._literal_passes: dict[Any, tuple[Callable, LiteralIndex, dict[int, list[int]], list[int]]] = {}
+        for position, rule in enumerate(self.rules):
+            # A rule's reason never changes (and is immutable): made once, not per mention.
+            reason = Reason("rule", rule.name, rule.urgency, rule.virality, rule.description)
+            self._entries.append((rule, rule.check or rule.expression.matches, reason))
+            gate = _gate(rule.expression.statement, indexes)
+            if gate is None:
+                self._ungated.append(position)
+            elif gate.index is None:
+                self._compared.append((position, gate.key, gate.test, gate.value))
+            else:
+                _, _, by_number, gated = self._literal_passes.setdefault(gate.key, (gate.subject, gate.index, {}, []))
+                by_number.setdefault(gate.value, []).append(position)
+                gated.append(position)
+        self._literal_passes_list = list(self._literal_passes.items())
 
     @classmethod
     def from_files(cls, paths: list[Path]) -> "RuleBook":
@@ -456,27 +588,49 @@ class RuleBook:
         return cls(rules)
 
     def evaluate(self, facts: dict[str, Any]) -> Verdict:
-        verdict = Verdict(urgency=0.0, virality=0.0)
         facts = dict(facts)
         tags = list(facts.get("tags") or ())
         facts["tags"] = tuple(tags)
-        for rule in self.rules:
+        # Gates read literal hits and numbers, never the tags rules add, so all can be tested first.
+        positions = [position for position, key, test, value in self._compared if test(facts[key], value)]
+        positions += self._ungated
+        for key, (subject, index, by_number, gated) in self._literal_passes_list:
+            value = subject(facts)
+            if value is None:
+                facts[key] = _EVERYTHING
+                positions += gated
+                continue
+            hits = facts[key] = index.hits(value)
+            for number in hits:
+                positions += by_number.get(number, ())
+        positions.sort()
+        entries = self._entries
+        urgency = virality = 0.0
+        reasons: list[Reason] = []
+        notify: list[str] = []
+        suppressed = False
+        for position in positions:
+            rule, check, reason = entries[position]
             try:
-                fired = rule.check(facts) if rule.check is not None else rule.expression.matches(facts)
+                fired = check(facts)
             except rule_engine.errors.EvaluationError as err:
-                verdict.reasons.append(Reason("error", rule.name, detail=f"could not evaluate: {err.message}"))
+                reasons.append(Reason("error", rule.name, detail=f"could not evaluate: {err.message}"))
                 continue
             if not fired:
                 continue
-            verdict.urgency += rule.urgency
-            verdict.virality += rule.virality
-            verdict.reasons.append(Reason("rule", rule.name, rule.urgency, rule.virality, rule.description))
+            urgency += rule.urgency
+            virality += rule.virality
+            reasons.append(reason)
             if rule.tags:
                 tags.extend(t for t in rule.tags if t not in tags)
                 facts["tags"] = tuple(tags)
-            verdict.suppressed |= rule.suppress
-            verdict.notify.extend(e for e in rule.notify if e not in verdict.notify)
-        verdict.tags = tags
-        verdict.urgency = max(0.0, min(100.0, verdict.urgency))
-        verdict.virality = max(0.0, min(100.0, verdict.virality))
-        return verdict
+            suppressed |= rule.suppress
+            if rule.notify:
+                notify.extend(e for e in rule.notify if e not in notify)
+        return Verdict(_clamp(urgency), _clamp(virality), reasons, tags, suppressed, notify)
+
+
+def _clamp(points: float) -> float:
+    """``max(0.0, min(100.0, points))``, NaN and signed zeros included, without two builtin calls."""
+    points = points if points < 100.0 else 100.0
+    return points if points > 0.0 else 0.0

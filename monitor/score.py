@@ -7,6 +7,7 @@ those facts are worth. Every number it produces carries its reasons.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -14,8 +15,8 @@ from typing import Any
 from .config import Config, Thresholds
 from .match import BrandMatch
 from .mention import Mention
-from .rules import Reason, RuleBook, Verdict, default_facts
-from .sentiment import Sentiment, SentimentScorer
+from .rules import Reason, RuleBook, Verdict
+from .sentiment import Sentiment, SentimentScorer, rounded
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,11 +123,12 @@ def signals_from_mention(mention: Mention, *, now: datetime | None = None, sight
                          brand_spike: float = 0.0, previous: list[tuple[datetime, int, int]] | None = None) -> Signals:
     """Velocity from the post's age, or from the last two growth snapshots when there are some."""
     now = now or datetime.now(timezone.utc)
-    age = max((now - mention.created_at).total_seconds() / 3600, 0.0)
+    age = (now - mention.created_at).total_seconds() / 3600
+    age = 0.0 if 0.0 > age else age  # max(age, 0.0), without the builtin call
     score = mention.engagement.score or 0
     comments = mention.engagement.comments or 0
     # A post seen minutes after it was made would get an absurd rate: at least a quarter hour.
-    hours = max(age, 0.25)
+    hours = 0.25 if 0.25 > age else age
     score_velocity = score / hours
     comment_velocity = comments / hours
     acceleration = 0.0
@@ -141,8 +143,8 @@ def signals_from_mention(mention: Mention, *, now: datetime | None = None, sight
             before = max(s0 - sp, 0) / max((t0 - tp).total_seconds() / 3600, 1 / 60)
             acceleration = (recent_velocity - before) / span
         score_velocity = recent_velocity
-    return Signals(round(score_velocity, 2), round(comment_velocity, 2), round(acceleration, 2),
-                   round(age, 2), sightings, round(brand_spike, 2))
+    return Signals(rounded(score_velocity, 2), rounded(comment_velocity, 2), rounded(acceleration, 2),
+                   rounded(age, 2), sightings, rounded(brand_spike, 2))
 
 
 class Scorer:
@@ -161,24 +163,25 @@ class Scorer:
 
     def facts(self, mention: Mention, match: BrandMatch | None, sentiment: Sentiment,
               title_compound: float, signals: Signals) -> dict[str, Any]:
-        facts = default_facts()
         e = mention.engagement
-        facts.update(
-            text=mention.text, title=mention.title, source=mention.source, kind=mention.kind,
-            place=mention.place, subreddit=str(mention.extra.get("subreddit") or ""),
-            feed=str(mention.extra.get("feed") or ""), author=mention.author or "",
-            brand=mention.brand or "", own_account=bool(self._own_account(mention.brand, mention.author)),
-            compound=sentiment.compound, negative=sentiment.negative, positive=sentiment.positive,
-            min_sentence=sentiment.min_sentence, negative_share=sentiment.negative_share,
-            brand_compound=sentiment.brand_compound, title_compound=title_compound,
-            score=float(e.score or 0), comments=float(e.comments or 0),
-            upvote_ratio=float(e.upvote_ratio if e.upvote_ratio is not None else 1.0),
-            awards=float(e.awards or 0), reach=float(mention.reach or 0), length=float(len(mention.text)),
-            score_velocity=float(signals.score_velocity), comment_velocity=float(signals.comment_velocity),
-            acceleration=float(signals.acceleration), age_hours=float(signals.age_hours),
-            sightings=float(signals.sightings), brand_spike=float(signals.brand_spike),
-        )
-        return facts
+        extra = mention.extra
+        # One dict display, in FIELDS order (a test holds it to FIELDS): no defaults copied and overwritten.
+        return {
+            "text": mention.text, "title": mention.title, "source": mention.source, "kind": mention.kind,
+            "place": mention.place, "subreddit": str(extra.get("subreddit") or "") if extra else "",
+            "feed": str(extra.get("feed") or "") if extra else "", "author": mention.author or "",
+            "brand": mention.brand or "", "own_account": bool(self._own_account(mention.brand, mention.author)),
+            "compound": sentiment.compound, "negative": sentiment.negative, "positive": sentiment.positive,
+            "min_sentence": sentiment.min_sentence, "negative_share": sentiment.negative_share,
+            "brand_compound": sentiment.brand_compound, "title_compound": title_compound,
+            "score": float(e.score or 0), "comments": float(e.comments or 0),
+            "upvote_ratio": float(e.upvote_ratio if e.upvote_ratio is not None else 1.0),
+            "awards": float(e.awards or 0), "reach": float(mention.reach or 0),
+            "score_velocity": float(signals.score_velocity), "comment_velocity": float(signals.comment_velocity),
+            "acceleration": float(signals.acceleration), "age_hours": float(signals.age_hours),
+            "sightings": float(signals.sightings), "brand_spike": float(signals.brand_spike),
+            "length": float(len(mention.text)), "tags": (),
+        }
 
     def score(self, mention: Mention, match: BrandMatch | None = None, *, signals: Signals | None = None) -> Scores:
         brand_span = None
@@ -189,7 +192,7 @@ class Scorer:
             brand_span = (match.start, match.end)
         sentiment = self.sentiment.score(mention.text, brand_span=brand_span)
         title_compound = self.sentiment.vader(mention.title)["compound"] if mention.title else 0.0
-        if not mention.text.strip() and mention.title:
+        if mention.title and (not mention.text or mention.text.isspace()):
             sentiment = self.sentiment.score(mention.title)
         signals = signals or signals_from_mention(mention)
         facts = self.facts(mention, match, sentiment, title_compound, signals)
@@ -199,11 +202,22 @@ class Scorer:
                       priority_for(verdict.urgency, verdict.virality, self.thresholds), facts)
 
 
+def _velocity_reason(name: str, value: float, unit: str) -> Reason:
+    if value == 0 and math.copysign(1.0, value) > 0:
+        return _STILL[name]
+    return Reason("signal", name, detail=f"{value:g} {unit}")
+
+
+# Most mentions are scored when first seen, with no growth yet; Reason is immutable, so share these.
+_STILL = {"score_velocity": Reason("signal", "score_velocity", detail="0 points/hour"),
+          "comment_velocity": Reason("signal", "comment_velocity", detail="0 comments/hour")}
+
+
 def _signal_reasons(signals: Signals, mention: Mention) -> list[Reason]:
     """The measured values behind the virality rules, so an explanation shows them."""
     reasons = [
-        Reason("signal", "score_velocity", detail=f"{signals.score_velocity:g} points/hour"),
-        Reason("signal", "comment_velocity", detail=f"{signals.comment_velocity:g} comments/hour"),
+        _velocity_reason("score_velocity", signals.score_velocity, "points/hour"),
+        _velocity_reason("comment_velocity", signals.comment_velocity, "comments/hour"),
     ]
     if signals.acceleration:
         reasons.append(Reason("signal", "acceleration", detail=f"{signals.acceleration:+g} points/hour per hour"))

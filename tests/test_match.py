@@ -36,3 +36,14 @@ def test_quote_is_the_sentence_around_the_hit():
     text = "Nice weather. Acme lost my parcel for the third time! Anyway, lunch."
     m = MATCHER.match(text)
     assert quote_around(text, m.start, m.end) == "Acme lost my parcel for the third time!"
+
+
+def test_match_is_what_match_all_puts_first_ties_included():
+    tied = BrandMatcher([Brand(name="Initech", keywords=["tps"]), Brand(name="Initrode", keywords=["tps", "initrode"]),
+                         Brand(name="Globex", keywords=["globex"])])
+    texts = ["tps report", "globex and tps", "tps, tps and initrode", "globex globex tps tps", "nothing here", ""]
+    for text in texts:
+        found = tied.match_all(text)
+        assert tied.match(text) == (found[0] if found else None), text
+    assert tied.match("tps report").brand == "Initech"  # equal hits at the same place: the first configured
+    assert tied.match("tps, tps and initrode").brand == "Initrode"  # named three times

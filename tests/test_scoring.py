@@ -15,7 +15,7 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 from monitor.config import Thresholds, load_config
 from monitor.mention import Engagement, Mention
 from monitor.pipeline import Pipeline
-from monitor.rules import RuleBook, literal_prefilter, load_pack
+from monitor.rules import RuleBook, literal_prefilter, load_pack, required_literals
 from monitor.score import Scorer
 from monitor.sentiment import SentimentScorer, split_sentences
 from monitor.source import Poll
@@ -48,6 +48,46 @@ def test_single_sentence_texts_get_exactly_vaders_scores():
         s, v = scorer.score(text), VADER.polarity_scores(text)
         assert (s.compound, s.negative, s.neutral, s.positive) == (v["compound"], v["neg"], v["neu"], v["pos"]), text
         assert s.min_sentence == v["compound"] and s.sentences == 1
+
+
+def every_real_text() -> list[str]:
+    """Every text people wrote in ../shared/data: VADER's four ground-truth sets, UCI's review
+    sentences and every message (customers' and agents') of the IBM customer-care conversations."""
+    texts = []
+    for path in sorted((SHARED_DATA / "vader_groundtruth").glob("*_GroundTruth.txt")):
+        texts += [line.rstrip("\r").split("\t", 2)[2] for line in path.read_text(encoding="utf-8").splitlines()]
+    for path in sorted((SHARED_DATA / "uci_sentiment_labelled_sentences").glob("*_labelled.txt")):
+        texts += [line.rpartition("\t")[0] for line in path.read_text(encoding="utf-8").split("\n") if "\t" in line]
+    for path in sorted((SHARED_DATA / "ibm_twitter_customer_care").glob("*.json")):
+        for conversation in json.loads(path.read_text(encoding="utf-8")) if path.stem in ("dev", "test") else []:
+            texts += [m["message"] for m in conversation["dialogContent"]]
+    if len(texts) < 20_000:
+        pytest.skip(f"shared data absent or incomplete: {SHARED_DATA}")
+    return texts
+
+
+@pytest.mark.parametrize("lexicon", [None, {"refund": -1.5, "Overcharged": -2.0, "cancelled": -1.0}])
+def test_sentence_scores_equal_vader_on_every_real_text_and_sentence(lexicon):
+    """SentimentScorer.vader drives VADER's own per-word steps itself; on every real text, and on
+    every sentence it is cut into, it must give exactly what polarity_scores gives."""
+    scorer = SentimentScorer(lexicon=lexicon)
+    reference = SentimentIntensityAnalyzer()
+    reference.lexicon.update({w.lower(): v for w, v in (lexicon or {}).items()})
+    texts = every_real_text()
+    compared = with_emoji = with_but = 0
+    for text in texts:
+        pieces = [text] + [text[a:b].strip() for a, b in split_sentences(text)]
+        for piece in pieces if len(pieces) > 2 else pieces[:1]:
+            assert scorer.vader(piece) == reference.polarity_scores(piece), piece
+            compared += 1
+        if len(pieces) > 2:  # and the document's scores are built from those very sentence scores
+            each = [reference.polarity_scores(piece)["compound"] for piece in pieces[1:]]
+            document = scorer.score(text)
+            assert document.min_sentence == min(each) and document.sentences == len(each), text
+            assert document.negative_share == round(sum(c <= -0.05 for c in each) / len(each), 4), text
+        with_emoji += not reference.emojis.keys().isdisjoint(text)
+        with_but += " but " in text.lower()
+    assert compared > len(texts) + 5_000 and with_emoji > 50 and with_but > 1_000
 
 
 def test_long_text_aggregates_its_sentences():
@@ -107,10 +147,70 @@ def test_fast_rule_path_agrees_with_rule_engine_on_real_texts():
     assert fired > 100 and checked > 10_000
 
 
+def test_rule_book_fires_what_rule_engine_fires_on_real_texts():
+    """RuleBook.evaluate skips a rule whose first regex lacks every literal it needs; on real texts
+    it must fire exactly the rules, in the order and with the tags, that rule-engine's own evaluation gives."""
+    rules = [rule for pack in RULE_PACKS for rule in load_pack(Path(pack))]
+    book = RuleBook(rules)
+    scorer = Scorer(rules=RuleBook([]), sentiment=SentimentScorer(), thresholds=Thresholds())
+    examples = [e for rule in rules for e in rule.examples_match + rule.examples_no_match if isinstance(e, str)]
+    texts = [t for t in every_real_text() if len(t) < 2_000][::3] + examples
+    fired_anywhere = set()
+    for i, text in enumerate(texts):
+        mention = Mention(source="t", source_id=str(i), url="", title="", text=text, brand="Acme",
+                          engagement=Engagement(score=i * 7 % 300, comments=i % 40))
+        facts = scorer.score(mention).facts
+        facts["own_account"] = i % 5 == 0
+        tags: list[str] = []
+        expected = []
+        for rule in rules:
+            if rule.expression.matches({**facts, "tags": tuple(tags)}):
+                expected.append(rule.name)
+                tags.extend(t for t in rule.tags if t not in tags)
+        verdict = book.evaluate(facts)
+        assert verdict.fired == expected and verdict.tags == tags, text
+        fired_anywhere.update(expected)
+    assert len(texts) > 8_000
+    assert fired_anywhere >= {"repeated-contact", "service-failure", "named-employee", "going-public", "joking",
+                              "brand-own-account", "strong-negative-sentiment", "praise", "angry-and-spreading"}
+
+
+def test_fast_path_tries_regexes_where_their_literals_start_with_the_same_answers(tmp_path):
+    """The fast path runs a regex only where one of its leading literals starts; word boundaries,
+    anchors and lookbehinds there must still see the text before that place."""
+    pack = tmp_path / "edges.yaml"
+    pack.write_text("rules:\n" + "".join(
+        f"  - name: r{i}\n    when: 'text.as_lower =~~ \"{pattern}\"'\n" for i, pattern in enumerate(
+            [r"\\bcan\\b", r"^can", r"(?<=a)can", r"can\\?\\s*$", r"\\b(can|cannot) (help|fix)", r"cancan"])))
+    rules = load_pack(pack)
+    book = RuleBook(rules)
+    texts = ["pecan", "pecan can", "can", "scan cans", "acan", " can", "can?", "can? ok", "so can?  ",
+             "cannot fix", "cancannot help", "cancancan", "CAN", "a can", "", "pecan help"]
+    for text in texts:
+        facts = {**book_facts(text), "tags": ()}
+        expected = [r.name for r in rules if r.expression.matches(facts)]
+        assert [r.name for r in book.rules if r.check(dict(facts))] == expected, text
+        assert book.evaluate(facts).fired == expected, text
+
+
+def book_facts(text: str) -> dict:
+    scorer = Scorer(rules=RuleBook([]), sentiment=SentimentScorer(), thresholds=Thresholds())
+    return scorer.score(Mention(source="t", source_id="1", url="", title="", text=text)).facts
+
+
+def test_literals_a_match_must_contain_need_not_start_it():
+    assert required_literals(r"\d+ times") is None
+    assert required_literals(r"\d+ times", anywhere=True) == {" times"}
+    assert required_literals(r"\b(\d+(st|nd) time|weeks? later)\b", anywhere=True) == {" time", " later"}
+    assert required_literals(r"x*y?", anywhere=True) is None  # nothing is certain to be there
+
+
 def test_literal_prefilter_is_a_necessary_condition():
     may = literal_prefilter(r"\b(lawyer|injur(y|ed)|burnt?|small claims)\b")
     assert may("my lawyer") and may("i was injured") and may("small claims court") and may("burn")
     assert not may("all good here")
+    one = literal_prefilter(r"\?\s*$")  # a single literal: found without an automaton
+    assert one("why?") and one("a? b?") and not one("no question")
     assert literal_prefilter(r"(?i)lawyer") is None  # case-folding: no shortcut
     assert literal_prefilter(r"\d+ times") is None  # no literal every match starts with
     assert literal_prefilter(r"(|abc)") is None  # an alternative can be empty
@@ -230,3 +330,39 @@ def test_backtest_says_what_is_wrong_with_the_file(write_config, tmp_path):
     result = cli(config, "backtest", str(source))
     assert result.returncode == 1
     assert "bad.csv" in result.stderr and "id, text" in result.stderr
+
+
+def test_facts_hold_every_rule_field_in_order_with_its_type():
+    from monitor.rules import FIELDS, default_facts
+    scorer = Scorer(rules=RuleBook([]), sentiment=SentimentScorer(), thresholds=Thresholds())
+    bare = scorer.score(Mention(source="t", source_id="1", url="", title="", text="Acme is fine")).facts
+    assert list(bare) == list(FIELDS)
+    defaults = default_facts()
+    assert {k: type(v) for k, v in bare.items()} == {k: type(v) for k, v in defaults.items()}
+    unset = {"upvote_ratio", "sightings", "text", "length", "compound", "positive", "min_sentence",
+             "brand_compound", "age_hours", "kind", "source"}  # set by this mention or its scores
+    assert {k: v for k, v in bare.items() if k not in unset} == {k: v for k, v in defaults.items() if k not in unset}
+    assert bare["upvote_ratio"] == 1.0 and bare["sightings"] == 1.0  # unknown ratio, seen once
+    full = scorer.score(Mention(source="reddit", source_id="2", url="", title="T", text="x", author="bob",
+                                brand="Acme", reach=5, extra={"subreddit": "espresso", "feed": "F"},
+                                engagement=Engagement(score=3, comments=2, upvote_ratio=0.5, awards=1))).facts
+    assert (full["subreddit"], full["feed"], full["author"], full["brand"], full["score"], full["comments"],
+            full["upvote_ratio"], full["awards"], full["reach"]) == ("espresso", "F", "bob", "Acme", 3.0, 2.0,
+                                                                     0.5, 1.0, 5.0)
+
+
+def test_rounded_is_round_with_a_shortcut_for_zero():
+    import math
+
+    from monitor.sentiment import rounded
+    for value, digits in [(0.0, 2), (-0.0, 2), (0, 3), (1.23456, 2), (-2.5e-5, 4), (0.005, 2), (7, 2), (1e300, 4)]:
+        fast, slow = rounded(value, digits), round(value, digits)
+        assert fast == slow and type(fast) is type(slow) and math.copysign(1, fast) == math.copysign(1, slow)
+    assert math.isnan(rounded(float("nan"), 2))
+
+
+def test_points_are_clamped_to_0_and_100(tmp_path):
+    pack = tmp_path / "p.yaml"
+    pack.write_text("rules:\n  - {name: calm, when: 'true', urgency: -20, virality: 150}\n")
+    verdict = RuleBook.from_files([pack]).evaluate(book_facts("anything"))
+    assert (verdict.urgency, verdict.virality) == (0.0, 100.0)
