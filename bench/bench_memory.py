@@ -61,7 +61,8 @@ def main() -> None:
             "email": {"outbox_dir": str(Path(tmp) / "outbox")},
             "responders": [{"email": "oncall@bench.local", "min_priority": "P4"}],
             "rules": sorted(str(p) for p in (ROOT / "rules").glob("*.yaml")),
-            "sources": {"rss": {"feeds": [{"url": url}], "max_bytes": 50_000_000}},
+            # A tiny interval keeps the feed due at every poll (the source skips feeds not yet due).
+            "sources": {"rss": {"feeds": [{"url": url, "interval": 0.001}], "max_bytes": 50_000_000}},
         }, base_dir=Path(tmp))
         monitor = Monitor.from_config(config)
         try:

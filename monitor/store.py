@@ -138,6 +138,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE poll_runs ADD COLUMN interval REAL;
     """,
+    # 8: "has this story been seen in this place before?" without scanning the story's mentions
+    """
+    CREATE INDEX mentions_story_place ON mentions (story_id, source, place);
+    """,
 ]
 
 

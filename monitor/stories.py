@@ -130,10 +130,11 @@ class Stories:
         story_id = self._by_key(keys) or self._by_title(mention, now)
         if story_id is None:
             return Sighting(None, 1, keys)
-        places = self._places(story_id)
-        before = len(places)
-        places.add((mention.source, mention.place))
-        return Sighting(story_id, len(places), keys, previous_sightings=before)
+        before = self.sightings(story_id)
+        new_place = not self.store.query(
+            "SELECT 1 FROM mentions WHERE story_id = ? AND source = ? AND place = ? LIMIT 1",
+            (story_id, mention.source, mention.place))
+        return Sighting(story_id, before + new_place, keys, previous_sightings=before)
 
     def record(self, mention_id: int, mention: Mention, sighting: Sighting, *, now: datetime) -> int | None:
         """Attach a stored mention to its story (creating it), inside the caller's transaction."""
@@ -158,17 +159,20 @@ class Stories:
         return story_id
 
     def sightings(self, story_id: int | None) -> int:
-        return len(self._places(story_id)) if story_id is not None else 1
+        """Distinct places (source + place) the story was seen in, as ``record`` keeps it.
+
+        Kept as a count on the story, so a story told a thousand times in one
+        place costs one indexed look-up per new mention, not a scan of all of them."""
+        if story_id is None:
+            return 1
+        rows = self.store.query("SELECT sightings FROM stories WHERE id = ?", (story_id,))
+        return rows[0][0] if rows else 1
 
     def others(self, story_id: int, mention_id: int, *, limit: int = 20) -> list[int]:
         """The story's other mentions, newest first, at most ``limit`` (re-scoring is bounded)."""
         return [r[0] for r in self.store.query(
             "SELECT id FROM mentions WHERE story_id = ? AND id != ? ORDER BY created_at DESC LIMIT ?",
             (story_id, mention_id, limit))]
-
-    def _places(self, story_id: int) -> set[tuple[str, str]]:
-        return {(r[0], r[1]) for r in self.store.query(
-            "SELECT DISTINCT source, place FROM mentions WHERE story_id = ?", (story_id,))}
 
     def _by_key(self, keys: tuple[str, ...]) -> int | None:
         if not keys:
