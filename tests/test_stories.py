@@ -152,3 +152,27 @@ def test_no_spike_without_history(tmp_path, write_config):
     assert brand_volume(store, "Acme", now).last_hour == 10
     assert brand_volume(store, "Acme", now).ratio == 0
     assert brand_volume(store, "Acme", now + timedelta(hours=MIN_HISTORY_HOURS + 1)).ratio == 0  # quiet again
+
+
+def test_sightings_count_places_not_mentions(write_config):
+    config = load_config(write_config())
+    store = Store(config.store_path)
+    pipeline = Pipeline(config=config, store=store)
+    now = datetime.now(timezone.utc)
+
+    def told(n: int, place: str, source: str = "rss") -> Mention:
+        return Mention(source=source, source_id=f"{place}-{n}", url=f"{ARTICLE}?utm_source={place}&n={n}#c",
+                       title="Acme kettles catch fire in kitchens", text="Acme kettles catch fire.",
+                       place=place, created_at=now - timedelta(minutes=5), fetched_at=now,
+                       extra={"canonical_url": normalise_url(ARTICLE)})
+
+    # The same story repeated five times in one place, then in a second and a third.
+    pipeline.process("rss", Poll(mentions=[told(n, "Kettle news") for n in range(5)]))
+    pipeline.process("rss", Poll(mentions=[told(9, "Consumer blog")]))
+    pipeline.process("reddit", Poll(mentions=[told(10, "r/Kettles", source="reddit")]))
+    stories = store.query("SELECT id, sightings FROM stories")
+    assert len(stories) == 1 and stories[0]["sightings"] == 3
+    latest = store.query("SELECT signals FROM mentions WHERE source_id = 'r/Kettles-10'")[0]
+    assert json.loads(latest["signals"])["sightings"] == 3
+    fifth = store.query("SELECT signals FROM mentions WHERE source_id = 'Kettle news-4'")[0]
+    assert json.loads(fifth["signals"])["sightings"] >= 2, "re-scored when the story reached a new place"
