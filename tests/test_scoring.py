@@ -50,6 +50,28 @@ def test_single_sentence_texts_get_exactly_vaders_scores():
         assert s.min_sentence == v["compound"] and s.sentences == 1
 
 
+# Each of VADER's own rules at least once (negation, "but", ALL CAPS, boosters, "kind of",
+# "least", idioms, "!"/"?" emphasis, emoji, emoticons): the fast path must not drift from
+# polarity_scores even where ../shared/data is absent and the real-text tests skip.
+VADER_RULE_CASES = [
+    "The service was not good.", "The food is GREAT but the staff is RUDE!!!", "It was kind of okay?",
+    "This is the least helpful support ever", "They never fail to disappoint", "Absolutely horrible, no refund",
+    "I'm not sure it isn't bad", "The bomb! This is the shit", "Cut me some slack, it was a hard day",
+    "😡😡 worst order ever", "ok :( not happy", "Meh.", "", "   ", "no", "Without a doubt, excellent???",
+    "Acme is extremely unhelpful and somewhat rude, but the refund came", "NOT BAD AT ALL",
+]
+
+
+@pytest.mark.parametrize("lexicon", [None, {"refund": -1.5, "overcharged": -2.0}])
+def test_fast_vader_equals_polarity_scores_on_every_vader_rule(lexicon):
+    scorer = SentimentScorer(lexicon=lexicon)
+    reference = SentimentIntensityAnalyzer()
+    if lexicon:
+        reference.lexicon.update(lexicon)
+    for text in VADER_RULE_CASES:
+        assert scorer.vader(text) == reference.polarity_scores(text), text
+
+
 def every_real_text() -> list[str]:
     """Every text people wrote in ../shared/data: VADER's four ground-truth sets, UCI's review
     sentences and every message (customers' and agents') of the IBM customer-care conversations."""
