@@ -8,17 +8,16 @@ with, and the signal stays 0: a first start that backfills an hour of
 mentions must not look like a storm.
 
 The ratio is the ``brand_spike`` signal the ``brand-spike`` rule reads.
-``check_spikes`` is the periodic check the daemon schedules: it gives the
-spike's points to the mentions of the hour that were scored before the
-spike was visible, so the most important of them escalates.
+``Pipeline.check_spikes`` (the daemon's ``spikes`` job) gives the spike's
+points to the mentions of the hour that were scored before the spike was
+visible, so the most important of them escalates.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
-from .config import Config
 from .store import Store, to_epoch
 
 BASELINE_DAYS = 7
@@ -56,17 +55,3 @@ def brand_volume(store: Store, brand: str, now: datetime, *, pending: int = 0) -
                          (brand, hour_start - history_hours * 3600, hour_start))[0][0]
     baseline = before / history_hours
     return Volume(brand, last_hour, round(baseline, 3), round(last_hour / max(baseline, MIN_BASELINE_PER_HOUR), 2))
-
-
-def check_spikes(store: Store, config: Config, now: datetime | float | None = None) -> list[Volume]:
-    """Every configured brand's volume now; spiking brands' recent mentions are re-scored with the spike.
-
-    For the daemon's schedule (e.g. every 5 minutes); ``now`` is an aware
-    datetime or unix seconds (default: the current time). Returns all brands'
-    volumes, spiking or not, so the caller can log them. Alerts it queues are
-    sent by the usual delivery job.
-    """
-    from .pipeline import Pipeline
-    if isinstance(now, (int, float)):
-        now = datetime.fromtimestamp(now, timezone.utc)
-    return Pipeline(config=config, store=store).check_spikes(now=now)

@@ -11,7 +11,7 @@ from monitor.config import load_config
 from monitor.mention import Engagement, Mention
 from monitor.pipeline import Pipeline
 from monitor.source import Poll
-from monitor.spike import MIN_HISTORY_HOURS, brand_volume, check_spikes
+from monitor.spike import MIN_HISTORY_HOURS, brand_volume
 from monitor.store import Store
 from monitor.stories import jaccard, normalise_url, title_tokens
 from tests.conftest import local_sources
@@ -134,7 +134,7 @@ def test_brand_spike_against_its_own_baseline(tmp_path, write_config):
     assert "brand-spike" not in {r["name"] for r in json.loads(before["reasons"])}
     assert crossing["priority"] < before["priority"]  # "P3" < "P4": the spike raised it
 
-    volumes = check_spikes(store, config, now.timestamp())  # the daemon may pass unix seconds
+    volumes = pipeline.check_spikes(now=now)  # what the daemon's spikes job runs
     assert [(v.brand, v.last_hour, v.spiking) for v in volumes] == [("Acme", 4, True)]
     # The periodic check gave the spike to the mentions scored before it was visible.
     before = store.query("SELECT * FROM mentions WHERE source_id = 'm101'")[0]
