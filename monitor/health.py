@@ -8,6 +8,7 @@ per poll.
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import time
@@ -55,7 +56,7 @@ class Health:
     def _tell_operator(self, subject: str, title: str, body: str, *, smtp_down: bool) -> None:
         key = "".join(c if c.isalnum() else "-" for c in subject)[:60]
         msg = build_message(sender=self.sender, recipient=self.operator, subject=title, text=body,
-                            html=f"<pre>{_escape(body)}</pre>",
+                            html=f"<pre>{html.escape(body)}</pre>",
                             message_id=f"<health-{key}-{int(time.time())}@complaint-monitor>")
         # While SMTP is what fails, the note goes to the outbox folder; once it works, by email.
         transport = self.fallback if smtp_down else self.transport
@@ -65,10 +66,6 @@ class Health:
             log.warning("operator email about %s not sent via %s: %s; written to %s", subject,
                         transport.description, err, self.fallback.description)
             self.fallback.send(msg)
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _ts(value: float | None) -> str:
