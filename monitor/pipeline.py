@@ -8,7 +8,6 @@ everything it found and every snapshot of its re-reads.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import sqlite3
@@ -116,7 +115,7 @@ class Pipeline:
         if row is None:
             return 0
         mention = self.store.row_to_mention(row)
-        signals = dataclasses.replace(_stored_signals(row), **signal_changes)
+        signals = _stored_signals(row)._replace(**signal_changes)
         scores = self.scorer.score(mention, self._match(mention), signals=signals)
         with self.store.transaction():
             self.store.update_scores(mention_id, scores)
@@ -191,4 +190,4 @@ class Pipeline:
 
 def _stored_signals(row) -> Signals:
     stored = json.loads(row["signals"] or "{}")
-    return Signals(**{k: v for k, v in stored.items() if k in Signals.__slots__})
+    return Signals(**{k: v for k, v in stored.items() if k in Signals._fields})

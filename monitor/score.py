@@ -10,7 +10,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from .config import Config, Thresholds
 from .match import BrandMatch
@@ -19,9 +19,9 @@ from .rules import Reason, RuleBook, Verdict
 from .sentiment import Sentiment, SentimentScorer, rounded
 
 
-@dataclass(frozen=True, slots=True)
-class Signals:
-    """Measured facts about spread, as opposed to what the words say."""
+class Signals(NamedTuple):
+    """Measured facts about spread, as opposed to what the words say (immutable; a NamedTuple is
+    made in a fifth of a frozen dataclass's time, and one is made per mention)."""
 
     score_velocity: float = 0.0
     comment_velocity: float = 0.0
@@ -31,7 +31,7 @@ class Signals:
     brand_spike: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        return self._asdict()
 
 
 @dataclass

