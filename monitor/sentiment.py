@@ -17,7 +17,11 @@ NEGATIVE = -0.05  # VADER's own threshold for a negative compound
 # A "sentence" without punctuation (a wall of text) is cut into pieces of
 # this many words so that VADER never sees a long input.
 MAX_SENTENCE_WORDS = 80
-_SENTENCE = re.compile(r"[^.!?\n]*(?:[.!?]+|\n+|$)")
+# A sentence ends at a run of . ! ? followed by a space, a closing quote or bracket, or the end, or
+# at a line break: "acme.com", "32.58" and "R.I.P." stay whole. The runs are possessive (++, *+),
+# so a long run of "!!!" is never backtracked into: the split stays linear in the text's length.
+_CLOSERS = "\"'”’)\\]"
+_SENTENCE = re.compile(rf"[^.!?\n]*+(?:[.!?]++(?![\s{_CLOSERS}]|$)[^.!?\n]*+)*+(?:[.!?]+[{_CLOSERS}]*|\n+|$)")
 
 
 class Sentiment(NamedTuple):

@@ -135,6 +135,23 @@ def test_wall_of_text_is_cut_so_vader_never_sees_a_long_input():
     assert len(spans) == 13 and all(text[a:b].count(" ") < 80 for a, b in spans)
 
 
+@pytest.mark.parametrize(("text", "sentences"), [
+    ("Acme.com is down again. 32.58 mbps, R.I.P. my evening!", ["Acme.com is down again.", "32.58 mbps, R.I.P.",
+                                                                 "my evening!"]),
+    ('He said "no." Then he hung up (twice!) and left...', ['He said "no."', "Then he hung up (twice!)",
+                                                            "and left..."]),
+    ("wtf...wtf ... ok?!\n\nline two", ["wtf...wtf ...", "ok?!", "line two"]),
+    ("!!!!! no words", ["!!!!!", "no words"]),
+])
+def test_sentences_end_at_punctuation_before_a_space_not_inside_a_word(text, sentences):
+    assert [text[a:b].strip() for a, b in split_sentences(text)] == sentences
+
+
+def test_splitting_a_megabyte_of_punctuation_gives_whole_runs():
+    # The runs are possessive: "!!!...!" then a space is one piece, found without backtracking.
+    text = "!" * 500_000 + " x " + "a." * 250_000
+    assert [(b - a) for a, b in split_sentences(text)] == [500_000, len(" x ") + 500_000]  # spans keep the space
+
 def test_lexicon_extension_makes_complaint_words_count():
     text = "I want a refund for the overcharged order."
     plain = SentimentScorer().score(text)
