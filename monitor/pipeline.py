@@ -14,12 +14,13 @@ import sqlite3
 import time
 from datetime import datetime
 from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
 
 from .alert import recipients
 from .config import Config
 from .match import BrandMatch, BrandMatcher, quote_around
 from .mention import Mention, utcnow
-from .score import Scorer, Signals, signals_from_mention
+from .score import Reading, Scorer, Signals, signals_from_mention
 from .source import Poll
 from .spike import RESCORE_PER_SPIKE, Volume, brand_volume
 from .stories import Stories
@@ -46,21 +47,21 @@ class Pipeline:
         self.stories = Stories(store)
 
     def process(self, source: str, poll: Poll, *, now: datetime | None = None) -> Outcome:
+        """The poll's new mentions go through the stages together: all are matched, then all the matched
+        ones read (sentiment), then each is ranked and stored in turn (its signals depend on the mentions
+        stored before it). Stage by stage, each stage's code and data stay in the CPU's caches: a sixth
+        less time per mention than taking each through every stage (bench/bench_scoring.py)."""
         outcome = Outcome(seen=len(poll.mentions))
         known = self.store.known(source, [m.source_id for m in poll.mentions])
+        fresh = []
         for mention in poll.mentions:
-            if mention.source_id in known:
-                continue
-            known.add(mention.source_id)
-            try:
-                stored = self._process_one(mention, outcome, now=now)
-            except Exception:
-                # One poisoned item must not cost the rest of the poll; its
-                # cursor still advances, so it is logged loudly instead.
-                log.exception("could not process %s %s (%s)", mention.source, mention.source_id, mention.url)
-                continue
-            if stored:
-                outcome.stored.append(stored)
+            if mention.source_id not in known:
+                known.add(mention.source_id)
+                fresh.append((mention,))
+        matched = list(_each(fresh, self._match_new))
+        outcome.matched += len(matched)
+        read = list(_each(matched, lambda mention, match: (mention, match, self.scorer.read(mention, match))))
+        outcome.stored.extend(_each(read, lambda *item: self._store_new(*item, outcome, now=now)))
         if poll.updates:
             # Before the state: the growth schedule in it already counts these re-reads as
             # done, so saving it first would lose a reading to a crash in between.
@@ -158,21 +159,24 @@ class Pipeline:
                 queued += 1
         return queued
 
-    def _process_one(self, mention: Mention, outcome: Outcome, *, now: datetime | None) -> int | None:
+    def _match_new(self, mention: Mention) -> tuple[Mention, BrandMatch] | None:
         haystack = f"{mention.title}\n{mention.text}" if mention.title else mention.text
         match = self.matcher.match(haystack)
         if match is None:
             return None
-        outcome.matched += 1
         mention.brand = match.brand
         mention.quote = quote_around(haystack, match.start, match.end)
+        return mention, match
+
+    def _store_new(self, mention: Mention, match: BrandMatch, reading: Reading, outcome: Outcome, *,
+                   now: datetime | None) -> int | None:
         seen = now or utcnow()
-        # Scored outside the transaction: a long text must not hold the store's lock.
+        # Ranked outside the transaction: nothing slow may hold the store's lock.
         sighting = self.stories.find(mention, now=seen)
         recent = 0 <= (seen - mention.created_at).total_seconds() < 3600  # an old post found late is no spike
         volume = brand_volume(self.store, mention.brand, seen, pending=int(recent))
         signals = signals_from_mention(mention, now=now, sightings=sighting.sightings, brand_spike=volume.ratio)
-        scores = self.scorer.score(mention, match, signals=signals)
+        scores = self.scorer.rank(mention, match, reading, signals=signals)
         with self.store.transaction():
             mention_id = self.store.add_mention(mention, scores)
             if mention_id is None:
@@ -187,6 +191,19 @@ class Pipeline:
                  mention.brand, scores.priority, scores.urgency, scores.virality)
         return mention_id
 
+
+def _each(items: list[tuple], step: Callable[..., Any]) -> Iterator[Any]:
+    """``step(*item)`` for each item, but the results that are None. One poisoned item must not cost the
+    rest of the poll; its cursor still advances, so it is logged loudly instead."""
+    for item in items:
+        try:
+            result = step(*item)
+        except Exception:
+            mention = item[0]
+            log.exception("could not process %s %s (%s)", mention.source, mention.source_id, mention.url)
+            continue
+        if result is not None:
+            yield result
 
 def _stored_signals(row) -> Signals:
     stored = json.loads(row["signals"] or "{}")
