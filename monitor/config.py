@@ -154,6 +154,24 @@ class RetentionSettings(Strict):
     poll_runs_days: float = Field(default=14, gt=0)
 
 
+class StorySettings(Strict):
+    # Two titles of one brand are one story from this token-set Jaccard on, within this many hours.
+    title_similarity: float = Field(default=0.6, gt=0, le=1)
+    window_hours: float = Field(default=72, gt=0)
+
+
+class SpikeSettings(Strict):
+    # A brand's mentions in the last hour against its mean hourly count over baseline_days (never
+    # below min_baseline_per_hour); no baseline until the store has watched for min_history_hours.
+    baseline_days: float = Field(default=7, gt=0)
+    min_baseline_per_hour: float = Field(default=1.0, gt=0)
+    min_history_hours: float = Field(default=24, ge=0)
+    # From this ratio the spikes job re-scores up to `rescore` of the hour's mentions (the points
+    # come from the brand-spike rule, which reads brand_spike: keep its threshold in step).
+    ratio: float = Field(default=3.0, gt=1)
+    rescore: int = Field(default=3, ge=0)
+
+
 class MetricsSettings(Strict):
     # Prometheus endpoint on 127.0.0.1:port; off when no port is set.
     port: int | None = Field(default=None, ge=1, le=65535)
@@ -171,6 +189,8 @@ class Config(Strict):
     health: HealthSettings = Field(default_factory=HealthSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    stories: StorySettings = Field(default_factory=StorySettings)
+    spikes: SpikeSettings = Field(default_factory=SpikeSettings)
     # Where relative paths (store, rules, outbox) are resolved; set by load_config.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 

@@ -22,7 +22,7 @@ from .match import BrandMatch, BrandMatcher, quote_around
 from .mention import Mention, utcnow
 from .score import Reading, Scorer, Signals, signals_from_mention
 from .source import Poll
-from .spike import RESCORE_PER_SPIKE, Volume, brand_volume
+from .spike import Volume, brand_volume
 from .stories import Stories
 from .store import Store, from_epoch, to_epoch
 
@@ -44,7 +44,7 @@ class Pipeline:
         self.store = store
         self.matcher = matcher or BrandMatcher(config.brands)
         self.scorer = scorer or Scorer.from_config(config, own_account=self.matcher.is_own_account)
-        self.stories = Stories(store)
+        self.stories = Stories(store, settings=config.stories)
 
     def process(self, source: str, poll: Poll, *, now: datetime | None = None) -> Outcome:
         """The poll's new mentions go through the stages together: all are matched, then all the matched
@@ -125,7 +125,8 @@ class Pipeline:
     def check_spikes(self, *, now: datetime | None = None) -> list[Volume]:
         """Each brand's volume; a spiking brand's latest mentions scored before the spike get its points."""
         now = now or utcnow()
-        volumes = [brand_volume(self.store, brand.name, now) for brand in self.config.brands]
+        volumes = [brand_volume(self.store, brand.name, now, settings=self.config.spikes)
+                   for brand in self.config.brands]
         for volume in volumes:
             if not volume.spiking:
                 continue
@@ -133,7 +134,7 @@ class Pipeline:
                 "SELECT id, signals FROM mentions WHERE brand = ? AND created_at > ? AND created_at <= ?"
                 " AND suppressed = 0 ORDER BY max(urgency, virality) DESC, created_at DESC",
                 (volume.brand, to_epoch(now) - 3600, to_epoch(now)))
-            stale = [r["id"] for r in rows if _stored_signals(r).brand_spike < volume.ratio][:RESCORE_PER_SPIKE]
+            stale = [r["id"] for r in rows if _stored_signals(r).brand_spike < volume.ratio][:self.config.spikes.rescore]
             for mention_id in stale:
                 self.rescore(mention_id, brand_spike=volume.ratio)
             log.info("brand %s spikes: %d mentions in the last hour, %.2f/hour usual (%.1fx); re-scored %d",
@@ -174,7 +175,7 @@ class Pipeline:
         # Ranked outside the transaction: nothing slow may hold the store's lock.
         sighting = self.stories.find(mention, now=seen)
         recent = 0 <= (seen - mention.created_at).total_seconds() < 3600  # an old post found late is no spike
-        volume = brand_volume(self.store, mention.brand, seen, pending=int(recent))
+        volume = brand_volume(self.store, mention.brand, seen, pending=int(recent), settings=self.config.spikes)
         signals = signals_from_mention(mention, now=now, sightings=sighting.sightings, brand_spike=volume.ratio)
         scores = self.scorer.rank(mention, match, reading, signals=signals)
         with self.store.transaction():

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from .config import StorySettings
 from .links import is_tracking_param
 from .mention import Mention
 from .store import Store, to_epoch
@@ -30,9 +31,7 @@ STOPWORDS = frozenset(
     "their them they this to was we were what when who why will with you your just about after again all "
     "any can do does did how if into it's not no new now out over than then there up very via".split())
 
-TITLE_SIMILARITY = 0.6  # token-set Jaccard from which two titles are one story
 MIN_TITLE_TOKENS = 3  # shorter titles ("Acme sucks") are too generic to cluster on
-WINDOW_HOURS = 72  # only recent stories are compared by title
 CANDIDATES = 300  # at most this many recent stories of the brand are compared
 
 
@@ -104,11 +103,11 @@ class Sighting:
 class Stories:
     """Finds and records stories in the store; never scores anything itself."""
 
-    def __init__(self, store: Store, *, similarity: float = TITLE_SIMILARITY, window_hours: float = WINDOW_HOURS,
-                 candidates: int = CANDIDATES):
+    def __init__(self, store: Store, *, settings: StorySettings = StorySettings(), candidates: int = CANDIDATES):
         self.store = store
-        self.similarity = similarity
-        self.window_hours = window_hours
+        # Titles from this token-set Jaccard on are one story; only stories this recent are compared by title.
+        self.similarity = settings.title_similarity
+        self.window_hours = settings.window_hours
         self.candidates = candidates
 
     def keys(self, mention: Mention) -> tuple[str, ...]:

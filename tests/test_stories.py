@@ -11,7 +11,8 @@ from monitor.config import load_config
 from monitor.mention import Engagement, Mention
 from monitor.pipeline import Pipeline
 from monitor.source import Poll
-from monitor.spike import MIN_HISTORY_HOURS, brand_volume
+from monitor.config import SpikeSettings
+from monitor.spike import brand_volume
 from monitor.store import Store
 from monitor.stories import jaccard, normalise_url, title_tokens
 from tests.conftest import local_sources
@@ -151,7 +152,7 @@ def test_no_spike_without_history(tmp_path, write_config):
     pipeline.process("rss", Poll(mentions=[_mention(i, at=now - timedelta(minutes=i)) for i in range(10)]), now=now)
     assert brand_volume(store, "Acme", now).last_hour == 10
     assert brand_volume(store, "Acme", now).ratio == 0
-    assert brand_volume(store, "Acme", now + timedelta(hours=MIN_HISTORY_HOURS + 1)).ratio == 0  # quiet again
+    assert brand_volume(store, "Acme", now + timedelta(hours=SpikeSettings().min_history_hours + 1)).ratio == 0  # quiet again
 
 
 def test_sightings_count_places_not_mentions(write_config):
@@ -176,3 +177,37 @@ def test_sightings_count_places_not_mentions(write_config):
     assert json.loads(latest["signals"])["sightings"] == 3
     fifth = store.query("SELECT signals FROM mentions WHERE source_id = 'Kettle news-4'")[0]
     assert json.loads(fifth["signals"])["sightings"] >= 2, "re-scored when the story reached a new place"
+
+
+def test_story_settings_come_from_the_config(write_config):
+    now = datetime(2026, 11, 22, 12, tzinfo=timezone.utc)
+    titles = ["Acme kettles catching fire, regulator warns owners", "Regulator warns Acme kettles are catching fire"]
+    assert 0.6 <= jaccard(title_tokens(titles[0]), title_tokens(titles[1])) < 0.9
+    stories = {}
+    for similarity in (0.6, 0.9):
+        config = load_config(write_config({"stories": {"title_similarity": similarity}, "store": f"s{similarity}.db"}))
+        pipeline = Pipeline(config=config, store=Store(config.store_path))
+        for i, title in enumerate(titles):
+            m = _mention(i, at=now, title=title)
+            m.place = f"feed {i}"
+            pipeline.process("rss", Poll(mentions=[m]), now=now)
+        stories[similarity] = len({r["story_id"] for r in pipeline.store.query("SELECT story_id FROM mentions")})
+    assert stories == {0.6: 1, 0.9: 2}
+
+
+def test_spike_settings_come_from_the_config(write_config):
+    now = datetime(2026, 11, 22, 12, tzinfo=timezone.utc)
+    spikes = {"min_history_hours": 1, "baseline_days": 1, "min_baseline_per_hour": 1, "ratio": 5, "rescore": 1}
+    config = load_config(write_config({"spikes": spikes}))
+    store = Store(config.store_path)
+    pipeline = Pipeline(config=config, store=store)
+    # Two hours of history (one mention), then a burst of five in the last hour.
+    pipeline.process("rss", Poll(mentions=[_mention(0, at=now - timedelta(hours=2.5))]), now=now - timedelta(hours=2.5))
+    for i in range(1, 6):
+        pipeline.process("rss", Poll(mentions=[_mention(i, at=now - timedelta(minutes=50 - i))]), now=now)
+    [volume] = pipeline.check_spikes(now=now)
+    assert (volume.last_hour, volume.ratio, volume.spiking) == (5, 5.0, True)  # 5 >= ratio 5, after 1.5 h of history
+    assert brand_volume(store, "Acme", now).ratio == 0  # the defaults want 24 hours of history
+    respiked = [r["source_id"] for r in store.query("SELECT source_id, signals FROM mentions")
+                if json.loads(r["signals"])["brand_spike"] == 5.0]
+    assert len(respiked) == 2  # m5 scored at 5x, and rescore: 1 gave the spike to one earlier mention
