@@ -137,11 +137,14 @@ def alert_context(store: Store, alert, mention, previous=None) -> dict:
             "SELECT place, source, url FROM mentions WHERE story_id = ? AND id != ? ORDER BY created_at LIMIT 10",
             (mention["story_id"], mention["id"]))]
     posted = from_epoch(mention["created_at"])
+    extra = json.loads(mention["extra"] or "{}")
     return {
         "alert_id": alert["id"], "mention_id": mention["id"], "priority": mention["priority"],
         "brand": mention["brand"], "urgency": f"{mention['urgency']:.0f}", "virality": f"{mention['virality']:.0f}",
         "quote": trim(mention["quote"] or mention["text"], 400), "title": header_safe(mention["title"], 300),
         "text": trim(mention["text"]), "author": mention["author"] or "unknown author",
+        # Edited since it was first read: the responder sees both, the first text is what may have been seen.
+        "first_text": trim(extra["first_text"]) if extra.get("first_text") else "",
         "place": mention["place"] or mention["source"], "source": mention["source"], "url": mention["url"],
         "posted": f"{posted:%Y-%m-%d %H:%M} UTC",
         "compound": _fmt(mention["compound"]), "min_sentence": _fmt(mention["min_sentence"]),
@@ -264,7 +267,7 @@ def send_test_email(transport: Transport, config: Config, *, to: str) -> str:
         "author": "complaint-monitor", "place": "test-email", "source": "test", "url": "https://example.invalid/",
         "posted": f"{now:%Y-%m-%d %H:%M} UTC", "compound": "+0.00", "min_sentence": "+0.00",
         "negative_share": "0%", "growth_line": "none (test)", "reasons": ["test-email: no rules ran"],
-        "elsewhere": [], "changes": [], "since": "",
+        "elsewhere": [], "changes": [], "since": "", "first_text": "",
     }
     text, html = render("alert", context)
     message_id = f"<test-{int(now.timestamp())}@complaint-monitor>"

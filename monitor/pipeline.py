@@ -97,6 +97,7 @@ class Pipeline:
         mention.engagement = update.engagement
         if update.reach is not None:
             mention.reach = update.reach
+        edited = _apply_edit(mention, update)
         now = update.fetched_at
         previous = [(from_epoch(s["taken_at"]), s["score"] or 0, s["comments"] or 0)
                     for s in self.store.snapshots(row["id"]) if s["taken_at"] < to_epoch(now)]
@@ -104,8 +105,13 @@ class Pipeline:
         signals = signals_from_mention(mention, now=now, previous=previous,
                                        sightings=self.stories.sightings(row["story_id"]),
                                        brand_spike=before.brand_spike)
-        scores = self.scorer.score(mention, self._match(mention), signals=signals)
+        match = self._match(mention)
+        if edited and match is not None:
+            mention.quote = quote_around(_haystack(mention), match.start, match.end)
+        scores = self.scorer.score(mention, match, signals=signals)
         with self.store.transaction():
+            if edited:
+                self.store.update_text(row["id"], mention)
             self.store.add_snapshot(row["id"], update.engagement, to_epoch(now))
             self.store.update_scores(row["id"], scores)
             return self._queue_alerts(row["id"], mention, scores)
@@ -142,7 +148,7 @@ class Pipeline:
         return volumes
 
     def _match(self, mention: Mention) -> BrandMatch | None:
-        return self.matcher.match(f"{mention.title}\n{mention.text}" if mention.title else mention.text)
+        return self.matcher.match(_haystack(mention))
 
     def _queue_alerts(self, mention_id: int, mention: Mention, scores) -> int:
         queued = 0
@@ -161,7 +167,7 @@ class Pipeline:
         return queued
 
     def _match_new(self, mention: Mention) -> tuple[Mention, BrandMatch] | None:
-        haystack = f"{mention.title}\n{mention.text}" if mention.title else mention.text
+        haystack = _haystack(mention)
         match = self.matcher.match(haystack)
         if match is None:
             return None
@@ -205,6 +211,23 @@ def _each(items: list[tuple], step: Callable[..., Any]) -> Iterator[Any]:
             continue
         if result is not None:
             yield result
+
+def _haystack(mention: Mention) -> str:
+    """What the matcher reads: the title and the text, one line apart."""
+    return f"{mention.title}\n{mention.text}" if mention.title else mention.text
+
+
+def _apply_edit(mention: Mention, update: Mention) -> bool:
+    """The author's edit, as a re-read shows it: the new text is what is said now, and the text first read is
+    kept in ``extra["first_text"]``. A body deleted or removed since is no edit: what was said stays."""
+    extra = update.extra or {}
+    if not update.text or update.text == mention.text or extra.get("gone"):
+        return False
+    mention.extra = {**(mention.extra or {}), "edited_at": extra.get("edited_at")}
+    mention.extra.setdefault("first_text", mention.text)
+    mention.text = update.text
+    return True
+
 
 def _stored_signals(row) -> Signals:
     stored = json.loads(row["signals"] or "{}")

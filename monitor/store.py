@@ -284,13 +284,22 @@ class Store:
         return self.query("SELECT * FROM snapshots WHERE mention_id = ? ORDER BY taken_at", (mention_id,))
 
     def update_scores(self, mention_id: int, scores) -> None:
+        s = scores.sentiment
         with self.transaction() as db:
             db.execute(
                 "UPDATE mentions SET urgency = ?, virality = ?, priority = ?, reasons = ?, tags = ?, signals = ?,"
-                " suppressed = ? WHERE id = ?",
+                " suppressed = ?, compound = ?, negative = ?, neutral = ?, positive = ?, min_sentence = ?,"
+                " negative_share = ?, brand_compound = ?, title_compound = ? WHERE id = ?",
                 (scores.urgency, scores.virality, scores.priority, json.dumps([r.as_dict() for r in scores.reasons]),
                  json.dumps(scores.verdict.tags), json.dumps(scores.signals.as_dict()),
-                 int(scores.verdict.suppressed), mention_id))
+                 int(scores.verdict.suppressed), s.compound, s.negative, s.neutral, s.positive, s.min_sentence,
+                 s.negative_share, s.brand_compound, scores.title_compound, mention_id))
+
+    def update_text(self, mention_id: int, mention: Mention) -> None:
+        """An edited mention's text, quote and extra (which keeps the text first read)."""
+        with self.transaction() as db:
+            db.execute("UPDATE mentions SET text = ?, quote = ?, extra = ? WHERE id = ?",
+                       (mention.text, mention.quote, json.dumps(mention.extra, default=str), mention_id))
 
     def mention(self, mention_id: int) -> sqlite3.Row | None:
         rows = self.query("SELECT * FROM mentions WHERE id = ?", (mention_id,))

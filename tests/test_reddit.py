@@ -7,13 +7,16 @@ stored and how many requests reached the server.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import time
 
 import pytest
 
+from monitor.alert import alert_context
 from monitor.config import load_config
+from monitor.mail import render
 from monitor.pipeline import Pipeline
 from monitor.store import Store
 from sources.reddit import RedditSettings, RedditSource, reddit_client
@@ -315,6 +318,39 @@ def test_growing_post_is_reread_on_a_slowing_schedule_and_snapshotted(reddit, se
     clock.advance(1200)
     assert run().updates == [] and store.source_state("reddit")["tracked"] == {}
     assert reddit.count("/api/info") == 4
+
+
+def test_an_edit_seen_on_a_reread_is_stored_and_scored_but_a_deletion_keeps_what_was_said(reddit, setup):
+    now = time.time()
+    reddit.add_post(subreddit="CustomerService", id="e1", title="New kettle",
+                    selftext="My Acme kettle arrived today.", created_utc=now - 60, score=3, num_comments=1)
+    _, run, store, clock = setup(reddit)
+    run()
+    first = store.find_mention("reddit", "t3_e1")
+    alerts_before = store.query("SELECT priority FROM alerts WHERE mention_id = ?", (first["id"],))
+
+    edited = "Edit: it caught fire in my kitchen. My lawyer will hear about this, Acme."
+    reddit.update_post("e1", selftext=edited, edited=now + 200, score=5)
+    clock.advance(301)
+    assert [u.source_id for u in run().updates] == ["t3_e1"]
+    row = store.find_mention("reddit", "t3_e1")
+    assert row["text"] == edited and "lawyer" in row["quote"]
+    extra = json.loads(row["extra"])
+    assert extra["first_text"] == "My Acme kettle arrived today." and extra["edited_at"] == pytest.approx(now + 200)
+    assert "legal-or-safety" in {r["name"] for r in json.loads(row["reasons"])}
+    assert row["urgency"] > first["urgency"] and row["compound"] < first["compound"]
+    alerts = store.query("SELECT priority FROM alerts WHERE mention_id = ? ORDER BY priority", (row["id"],))
+    assert alerts[0]["priority"] < min(a["priority"] for a in alerts_before)  # the edit raised it: a new alert
+    alert = store.query("SELECT * FROM alerts WHERE mention_id = ? ORDER BY priority", (row["id"],))[0]
+    text, html = render("alert", alert_context(store, alert, row))
+    assert "edited by its author since first read" in text and "As first read:\nMy Acme kettle arrived today." in text
+    assert "As first read (edited by its author since)" in html and "My Acme kettle arrived today." in html
+
+    reddit.update_post("e1", selftext="[deleted]", score=6)
+    clock.advance(601)
+    assert [u.source_id for u in run().updates] == ["t3_e1"]
+    row = store.find_mention("reddit", "t3_e1")
+    assert row["text"] == edited and row["score"] == 6  # deleted since: the evidence stays
 
 
 def test_a_reread_whose_snapshot_was_not_stored_is_read_again(reddit, setup):
