@@ -161,7 +161,8 @@ def format_status(report: dict[str, Any]) -> str:
             lines.append(f"  feed {url}: {state}; last success {feed.get('last_success') or 'never'};"
                          f" last error {feed.get('last_error') or 'none'};"
                          f" mentions last hour {feed.get('mentions_last_hour', 0)};"
-                         f" next poll {'never' if feed.get('disabled') else feed.get('next_poll') or 'at the next run'}"
+                         f" {'looked at again' if feed.get('disabled') else 'next poll'}"
+                         f" {feed.get('next_poll') or 'at the next run'}"
                          f"{moved}{problem}")
     o = report["outbox"]
     lines.append(f"outbox: {o['pending']} pending (oldest {o['oldest_pending']}), {o['failed']} failed")

@@ -13,6 +13,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 
+GONE_RECHECK_HOURS = 24  # a disabled (410 Gone) feed is asked again this often
+
+
 def _iso(when: datetime) -> str:
     return when.isoformat(timespec="seconds")
 
@@ -55,12 +58,14 @@ class FeedState:
         return asdict(self)
 
     def is_due(self, now: datetime, *, slack: float = 0.0) -> bool:
-        if self.disabled:
-            return False
         when = _parse(self.next_poll)
+        if self.disabled:
+            return when is not None and when <= now  # the once-a-day look whether it is back
         return when is None or when <= now + timedelta(seconds=slack)
 
     def succeeded(self, now: datetime, *, interval: float, problem: str | None = None) -> None:
+        self.disabled = False
+        self.disabled_reason = None
         self.last_success = _iso(now)
         self.last_problem = problem
         self.failures = 0
@@ -78,12 +83,17 @@ class FeedState:
         delay = min(interval * 2 ** (self.failures - 1), max(max_backoff, interval))
         if retry_after is not None:
             delay = max(delay, retry_after)
+        if self.disabled:  # a gone feed that does not answer either: still once a day
+            delay = max(delay, GONE_RECHECK_HOURS * 3600)
         self.next_poll = _iso(now + timedelta(seconds=delay))
         return delay
 
     def disable(self, now: datetime, reason: str) -> None:
+        """Not polled any more, but looked at once a day: a feed removed by mistake that comes back is
+        read again without anyone editing the config."""
+        if not self.disabled:
+            self.disabled_reason = f"{reason} (since {_iso(now)})"
         self.disabled = True
-        self.disabled_reason = f"{reason} (since {_iso(now)})"
         self.last_error = reason
         self.last_error_at = _iso(now)
-        self.next_poll = None
+        self.next_poll = _iso(now + timedelta(hours=GONE_RECHECK_HOURS))

@@ -152,6 +152,7 @@ class RssSource:
     def _poll_feed(self, job: FeedJob, now: datetime, slow_hosts: SlowHosts) -> FeedJob:
         """Fetch and read one feed, recording the outcome in ``job``; never raises."""
         interval = job.feed.interval or self.settings.interval
+        was_gone = job.state.disabled
         try:
             fetched = self._fetch(job, slow_hosts)
             self._follow_move(job, fetched)
@@ -166,6 +167,8 @@ class RssSource:
                 self._read_entries(job, fetched, now, interval)
         except Exception as err:  # one broken feed never stops the others
             self._fail(job, now, interval, f"{type(err).__name__}: {err}")
+        if was_gone and not job.state.disabled:
+            log.warning("feed %s is back (it had answered 410 Gone): read again", job.label)
         return job
 
     def _fetch(self, job: FeedJob, slow_hosts: SlowHosts) -> Fetched:

@@ -350,8 +350,25 @@ def test_gone_disables_the_feed_with_a_reason_status_shows(feeds, monitor_feeds,
     assert state["disabled"] is True and "410 Gone" in state["disabled_reason"]
     assert any("Dead blog" in r.message and "disabled" in r.message for r in caplog.records)
     report = format_status(status(harness.store, {"rss": 300}))
-    assert f"feed {url}: disabled: 410 Gone" in report
+    assert f"feed {url}: disabled: 410 Gone" in report and "looked at again 20" in report
     assert f"feed {alive}: ok; last success 20" in report
+
+    # A day later it is looked at again: still gone, then back.
+    def a_day_passes():
+        states = harness.store.source_state("rss")
+        states[f"feed:{url}"]["next_poll"] = "2000-01-01T00:00:00+00:00"
+        harness.store.save_source_state("rss", states)
+
+    a_day_passes()
+    harness.cycle()
+    assert feeds.hits("/gone.xml") == 2 and harness.state(url)["disabled"] is True
+    assert harness.state(url)["disabled_reason"] == state["disabled_reason"]  # still "since" the first 410
+    feeds.serve("/gone.xml", complaint_feed(7, title="Back"))
+    a_day_passes()
+    with caplog.at_level(logging.WARNING, logger="complaint_monitor.sources.rss"):
+        harness.cycle()
+    assert harness.state(url)["disabled"] is False and harness.stored(url)
+    assert any("is back" in r.message for r in caplog.records)
 
 
 @pytest.mark.parametrize("status_code, retry_after, expected_wait", [
