@@ -219,11 +219,14 @@ def _haystack(mention: Mention) -> str:
 
 def _apply_edit(mention: Mention, update: Mention) -> bool:
     """The author's edit, as a re-read shows it: the new text is what is said now, and the text first read is
-    kept in ``extra["first_text"]``. A body deleted or removed since is no edit: what was said stays."""
+    kept in ``extra["first_text"]``. Only a re-read that says it was edited since (``extra["edited_at"]``, as
+    Reddit gives it) counts; a body deleted or removed since is no edit: what was said stays."""
     extra = update.extra or {}
-    if not update.text or update.text == mention.text or extra.get("gone"):
+    edited_at = extra.get("edited_at")
+    if not edited_at or edited_at == (mention.extra or {}).get("edited_at") or extra.get("gone") \
+            or not update.text.strip() or update.text == mention.text:
         return False
-    mention.extra = {**(mention.extra or {}), "edited_at": extra.get("edited_at")}
+    mention.extra = {**(mention.extra or {}), "edited_at": edited_at}
     mention.extra.setdefault("first_text", mention.text)
     mention.text = update.text
     return True
