@@ -587,7 +587,9 @@ class RuleBook:
             rules.extend(load_pack(path))
         return cls(rules)
 
-    def evaluate(self, facts: dict[str, Any]) -> Verdict:
+    def evaluate(self, facts: dict[str, Any], *, urgency: float = 0.0, virality: float = 0.0) -> Verdict:
+        """The rules' points added to ``urgency`` and ``virality`` (the continuous bases the complaint model and
+        the growth signals give), clamped to 0-100."""
         facts = dict(facts)
         tags = list(facts.get("tags") or ())
         facts["tags"] = tuple(tags)
@@ -605,7 +607,6 @@ class RuleBook:
                 positions += by_number.get(number, ())
         positions.sort()
         entries = self._entries
-        urgency = virality = 0.0
         reasons: list[Reason] = []
         notify: list[str] = []
         suppressed = False
