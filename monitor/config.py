@@ -139,7 +139,7 @@ class ComplaintSettings(Strict):
     # model shipped in the package. The daemon reads it again at its next poll when the file changes.
     model: str = "complaint-model.npz"
     # A mention is a complaint (paged as one) from this model probability on, or when a rule marks it one.
-    threshold: float = Field(default=0.5, gt=0, lt=1)
+    threshold: float = Field(default=0.7, gt=0, lt=1)
     # Urgency starts at probability x this many points; rules add severity on top (0-100 in all).
     urgency_points: float = Field(default=60, ge=0, le=100)
 
