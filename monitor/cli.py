@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from .config import ConfigError, load_config
@@ -30,8 +31,12 @@ def cmd_check_config(args) -> int:
     config = _load(args.config)
     validate_source_settings(config)
     book = RuleBook.from_files(config.rule_paths)
+    if not book.rules:
+        print(f"warning: {args.config}: no rules loaded, so every mention ranks urgency 0 and virality 0"
+              " (leave the rules key out to use the shipped packs)", file=sys.stderr)
+    packs = " from the shipped packs" if config.rules is None else ""
     print(f"{args.config}: OK ({len(config.brands)} brands, sources: {', '.join(config.sources) or 'none'},"
-          f" {len(book.rules)} rules, {len(config.responders)} responders)")
+          f" {len(book.rules)} rules{packs}, {len(config.responders)} responders)")
     return 0
 
 
@@ -147,7 +152,7 @@ def _analyst_command(name: str, run) -> int:
     """Bad filters or a missing store get a one-line error and exit code 2."""
     try:
         print(run())
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:  # OSError: --out names a missing folder, a file's child, a folder
         print(f"{name}: {err}", file=sys.stderr)
         return 2
     return 0
@@ -238,7 +243,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _formatter = setup(verbose=args.verbose)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # here, so a reader that went away is seen below and not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # The reader (`| head`) stopped reading: nothing more to say. stdout goes to devnull so
+        # Python's own flush at exit does not fail again (the way the Python docs give for SIGPIPE).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except ConfigError as err:
         print(f"config error in {args.config}:\n{err}", file=sys.stderr)
         return 2
