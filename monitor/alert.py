@@ -260,6 +260,52 @@ def deliver_digests(store: Store, transport: Transport, config: Config, *, now: 
     return sent
 
 
+class Waiting(NamedTuple):
+    """One recipient's queued alerts that wait for one reason."""
+    reason: str  # "digest", "quiet hours" (both held on purpose), "failing", "queued" (not tried yet)
+    recipient: str
+    count: int
+    until: float | None  # when they may go (digest, quiet hours) or are tried again (failing)
+    last_error: str | None = None
+
+    @property
+    def held(self) -> bool:
+        """Held back on purpose: what the responder asked for, not a problem."""
+        return self.reason in ("digest", "quiet hours")
+
+
+def waiting(store: Store, config: Config, *, now: float | None = None) -> list[Waiting]:
+    """Why the pending alerts have not gone out: held on purpose, or failing with the last error."""
+    now = time.time() if now is None else now
+    groups: dict[tuple[str, str], list] = {}
+    for alert in store.pending_alerts():
+        if alert["digest"]:
+            reason = "digest"
+        elif alert["last_error"]:
+            reason = "failing"
+        # Postponed (the one thing that postpones an alert that has not failed), or not tried yet and due
+        # inside the quiet hours, where the next round will postpone it.
+        elif alert["next_attempt_at"] > now or (alert["priority"] != "P1" and quiet_until(
+                _responder(config, alert["recipient"]), now)):
+            reason = "quiet hours"
+        else:
+            reason = "queued"
+        groups.setdefault((reason, alert["recipient"]), []).append(alert)
+    found = []
+    for (reason, recipient), alerts in groups.items():
+        if reason == "digest":
+            until = digest_due(config, recipient, alerts, now)
+        elif reason == "quiet hours":
+            until = max([a["next_attempt_at"] for a in alerts] + [quiet_until(_responder(config, recipient), now) or 0])
+        elif reason == "failing":
+            until = min(a["next_attempt_at"] for a in alerts)
+        else:
+            until = None
+        last_error = max(alerts, key=lambda a: a["attempts"])["last_error"]
+        found.append(Waiting(reason, recipient, len(alerts), until, last_error))
+    return found
+
+
 def send_test_email(transport: Transport, config: Config, *, to: str) -> str:
     """A sample alert through the configured transport; returns its Message-ID."""
     now = datetime.now(timezone.utc)

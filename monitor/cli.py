@@ -41,8 +41,11 @@ def cmd_check_config(args) -> int:
 
 
 def cmd_once(args) -> int:
+    from .alert import waiting
     from .app import Monitor
     from .daemon import StoreLock
+    from .health import waiting_lines
+    from .logs import Redactor, config_secrets
     config = _load(args.config)
     # The same lock as the daemon's: two senders on one outbox would email every alert twice.
     with StoreLock(config.store_path):
@@ -52,13 +55,21 @@ def cmd_once(args) -> int:
             delivery = monitor.deliver()
             monitor.deliver_digests()
             sent, pending = delivery.sent, monitor.store.pending_count()
+            queued = waiting(monitor.store, config)
         finally:
             monitor.close()
     stored = sum(len(r.outcome.stored) for r in reports if r.outcome)
     errors = sum(len(r.errors) for r in reports)
     print(f"{stored} new mentions, {sent} alerts sent, {pending} pending, {errors} source errors")
-    if pending:
-        print(f"{pending} alerts could not be delivered yet; they stay queued for the next run", file=sys.stderr)
+    for line in waiting_lines([w for w in queued if w.held]):
+        print(line)
+    undelivered = [w for w in queued if not w.held]
+    if undelivered:
+        print(f"{sum(w.count for w in undelivered)} alerts could not be delivered yet; they stay queued for the"
+              " next run", file=sys.stderr)
+        redact = Redactor(config_secrets(config))  # an SMTP error may quote what it was sent
+        for line in waiting_lines(undelivered):
+            print(redact(line), file=sys.stderr)
     return 0
 
 
@@ -179,7 +190,9 @@ def cmd_status(args) -> int:
     config = _load(args.config)
     intervals = {name: settings.interval for name, (_, settings) in validate_source_settings(config).items()}
     from .logs import Redactor, config_secrets
-    report = status(Store(config.store_path), intervals)
+    from .alert import waiting
+    store = Store(config.store_path)
+    report = status(store, intervals, waiting=waiting(store, config))
     text = json.dumps(report, indent=2) if args.json else format_status(report)
     print(Redactor(config_secrets(config))(text))
     return 0

@@ -371,6 +371,9 @@ class Store:
                 db.execute("UPDATE alerts SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?"
                            " WHERE id = ?", (error, retry_at, alert_id))
 
+    def pending_alerts(self) -> list[sqlite3.Row]:
+        return self.query("SELECT * FROM alerts WHERE status = 'pending' ORDER BY recipient, priority, id")
+
     def pending_count(self) -> int:
         return self.query("SELECT count(*) FROM alerts WHERE status = 'pending'")[0][0]
 

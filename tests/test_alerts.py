@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -326,3 +327,42 @@ def test_digest_lists_the_highest_first_at_the_level_alerted(setup):
         levels = [line[:4] for line in digest.splitlines() if line.startswith("[P")]
         assert levels == ["[P3]", "[P4]", "[P4]"], digest
         assert digest.index("Acme grey") < digest.index("Acme calm") < digest.index("Acme quiet")
+
+
+def test_once_and_status_tell_held_alerts_from_failing_ones(feeds, write_config, tmp_path):
+    from tests.servers.feeds import rss
+    pack = tmp_path / "pack.yaml"
+    pack.write_text(PACK)
+    url = feeds.serve("/f.xml", rss([{"title": "Acme AMBER thing", "link": "https://x.example/1", "guid": "1",
+                                      "description": "Acme AMBER: it broke"},
+                                     {"title": "Acme GREY thing", "link": "https://x.example/2", "guid": "2",
+                                      "description": "Acme GREY: it wobbled"}]))
+    now = datetime.now(timezone.utc)
+    quiet = f"{(now - timedelta(hours=1)):%H:%M}-{(now + timedelta(hours=2)):%H:%M}"
+    config = write_config({
+        "rules": [str(pack)], "sources": {"rss": {"feeds": [{"url": url}]}},
+        "email": {"smtp": {"host": "127.0.0.1", "port": free_port(), "timeout": 5}, "digest_minutes": 30},
+        "responders": [{"email": "digest@test.local", "min_priority": "P4", "digest_below": "P2"},
+                       {"email": "sleepy@test.local", "min_priority": "P4", "quiet_hours": quiet}]})
+
+    def cli(*args):
+        result = subprocess.run([sys.executable, "-m", "monitor.cli", "--config", str(config), *args],
+                                capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert result.returncode == 0, result.stderr
+        return result
+
+    # SMTP is down: the P2 to digest@ fails; its P3 waits for the digest, both of sleepy@'s for the morning.
+    once = cli("once")
+    assert "4 pending" in once.stdout
+    assert "held: 1 alert for the digest to digest@test.local, until 20" in once.stdout
+    assert "held: 2 alerts to sleepy@test.local through quiet hours, until 20" in once.stdout
+    assert "1 alerts could not be delivered yet" in once.stderr
+    assert "failing: 1 alert to digest@test.local, next try 20" in once.stderr
+    assert "last error: Connection" in once.stderr
+    assert "held" not in once.stderr
+    lines = cli("status").stdout.splitlines()
+    assert "  held: 2 alerts to sleepy@test.local through quiet hours, until" in "\n".join(lines)
+    assert any(line.startswith("  failing: 1 alert to digest@test.local") and "last error" in line for line in lines)
+    waiting = json.loads(cli("status", "--json").stdout)["outbox"]["waiting"]
+    assert sorted((w["reason"], w["recipient"], w["count"]) for w in waiting) == [
+        ("digest", "digest@test.local", 1), ("failing", "digest@test.local", 1), ("quiet hours", "sleepy@test.local", 2)]
