@@ -162,9 +162,10 @@ def test_output_piped_into_a_reader_that_stops_gives_no_traceback(write_config, 
         from monitor.mention import Mention
         from monitor.store import Store
         loaded = load_config(config)
-        Pipeline(config=loaded, store=Store(loaded.store_path)).process(
+        outcome = Pipeline(config=loaded, store=Store(loaded.store_path)).process(
             "rss", Poll(mentions=[Mention(source="rss", source_id="1", url="https://x.test/1", title="Acme",
                                           text="Acme charged me twice")]))
+        assert len(outcome.stored) == 1
     # Like `| head -0`: the reader is gone before anything is written.
     proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "--config", str(config), *command],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
