@@ -45,13 +45,13 @@ def _server_unusable(err: Exception) -> bool:
 
 
 def recipients(config: Config, *, brand: str | None, priority: str, suppressed: bool,
-               notify: list[str] = (), kind: str = "complaint") -> list[tuple[str, bool]]:
+               notify: list[str] = (), about: str = "complaint") -> list[tuple[str, bool]]:
     """(address, as_digest) for everyone who should hear about it: complaints by each responder's
     ``min_priority``, mentions that spread without being complaints only by their ``viral_min_priority``."""
     if suppressed:
         return []
-    found = [(r.email, r.digests(priority)) for r in config.responders if r.wants(brand, priority, kind=kind)]
-    if kind == "complaint":
+    found = [(r.email, r.digests(priority)) for r in config.responders if r.wants(brand, priority, about=about)]
+    if about == "complaint":
         found.extend((e, False) for e in notify if e not in {a for a, _ in found})
     return found
 
@@ -84,11 +84,11 @@ def _responder(config: Config, address: str) -> Responder | None:
 # -- rendering -----------------------------------------------------------
 
 
-def subject_for(mention, *, priority: str, previous_priority: str | None = None, kind: str = "complaint") -> str:
+def subject_for(mention, *, priority: str, previous_priority: str | None = None, about: str = "complaint") -> str:
     """``priority`` is the level the alert was raised at: the story may have calmed down before it is sent."""
     words = header_safe(mention["title"] or mention["quote"] or mention["text"], limit=90)
     level = priority if previous_priority is None else f"{priority} up from {previous_priority}"
-    if kind != "complaint":
+    if about != "complaint":
         level = f"Viral {level}"
     return f"[{level}] {mention['brand']}: {words}"
 
@@ -138,13 +138,13 @@ def alert_context(store: Store, alert, mention, previous=None) -> dict:
             (mention["story_id"], mention["id"]))]
     posted = from_epoch(mention["created_at"])
     extra = json.loads(mention["extra"] or "{}")
-    kind = alert["kind"] if "kind" in alert.keys() else "complaint"
+    about = alert["about"]
     complaint = mention["complaint"]
     return {
         # The level it was alerted at: the story may have calmed down (or grown) since. A viral alert's level is
         # its spread (the mention itself is P4 as a complaint).
-        "alert_id": alert["id"], "mention_id": mention["id"], "priority": alert["priority"], "kind": kind,
-        "what": "complaint" if kind == "complaint" else "viral mention (not a complaint)",
+        "alert_id": alert["id"], "mention_id": mention["id"], "priority": alert["priority"], "about": about,
+        "what": "complaint" if about == "complaint" else "viral mention (not a complaint)",
         "complaint": "n/a" if complaint is None else f"{complaint:.2f} (complaint model, 0-1)",
         "brand": mention["brand"], "urgency": f"{mention['urgency']:.0f}", "virality": f"{mention['virality']:.0f}",
         "quote": trim(mention["quote"] or mention["text"], 400), "title": header_safe(mention["title"], 300),
@@ -169,7 +169,7 @@ def render_alert(store: Store, alert, config: Config):
     return build_message(
         sender=config.email.from_, recipient=alert["recipient"],
         subject=subject_for(mention, priority=alert["priority"],
-                            previous_priority=previous["priority"] if previous else None, kind=alert["kind"]),
+                            previous_priority=previous["priority"] if previous else None, about=alert["about"]),
         text=text, html=html, message_id=alert["message_id"], date=alert["created_at"],
         in_reply_to=previous["message_id"] if previous else None,
         references=[a["message_id"] for a in earlier])
@@ -321,7 +321,7 @@ def send_test_email(transport: Transport, config: Config, *, to: str) -> str:
     """A sample alert through the configured transport; returns its Message-ID."""
     now = datetime.now(timezone.utc)
     context = {
-        "alert_id": 0, "mention_id": 0, "priority": "P1", "kind": "complaint", "what": "complaint",
+        "alert_id": 0, "mention_id": 0, "priority": "P1", "about": "complaint", "what": "complaint",
         "complaint": "0.95 (complaint model, 0-1)", "brand": config.brands[0].name, "urgency": "80",
         "virality": "40", "quote": f"This is a test alert from complaint-monitor about {config.brands[0].name}.",
         "title": "complaint-monitor test email", "text": "If you can read this, alert emails reach you.",

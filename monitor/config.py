@@ -155,10 +155,10 @@ class Responder(Strict):
     def digests(self, priority: str) -> bool:
         return self.digest_below is not None and PRIORITIES.index(priority) > PRIORITIES.index(self.digest_below)
 
-    def wants(self, brand: str | None, priority: str, *, kind: str = "complaint") -> bool:
+    def wants(self, brand: str | None, priority: str, *, about: str = "complaint") -> bool:
         if self.brands != "all" and brand not in self.brands:
             return False
-        lowest = self.min_priority if kind == "complaint" else self.viral_min_priority
+        lowest = self.min_priority if about == "complaint" else self.viral_min_priority
         return lowest is not None and PRIORITIES.index(priority) <= PRIORITIES.index(lowest)
 
 

@@ -167,7 +167,7 @@ class Pipeline:
         priority = scores.alert_priority
         for recipient, digest in recipients(self.config, brand=mention.brand, priority=priority,
                                             suppressed=scores.verdict.suppressed, notify=scores.verdict.notify,
-                                            kind=scores.kind):
+                                            about=scores.about):
             # Only a rise in priority is news; a story never re-alerts at a level it already reached.
             sent = self.store.query("SELECT priority FROM alerts WHERE mention_id = ? AND recipient = ?",
                                     (mention_id, recipient))
@@ -176,7 +176,7 @@ class Pipeline:
             if self.store.enqueue_alert(mention_id=mention_id, recipient=recipient, priority=priority,
                                         now=time.time(), urgency=scores.urgency, virality=scores.virality,
                                         score=mention.engagement.score, comments=mention.engagement.comments,
-                                        digest=digest, kind=scores.kind):
+                                        digest=digest, about=scores.about):
                 queued += 1
         return queued
 

@@ -146,7 +146,7 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE mentions ADD COLUMN complaint REAL;
     ALTER TABLE mentions ADD COLUMN is_complaint INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE alerts ADD COLUMN kind TEXT NOT NULL DEFAULT 'complaint';   -- complaint or viral
+    ALTER TABLE alerts ADD COLUMN about TEXT NOT NULL DEFAULT 'complaint';  -- complaint, or viral (not a complaint)
     CREATE TABLE labels (
         mention_id INTEGER PRIMARY KEY REFERENCES mentions (id),
         label INTEGER NOT NULL,        -- 1 complaint, 0 not
@@ -350,13 +350,13 @@ class Store:
 
     def enqueue_alert(self, *, mention_id: int, recipient: str, priority: str, now: float, urgency: float = 0,
                       virality: float = 0, score: int | None = None, comments: int | None = None,
-                      digest: bool = False, kind: str = "complaint") -> int | None:
+                      digest: bool = False, about: str = "complaint") -> int | None:
         with self.transaction() as db:
             cur = db.execute(
                 "INSERT OR IGNORE INTO alerts (mention_id, recipient, priority, next_attempt_at, message_id,"
-                " created_at, urgency, virality, score, comments, digest, kind)"
+                " created_at, urgency, virality, score, comments, digest, about)"
                 " VALUES (?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?)",
-                (mention_id, recipient, priority, now, now, urgency, virality, score, comments, int(digest), kind))
+                (mention_id, recipient, priority, now, now, urgency, virality, score, comments, int(digest), about))
             if cur.rowcount == 0:
                 return None
             alert_id = cur.lastrowid
