@@ -28,6 +28,8 @@ from .store import Store, from_epoch, to_epoch
 
 log = logging.getLogger("complaint_monitor.pipeline")
 
+FOLLOW_UP_MIN_BASE = 10  # score + comments below this are too few to grow "n times" from
+
 
 @dataclass
 class Outcome:
@@ -73,8 +75,8 @@ class Pipeline:
     def update_engagement(self, source: str, fresh: list[Mention]) -> Outcome:
         """New numbers for mentions stored before: snapshot them, re-score, alert again if the priority rose.
 
-        Alerts are unique per (mention, recipient, priority), so a story sends at
-        most one email per priority level however often it is re-read.
+        A first alert is unique per (mention, recipient, priority); at a level already
+        reached only a follow-up on big growth goes out (``_follow_up_due``).
         """
         outcome = Outcome(seen=len(fresh))
         for update in fresh:
@@ -122,11 +124,12 @@ class Pipeline:
         if row is None:
             return 0
         mention = self.store.row_to_mention(row)
-        signals = _stored_signals(row)._replace(**signal_changes)
+        before = _stored_signals(row)
+        signals = before._replace(**signal_changes)
         scores = self.scorer.score(mention, self._match(mention), signals=signals)
         with self.store.transaction():
             self.store.update_scores(mention_id, scores)
-            return self._queue_alerts(mention_id, mention, scores)
+            return self._queue_alerts(mention_id, mention, scores, new_place=signals.sightings > before.sightings)
 
     def check_spikes(self, *, now: datetime | None = None) -> list[Volume]:
         """Each brand's volume; a spiking brand's latest mentions scored before the spike get its points."""
@@ -151,21 +154,45 @@ class Pipeline:
     def _match(self, mention: Mention) -> BrandMatch | None:
         return self.matcher.match(_haystack(mention))
 
-    def _queue_alerts(self, mention_id: int, mention: Mention, scores) -> int:
+    def _queue_alerts(self, mention_id: int, mention: Mention, scores, *, new_place: bool = False) -> int:
+        """A rise in priority is news; at a level the mention's story already reached, only a follow-up is."""
         queued = 0
+        now = time.time()
         for recipient, digest in recipients(self.config, brand=mention.brand, priority=scores.priority,
                                             suppressed=scores.verdict.suppressed, notify=scores.verdict.notify):
-            # Only a rise in priority is news; a story never re-alerts at a level it already reached.
-            sent = self.store.query("SELECT priority FROM alerts WHERE mention_id = ? AND recipient = ?",
-                                    (mention_id, recipient))
-            if any(r["priority"] <= scores.priority for r in sent):
-                continue
+            thread = [a for a in self.store.thread_alerts(mention_id, recipient) if a["status"] != "superseded"]
+            kind, due = "alert", now
+            if thread and min(a["priority"] for a in thread) <= scores.priority:
+                due = self._follow_up_due(thread, mention_id, mention, scores.priority, new_place=new_place, now=now)
+                if due is None:
+                    continue
+                kind = "follow_up"
             if self.store.enqueue_alert(mention_id=mention_id, recipient=recipient, priority=scores.priority,
-                                        now=time.time(), urgency=scores.urgency, virality=scores.virality,
+                                        now=now, urgency=scores.urgency, virality=scores.virality,
                                         score=mention.engagement.score, comments=mention.engagement.comments,
-                                        digest=digest):
+                                        digest=digest, kind=kind, not_before=due):
                 queued += 1
         return queued
+
+    def _follow_up_due(self, thread: list, mention_id: int, mention: Mention, priority: str, *, new_place: bool,
+                       now: float) -> float | None:
+        """When a follow-up in the thread may go out, or None when there is no news. News: the mention's
+        score + comments grew ``follow_up_growth`` times since its last email, the story reached a new
+        place, or a new mention of the story is as serious as the thread's best. One per thread every
+        ``follow_up_minutes``, so a story going viral is a few emails, not one per re-read."""
+        settings = self.config.email
+        if any(a["status"] == "pending" for a in thread):
+            return None  # the email still waiting is rendered from the story as it is when it goes out
+        own = [a for a in thread if a["mention_id"] == mention_id]
+        if own:
+            before = (own[-1]["score"] or 0) + (own[-1]["comments"] or 0)
+            after = (mention.engagement.score or 0) + (mention.engagement.comments or 0)
+            news = new_place or after >= settings.follow_up_growth * max(before, FOLLOW_UP_MIN_BASE)
+        else:
+            news = new_place or priority == min(a["priority"] for a in thread)
+        if not news:
+            return None
+        return max(now, max(a["created_at"] for a in thread) + settings.follow_up_minutes * 60)
 
     def _match_new(self, mention: Mention) -> tuple[Mention, BrandMatch] | None:
         haystack = _haystack(mention)
@@ -190,7 +217,7 @@ class Pipeline:
             if mention_id is None:
                 return None
             story_id = self.stories.record(mention_id, mention, sighting, now=seen)
-            outcome.alerts += self._queue_alerts(mention_id, mention, scores)
+            outcome.alerts += self._queue_alerts(mention_id, mention, scores, new_place=sighting.grew)
             if sighting.grew:
                 # Seen somewhere new: the story's earlier mentions are more viral now too.
                 for other in self.stories.others(story_id, mention_id):
