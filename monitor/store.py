@@ -161,7 +161,8 @@ MIGRATIONS: list[str] = [
         urgency REAL, virality REAL, score INTEGER, comments INTEGER,
         digest INTEGER NOT NULL DEFAULT 0,
         kind TEXT NOT NULL DEFAULT 'alert',       -- alert (first at its level) or follow_up
-        subject TEXT                              -- the subject's words after [P..], kept by the thread
+        subject TEXT,                             -- the subject's words after [P..], kept by the thread
+        held_until REAL                           -- held on purpose (quiet hours, follow-up spacing) until then
     );
     INSERT INTO alerts_9 (id, mention_id, recipient, priority, status, attempts, next_attempt_at, last_error,
                           message_id, created_at, sent_at, urgency, virality, score, comments, digest)
@@ -362,10 +363,10 @@ class Store:
         with self.transaction() as db:
             cur = db.execute(
                 "INSERT OR IGNORE INTO alerts (mention_id, recipient, priority, next_attempt_at, message_id,"
-                " created_at, urgency, virality, score, comments, digest, kind)"
-                " VALUES (?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?)",
+                " created_at, urgency, virality, score, comments, digest, kind, held_until)"
+                " VALUES (?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?)",
                 (mention_id, recipient, priority, max(now, not_before or now), now, urgency, virality, score, comments,
-                 int(digest), kind))
+                 int(digest), kind, not_before if not_before and not_before > now else None))
             if cur.rowcount == 0:
                 return None
             alert_id = cur.lastrowid
@@ -400,8 +401,9 @@ class Store:
         return self.query(f"SELECT * FROM alerts WHERE {self._THREAD} ORDER BY id", (recipient, mention_id, mention_id))
 
     def postpone(self, alert_id: int, until: float) -> None:
+        """Held on purpose (quiet hours): analysts tell that wait from a delay by ``held_until``."""
         with self.transaction() as db:
-            db.execute("UPDATE alerts SET next_attempt_at = ? WHERE id = ?", (until, alert_id))
+            db.execute("UPDATE alerts SET next_attempt_at = ?, held_until = ? WHERE id = ?", (until, until, alert_id))
 
     def mark_sent(self, alert_ids: int | list[int], now: float, *, subject: str | None = None) -> None:
         """``subject``: the words after ``[P..]`` the email carried, which the rest of its thread keeps."""
