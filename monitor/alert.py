@@ -23,7 +23,7 @@ from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from .config import Config, Responder
+from .config import PRIORITIES, Config, Responder
 from .mail import SUBJECT_WORDS_LIMIT, Transport, build_message, header_safe, render, trim
 from .store import Store, from_epoch
 
@@ -280,12 +280,53 @@ class Delivery(NamedTuple):
     connection_error: str | None = None  # set when the server could not be reached at all
 
 
-def deliver_pending(store: Store, transport: Transport, config: Config, *, now: float | None = None) -> Delivery:
-    """Send every due alert once."""
-    now = time.time() if now is None else now
+def _batch_message_id(kind: str, recipient: str, batch) -> str:
+    # Same batch, same Message-ID: a resend after a crash is recognisably the same email.
+    key = hashlib.sha1(f"{recipient}|{','.join(str(a['id']) for a in batch)}".encode()).hexdigest()[:16]
+    return f"<{kind}-{key}@complaint-monitor>"
+
+
+def _send_storms(store: Store, transport: Transport, config: Config, due: list, now: float) -> tuple[list, int]:
+    """A responder who would get more than ``email.storm_threshold`` alerts in this round gets one summary
+    email listing them, highest priority first, each with its link; each alert is recorded as sent in
+    it. Returns the alerts left to send one by one, and the number of summaries sent."""
+    by_recipient: dict[str, list] = {}
+    for alert in due:
+        # What quiet hours hold back is not sent now, so it is not part of the storm either.
+        if alert["priority"] == "P1" or quiet_until(_responder(config, alert["recipient"]), now) is None:
+            by_recipient.setdefault(alert["recipient"], []).append(alert)
+    storms = {r: batch for r, batch in by_recipient.items() if len(batch) > config.email.storm_threshold}
     sent = 0
+    for recipient, batch in storms.items():
+        zone = _zone(config, recipient)
+        items = sorted((alert_context(store, a, store.mention(a["mention_id"]), zone=zone) for a in batch),
+                       key=lambda i: (i["priority"], -float(i["urgency"])))
+        brands = sorted({i["brand"] or "?" for i in items})
+        levels = ", ".join(f"{n} {p}" for p in PRIORITIES if (n := sum(i["priority"] == p for i in items)))
+        text, html = render("digest", {"items": items, "count": len(items), "more": 0,
+                                       "intro": f"{len(items)} alerts at once ({levels}), highest first"})
+        try:
+            transport.send(build_message(
+                sender=config.email.from_, recipient=recipient,
+                subject=f"[{items[0]['priority']}] Storm: {len(items)} alerts about {', '.join(brands)}",
+                text=text, html=html, message_id=_batch_message_id("storm", recipient, batch), date=time.time()))
+        except Exception as err:  # the alerts stay queued for the next round's summary, never one email each
+            log.warning("storm summary to %s not delivered via %s: %s: %s", recipient, transport.description,
+                        type(err).__name__, err)
+            continue
+        store.mark_sent([a["id"] for a in batch], time.time())
+        sent += 1
+        log.info("storm summary of %d alerts sent to %s", len(batch), recipient)
+    in_storms = {a["id"] for batch in storms.values() for a in batch}
+    return [a for a in due if a["id"] not in in_storms], sent
+
+
+def deliver_pending(store: Store, transport: Transport, config: Config, *, now: float | None = None) -> Delivery:
+    """Send every due alert once; a storm of them as one summary per responder."""
+    now = time.time() if now is None else now
+    due, sent = _send_storms(store, transport, config, store.due_alerts(now), now)
     connection_error = None
-    for alert in store.due_alerts(now):
+    for alert in due:
         if alert["priority"] != "P1":
             wake = quiet_until(_responder(config, alert["recipient"]), now)
             if wake is not None:
@@ -323,14 +364,14 @@ def deliver_digests(store: Store, transport: Transport, config: Config, *, now: 
             continue
         batch = alerts[:DIGEST_MAX_ITEMS]
         items = [alert_context(store, a, store.mention(a["mention_id"])) for a in batch]
-        # Same batch, same Message-ID: a resend after a crash is recognisably the same email.
-        key = hashlib.sha1(f"{recipient}|{','.join(str(a['id']) for a in batch)}".encode()).hexdigest()[:16]
-        text, html = render("digest", {"items": items, "count": len(batch), "more": len(alerts) - len(batch)})
+        text, html = render("digest", {"items": items, "count": len(batch), "more": len(alerts) - len(batch),
+                                       "intro": f"{len(batch)} lower-priority mentions since the last digest"})
         brands = sorted({i["brand"] for i in items})
         try:
             msg = build_message(sender=config.email.from_, recipient=recipient,
                                 subject=f"Digest: {len(batch)} lower-priority mentions of {', '.join(brands)}",
-                                text=text, html=html, message_id=f"<digest-{key}@complaint-monitor>", date=now)
+                                text=text, html=html, message_id=_batch_message_id("digest", recipient, batch),
+                                date=now)
             transport.send(msg)
         except Exception as err:
             log.warning("digest to %s not delivered via %s: %s: %s", recipient, transport.description,

@@ -169,3 +169,25 @@ def test_an_alert_held_through_quiet_hours_is_dated_when_it_is_sent(setup):  # n
         assert deliver_pending(store, transport, config, now=time.time() + 3 * 3600)[:2] == (1, 0)
         [(_, msg)] = server.messages
         assert email.utils.parsedate_to_datetime(msg["Date"]).timestamp() >= int(before)
+
+
+def test_a_storm_of_alerts_is_one_summary_highest_first_each_recorded_once(setup):  # noqa: F811
+    from tests.servers.smtp import SmtpServer
+    responders = [{"email": "oncall@test.local", "min_priority": "P4"},
+                  {"email": "boss@test.local", "min_priority": "P1"}]
+    with SmtpServer() as server:
+        config, store, pipeline, transport = setup(responders=responders, smtp_port=server.port, storm_threshold=10)
+        storm = [mention(f"g{i}", "GREY again") for i in range(10)] + [mention("r1", "RED on fire"),
+                                                                       mention("r2", "RED smoke")]
+        pipeline.process("reddit", Poll(mentions=storm))
+        assert deliver_pending(store, transport, config)[:2] == (3, 0)  # one summary + boss's two P1s
+        summary = server.to("oncall@test.local")
+        assert len(summary) == 1 and str(summary[0]["Subject"]) == "[P1] Storm: 12 alerts about Acme"
+        body = summary[0].get_body(("plain",)).get_content()
+        assert body.startswith("12 alerts at once (2 P1, 10 P3), highest first")
+        assert body.index("[P1]") < body.index("[P3]") and body.count("https://reddit.example/") == 12
+        assert len(server.to("boss@test.local")) == 2, "below the threshold: one email each"
+        statuses = store.query("SELECT status, count(*) FROM alerts WHERE recipient = 'oncall@test.local'"
+                               " GROUP BY status")
+        assert [tuple(r) for r in statuses] == [("sent", 12)]
+        assert deliver_pending(store, transport, config)[:2] == (0, 0)
