@@ -100,18 +100,28 @@ def subject_words(mention) -> str:
     return words
 
 
-def subject_for(words: str, *, priority: str, previous_priority: str | None = None) -> str:
-    """``priority`` is the level the alert was raised at: the story may have calmed down before it is sent.
-    ``words`` stay the same through a thread (mail clients thread by subject too); only the bracket says
-    what the email is: ``[P3]``, ``[P1 up from P3]``, ``[P1 update]``; ``previous_priority`` is the
-    highest level the thread reached before."""
+def subject_for(words: str, *, priority: str, previous_priority: str | None = None,
+                previous_subject: str | None = None) -> str:
+    """``priority`` is the level the alert was raised at: the story may have calmed down before it is sent;
+    ``previous_priority`` is the highest level the thread reached before, ``previous_subject`` the last
+    email's subject. Gmail keeps a conversation together only while the subject stays the same but for
+    ``Re:``, so news at a level already reached is ``Re:`` the last subject; a rise in priority must show
+    (``[P1 up from P3]``) and keeps the words after the bracket, which Outlook's Thread-Topic carries."""
     if previous_priority is None:
-        level = priority
-    elif priority < previous_priority:  # "P1" < "P3": higher
-        level = f"{priority} up from {previous_priority}"
-    else:
-        level = f"{previous_priority} update"  # news about a story already alerted at that level
-    return f"[{level}] {words}"
+        return f"[{priority}] {words}"
+    if priority < previous_priority:  # "P1" < "P3": higher
+        return f"[{priority} up from {previous_priority}] {words}"
+    return f"Re: {_bare(previous_subject) or f'[{previous_priority}] {words}'}"
+
+
+def _bare(subject: str | None) -> str:
+    return (subject or "").removeprefix("Re: ")
+
+
+def _thread_words(subject: str | None) -> str | None:
+    """The words after the bracket of a subject this module wrote."""
+    bare = _bare(subject)
+    return bare.split("] ", 1)[1] if bare.startswith("[") and "] " in bare else None
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -239,21 +249,22 @@ def _zone(config: Config, address: str) -> ZoneInfo:
 
 
 def render_alert(store: Store, alert, config: Config, *, now: float | None = None):
-    """The email and the subject words its thread keeps. Date is the sending time: an alert held through
+    """The email and its subject (kept with the alert for the thread). Date is the sending time: an alert held through
     quiet hours arrives on top of the inbox, not sorted back into the night."""
     mention = store.mention(alert["mention_id"])
     earlier = store.earlier_alerts(alert)
     previous = earlier[-1] if earlier else None
     best = min(a["priority"] for a in earlier) if earlier else None
-    words = next((a["subject"] for a in earlier if a["subject"]), None) or subject_words(mention)
+    words = next((w for a in earlier if (w := _thread_words(a["subject"]))), None) or subject_words(mention)
     context = alert_context(store, alert, mention, previous, best=best, zone=_zone(config, alert["recipient"]))
     text, html = render("alert", context)
+    subject = subject_for(words, priority=alert["priority"], previous_priority=best,
+                          previous_subject=previous["subject"] if previous else None)
     return build_message(
-        sender=config.email.from_, recipient=alert["recipient"],
-        subject=subject_for(words, priority=alert["priority"], previous_priority=best),
+        sender=config.email.from_, recipient=alert["recipient"], subject=subject,
         text=text, html=html, message_id=alert["message_id"], date=time.time() if now is None else now,
         in_reply_to=previous["message_id"] if previous else None,
-        references=[a["message_id"] for a in earlier], thread_topic=words), words
+        references=[a["message_id"] for a in earlier], thread_topic=words), subject
 
 
 # -- delivery ------------------------------------------------------------
@@ -333,7 +344,7 @@ def deliver_pending(store: Store, transport: Transport, config: Config, *, now: 
                 store.postpone(alert["id"], wake)
                 continue
         try:
-            msg, words = render_alert(store, alert, config)
+            msg, subject = render_alert(store, alert, config)
             transport.send(msg)
         except Exception as err:  # kept queued whatever went wrong; the log says what
             retry = None if _permanent(err) else _retry_at(config, alert, now)
@@ -344,7 +355,7 @@ def deliver_pending(store: Store, transport: Transport, config: Config, *, now: 
                 connection_error = f"{type(err).__name__}: {err}"
                 break
             continue
-        store.mark_sent(alert["id"], time.time(), subject=words)
+        store.mark_sent(alert["id"], time.time(), subject=subject)
         sent += 1
         log.info("alert %s (%s, mention %s) sent to %s", alert["id"], alert["priority"], alert["mention_id"],
                  alert["recipient"])

@@ -161,7 +161,7 @@ MIGRATIONS: list[str] = [
         urgency REAL, virality REAL, score INTEGER, comments INTEGER,
         digest INTEGER NOT NULL DEFAULT 0,
         kind TEXT NOT NULL DEFAULT 'alert',       -- alert (first at its level) or follow_up
-        subject TEXT,                             -- the subject's words after [P..], kept by the thread
+        subject TEXT,                             -- the subject it was sent with: its thread keeps the words
         held_until REAL                           -- held on purpose (quiet hours, follow-up spacing) until then
     );
     INSERT INTO alerts_9 (id, mention_id, recipient, priority, status, attempts, next_attempt_at, last_error,
@@ -406,7 +406,7 @@ class Store:
             db.execute("UPDATE alerts SET next_attempt_at = ?, held_until = ? WHERE id = ?", (until, until, alert_id))
 
     def mark_sent(self, alert_ids: int | list[int], now: float, *, subject: str | None = None) -> None:
-        """``subject``: the words after ``[P..]`` the email carried, which the rest of its thread keeps."""
+        """``subject``: the subject the email carried; the rest of its thread keeps its words."""
         ids = [alert_ids] if isinstance(alert_ids, int) else alert_ids
         with self.transaction() as db:
             db.executemany("UPDATE alerts SET status = 'sent', sent_at = ?, attempts = attempts + 1,"

@@ -70,7 +70,8 @@ def test_one_incident_in_three_places_is_one_thread(reddit, smtp, monitor):
     assert len(stories) == 3 and len({r["story_id"] for r in stories}) == 1 and stories[0]["story_id"]
     assert len(smtp.messages) == 2
     follow_up = smtp.messages[1][1]
-    assert str(follow_up["Subject"]) == "[P1 update] Acme stranded us at the gate for nine hours"
+    # Re: the last subject, which Gmail needs to keep the conversation together.
+    assert str(follow_up["Subject"]) == "Re: [P1] Acme stranded us at the gate for nine hours"
     assert follow_up["In-Reply-To"] == original["Message-ID"] and original["Message-ID"] in follow_up["References"]
     assert follow_up["Thread-Topic"] == original["Thread-Topic"] == words(original)
     body = follow_up.get_body(("plain",)).get_content()
@@ -122,7 +123,7 @@ def test_growth_follow_up_at_the_same_level_at_most_every_n_minutes(setup):  # n
         assert deliver_pending(store, transport, config, now=time.time() + 31 * 60)[:2] == (1, 0)
 
         subjects = [str(msg["Subject"]) for _, msg in server.messages]
-        assert subjects == ["[P1] Acme a", "[P1 update] Acme a", "[P1 update] Acme a"]
+        assert subjects == ["[P1] Acme a", "Re: [P1] Acme a", "Re: [P1] Acme a"]
         ids = [msg["Message-ID"] for _, msg in server.messages]
         assert [msg["In-Reply-To"] for _, msg in server.messages] == [None, ids[0], ids[1]]
         body = server.messages[1][1].get_body(("plain",)).get_content()
@@ -151,6 +152,16 @@ def test_an_escalation_by_an_edit_says_what_changed_and_keeps_the_thread(setup):
         body = escalation.get_body(("plain",)).get_content()
         assert "Escalated from P3 since the last email" in body, body
         assert "the author edited it, adding: \u201cRED it caught fire, my lawyer will call\u201d" in body
+
+        # News at the level reached: Re: the last subject, which Gmail keeps in the conversation.
+        store.query("UPDATE alerts SET created_at = created_at - 3600")
+        grown = mention("a", "GREY kettle arrived dented. RED it caught fire, my lawyer will call", score=400)
+        grown.fetched_at = first.fetched_at + timedelta(minutes=30)
+        pipeline.update_engagement("reddit", [grown])
+        assert deliver_pending(store, transport, config)[:2] == (1, 0)
+        latest = server.messages[-1][1]
+        assert str(latest["Subject"]) == "Re: [P1 up from P3] Acme a"
+        assert latest["In-Reply-To"] == escalation["Message-ID"] and latest["Thread-Topic"] == "Acme a"
 
 
 def test_an_alert_held_through_quiet_hours_is_dated_when_it_is_sent(setup):  # noqa: F811
