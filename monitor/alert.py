@@ -174,9 +174,10 @@ def _changes(store: Store, previous, best: str, alert, mention) -> list[str]:
         if edit:
             changes.append(edit)
     # Places the story reached since the last email (this mention's own, when it is new to the thread).
-    places = [] if mention["story_id"] is None else [f"{r['place'] or r['source']} ({r['source']})" for r in store.query(
-        "SELECT DISTINCT place, source FROM mentions WHERE story_id = ? AND fetched_at > ? AND id != ?"
-        " ORDER BY fetched_at LIMIT 10", (mention["story_id"], previous["created_at"], previous["mention_id"]))]
+    places = [] if mention["story_id"] is None else [
+        f"{r['place'] or r['source']} ({r['source']})" for r in store.query(
+            "SELECT DISTINCT place, source FROM mentions WHERE story_id = ? AND fetched_at > ? AND id != ?"
+            " ORDER BY fetched_at LIMIT 10", (mention["story_id"], previous["created_at"], previous["mention_id"]))]
     if places:
         changes.append(f"the story is now also in {', '.join(places)}")
     if previous["mention_id"] != alert["mention_id"]:
@@ -249,8 +250,8 @@ def _zone(config: Config, address: str) -> ZoneInfo:
 
 
 def render_alert(store: Store, alert, config: Config, *, now: float | None = None):
-    """The email and its subject (kept with the alert for the thread). Date is the sending time: an alert held through
-    quiet hours arrives on top of the inbox, not sorted back into the night."""
+    """The email and its subject (kept with the alert for the thread). Date is the sending time: an alert
+    held through quiet hours arrives on top of the inbox, not sorted back into the night."""
     mention = store.mention(alert["mention_id"])
     earlier = store.earlier_alerts(alert)
     previous = earlier[-1] if earlier else None

@@ -167,11 +167,16 @@ class Pipeline:
                 if due is None:
                     continue
                 kind = "follow_up"
-            if self.store.enqueue_alert(mention_id=mention_id, recipient=recipient, priority=scores.priority,
-                                        now=now, urgency=scores.urgency, virality=scores.virality,
-                                        score=mention.engagement.score, comments=mention.engagement.comments,
-                                        digest=digest, kind=kind, not_before=due):
+            alert_id = self.store.enqueue_alert(
+                mention_id=mention_id, recipient=recipient, priority=scores.priority, now=now,
+                urgency=scores.urgency, virality=scores.virality, score=mention.engagement.score,
+                comments=mention.engagement.comments, digest=digest, kind=kind, not_before=due)
+            if alert_id:
                 queued += 1
+                if kind == "alert":
+                    # The escalation tells all the news: a follow-up still waiting would only repeat it.
+                    self.store.supersede([a["id"] for a in thread if a["status"] == "pending"
+                                          and a["kind"] == "follow_up"])
         return queued
 
     def _follow_up_due(self, thread: list, mention_id: int, mention: Mention, priority: str, *, new_place: bool,

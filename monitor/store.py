@@ -380,6 +380,12 @@ class Store:
                        " AND status = 'pending' AND priority > ?", (mention_id, recipient, priority))
             return alert_id
 
+    def supersede(self, alert_ids: list[int]) -> None:
+        """Pending alerts replaced by a later one that tells the same news."""
+        with self.transaction() as db:
+            db.executemany("UPDATE alerts SET status = 'superseded' WHERE id = ? AND status = 'pending'",
+                           [(i,) for i in alert_ids])
+
     def due_alerts(self, now: float, limit: int = 200) -> list[sqlite3.Row]:
         return self.query("SELECT * FROM alerts WHERE status = 'pending' AND digest = 0 AND next_attempt_at <= ?"
                           " ORDER BY priority, id LIMIT ?", (now, limit))

@@ -202,3 +202,22 @@ def test_a_storm_of_alerts_is_one_summary_highest_first_each_recorded_once(setup
                                " GROUP BY status")
         assert [tuple(r) for r in statuses] == [("sent", 12)]
         assert deliver_pending(store, transport, config)[:2] == (0, 0)
+
+
+def test_an_escalation_replaces_a_follow_up_still_waiting(tmp_path, write_config):
+    from monitor.config import load_config as load
+    from monitor.pipeline import Pipeline
+    from monitor.store import Store
+    pack = tmp_path / "spread.yaml"
+    pack.write_text(PACK + """  - {name: spread, when: 'sightings >= 2 and source == "reddit"', urgency: 80}\n""")
+    config = load(write_config({"rules": [str(pack)], "email": {"follow_up_minutes": 0}}))
+    store = Store(config.store_path)
+    pipeline = Pipeline(config=config, store=store)
+    pipeline.process("reddit", Poll(mentions=[mention("a", "GREY story")]))
+    store.mark_sent([a["id"] for a in store.due_alerts(1e12)], time.time(), subject="[P3] Acme a")
+    news = mention("n", "GREY in the news")
+    news.source, news.place, news.extra = "rss", "Daily News", {"canonical_url": "https://reddit.example/a"}
+    pipeline.process("rss", Poll(mentions=[news]))  # a new place: a follow-up, then the post rises to P1
+    rows = [(a["mention_id"], a["priority"], a["kind"], a["status"]) for a in store.query("SELECT * FROM alerts")]
+    assert rows == [(1, "P3", "alert", "sent"), (2, "P3", "follow_up", "superseded"), (1, "P1", "alert", "pending")]
+    store.close()
