@@ -155,15 +155,18 @@ class Pipeline:
         return self.matcher.match(_haystack(mention))
 
     def _queue_alerts(self, mention_id: int, mention: Mention, scores, *, new_place: bool = False) -> int:
-        """A rise in priority is news; at a level the mention's story already reached, only a follow-up is."""
+        """A mention new at this level is an alert (every customer deserves an answer), a reply in its
+        story's thread when the story was alerted before; at a level the mention itself reached, only
+        news is, as a follow-up (``_follow_up_due``)."""
         queued = 0
         now = time.time()
         for recipient, digest in recipients(self.config, brand=mention.brand, priority=scores.priority,
                                             suppressed=scores.verdict.suppressed, notify=scores.verdict.notify):
             thread = [a for a in self.store.thread_alerts(mention_id, recipient) if a["status"] != "superseded"]
+            own = [a for a in thread if a["mention_id"] == mention_id]
             kind, due = "alert", now
-            if thread and min(a["priority"] for a in thread) <= scores.priority:
-                due = self._follow_up_due(thread, mention_id, mention, scores.priority, new_place=new_place, now=now)
+            if own and min(a["priority"] for a in own) <= scores.priority:
+                due = self._follow_up_due(thread, own[-1], mention, new_place=new_place, now=now)
                 if due is None:
                     continue
                 kind = "follow_up"
@@ -173,29 +176,23 @@ class Pipeline:
                 comments=mention.engagement.comments, digest=digest, kind=kind, not_before=due)
             if alert_id:
                 queued += 1
-                if kind == "alert":
+                if thread and scores.priority < min(a["priority"] for a in thread):
                     # The escalation tells all the news: a follow-up still waiting would only repeat it.
                     self.store.supersede([a["id"] for a in thread if a["status"] == "pending"
                                           and a["kind"] == "follow_up"])
         return queued
 
-    def _follow_up_due(self, thread: list, mention_id: int, mention: Mention, priority: str, *, new_place: bool,
+    def _follow_up_due(self, thread: list, last_own, mention: Mention, *, new_place: bool,
                        now: float) -> float | None:
-        """When a follow-up in the thread may go out, or None when there is no news. News: the mention's
-        score + comments grew ``follow_up_growth`` times since its last email, the story reached a new
-        place, or a new mention of the story is as serious as the thread's best. One per thread every
-        ``follow_up_minutes``, so a story going viral is a few emails, not one per re-read."""
+        """When a follow-up may go out, or None when there is no news. News: the mention's score + comments
+        grew ``follow_up_growth`` times since its last email, or its story reached a new place. One per
+        thread every ``follow_up_minutes``, so a story going viral is a few emails, not one per re-read."""
         settings = self.config.email
         if any(a["status"] == "pending" for a in thread):
             return None  # the email still waiting is rendered from the story as it is when it goes out
-        own = [a for a in thread if a["mention_id"] == mention_id]
-        if own:
-            before = (own[-1]["score"] or 0) + (own[-1]["comments"] or 0)
-            after = (mention.engagement.score or 0) + (mention.engagement.comments or 0)
-            news = new_place or after >= settings.follow_up_growth * max(before, FOLLOW_UP_MIN_BASE)
-        else:
-            news = new_place or priority == min(a["priority"] for a in thread)
-        if not news:
+        before = (last_own["score"] or 0) + (last_own["comments"] or 0)
+        after = (mention.engagement.score or 0) + (mention.engagement.comments or 0)
+        if not (new_place or after >= settings.follow_up_growth * max(before, FOLLOW_UP_MIN_BASE)):
             return None
         return max(now, max(a["created_at"] for a in thread) + settings.follow_up_minutes * 60)
 

@@ -60,19 +60,21 @@ def test_one_incident_in_three_places_is_one_thread(reddit, smtp, monitor):
                 follow_up_minutes=0)
     m.poll("reddit")
     m.deliver()
-    [(_, original)] = smtp.messages  # the comment is part of the post's thread: no email of its own
+    (_, original), (_, comment) = smtp.messages  # the comment is a customer too, answered in the post's thread
     assert str(original["Subject"]) == "[P1] Acme stranded us at the gate for nine hours"
+    assert str(comment["Subject"]) == "Re: [P1] Acme stranded us at the gate for nine hours"
+    assert comment["In-Reply-To"] == original["Message-ID"]
 
-    # The press links the post: same story, a new place, so a follow-up in the same thread.
+    # The press links the post: same story, a new place, in the same thread.
     m.poll("rss")
     m.deliver()
     stories = m.store.query("SELECT story_id FROM mentions ORDER BY id")
     assert len(stories) == 3 and len({r["story_id"] for r in stories}) == 1 and stories[0]["story_id"]
-    assert len(smtp.messages) == 2
-    follow_up = smtp.messages[1][1]
+    assert len(smtp.messages) == 3
+    follow_up = smtp.messages[2][1]
     # Re: the last subject, which Gmail needs to keep the conversation together.
     assert str(follow_up["Subject"]) == "Re: [P1] Acme stranded us at the gate for nine hours"
-    assert follow_up["In-Reply-To"] == original["Message-ID"] and original["Message-ID"] in follow_up["References"]
+    assert follow_up["In-Reply-To"] == comment["Message-ID"] and original["Message-ID"] in follow_up["References"]
     assert follow_up["Thread-Topic"] == original["Thread-Topic"] == words(original)
     body = follow_up.get_body(("plain",)).get_content()
     assert "Update since the last email" in body and "now also in Daily News (rss)" in body
@@ -204,20 +206,19 @@ def test_a_storm_of_alerts_is_one_summary_highest_first_each_recorded_once(setup
         assert deliver_pending(store, transport, config)[:2] == (0, 0)
 
 
-def test_an_escalation_replaces_a_follow_up_still_waiting(tmp_path, write_config):
-    from monitor.config import load_config as load
-    from monitor.pipeline import Pipeline
-    from monitor.store import Store
-    pack = tmp_path / "spread.yaml"
-    pack.write_text(PACK + """  - {name: spread, when: 'sightings >= 2 and source == "reddit"', urgency: 80}\n""")
-    config = load(write_config({"rules": [str(pack)], "email": {"follow_up_minutes": 0}}))
-    store = Store(config.store_path)
-    pipeline = Pipeline(config=config, store=store)
-    pipeline.process("reddit", Poll(mentions=[mention("a", "GREY story")]))
+def test_an_escalation_replaces_a_follow_up_still_waiting(setup):  # noqa: F811
+    config, store, pipeline, transport = setup(follow_up_minutes=30)
+    first = mention("a", "GREY story", score=20, comments=5, minutes_old=600)
+    pipeline.process("reddit", Poll(mentions=[first]))
     store.mark_sent([a["id"] for a in store.due_alerts(1e12)], time.time(), subject="[P3] Acme a")
-    news = mention("n", "GREY in the news")
-    news.source, news.place, news.extra = "rss", "Daily News", {"canonical_url": "https://reddit.example/a"}
-    pipeline.process("rss", Poll(mentions=[news]))  # a new place: a follow-up, then the post rises to P1
-    rows = [(a["mention_id"], a["priority"], a["kind"], a["status"]) for a in store.query("SELECT * FROM alerts")]
-    assert rows == [(1, "P3", "alert", "sent"), (2, "P3", "follow_up", "superseded"), (1, "P1", "alert", "pending")]
+
+    def reread(minutes: int, score: int) -> None:
+        grown = mention("a", "GREY story", score=score, comments=5, minutes_old=600)
+        grown.fetched_at = first.fetched_at + timedelta(minutes=minutes)
+        pipeline.update_engagement("reddit", [grown])
+
+    reread(600, 200)  # x8 slowly: a follow-up at P3, held for 30 minutes after the last email
+    reread(610, 1500)  # now fast: P1
+    rows = [(a["priority"], a["kind"], a["status"]) for a in store.query("SELECT * FROM alerts ORDER BY id")]
+    assert rows == [("P3", "alert", "sent"), ("P3", "follow_up", "superseded"), ("P1", "alert", "pending")]
     store.close()
