@@ -37,7 +37,7 @@ class Health:
                  operator: str | None, notify_after: float, redact: Redactor | None = None,
                  names: dict[str, str] | None = None):
         self.store = store
-        self.names = names or {}  # subject -> what the operator calls it (subject_names)
+        self.names = dict(names or {})  # subject -> what the operator calls it (subject_names)
         self.transport = transport
         self.fallback = fallback  # where operator emails go when SMTP itself is what fails
         self.sender = sender
@@ -45,6 +45,8 @@ class Health:
         self.notify_after = notify_after
         # Error text is stored, printed by status and emailed: it is redacted first.
         self.redact = redact or Redactor()
+        # Subjects arrive redacted (a feed URL may carry a token): known by that form too.
+        self.names.update({self.redact(k): v for k, v in list(self.names.items())})
 
     def failed(self, subject: str, error: str, *, now: float | None = None) -> None:
         now = time.time() if now is None else now
@@ -70,7 +72,7 @@ class Health:
                                 smtp_down=False)
 
     def _name(self, subject: str) -> str:
-        return self.names.get(subject) or self.names.get(self.redact(subject)) or self.redact(subject)
+        return self.names.get(self.redact(subject)) or self.redact(subject)
 
     def _tell_operator(self, subject: str, title: str, body: str, *, smtp_down: bool) -> None:
         key = "".join(c if c.isalnum() else "-" for c in subject)[:60]

@@ -174,3 +174,22 @@ def test_status_says_when_no_daemon_has_polled_for_a_while(tmp_path):
     assert "overdue by 55 min: is the daemon running?" in report["sources"]["rss"]["next_run"]
     fresh = status_report(store, {"rss": 300}, now=now - 3500)
     assert "overdue" not in fresh["sources"]["rss"]["next_run"]
+
+
+def test_a_feed_whose_url_carries_a_token_is_still_named_and_the_token_never_shown(tmp_path):
+    import email
+    import email.policy
+    from monitor.health import Health, subject_names
+    from monitor.logs import Redactor
+    from monitor.mail import FolderTransport
+    from monitor.store import Store
+    url = "https://feeds.example/private.xml?token=s3cr3t-t0ken-value"
+    outbox = FolderTransport(folder=tmp_path / "outbox")
+    health = Health(store=Store(tmp_path / "store.db"), transport=outbox, fallback=outbox, sender="m@test.local",
+                    operator="ops@test.local", notify_after=0, redact=Redactor(),
+                    names=subject_names({"rss": {"feeds": [{"url": url, "name": "Private feed"}]}}))
+    health.failed(f"rss feed:{url}", "HTTPStatusError: 500")
+    [sent] = (tmp_path / "outbox").iterdir()
+    msg = email.message_from_bytes(sent.read_bytes(), policy=email.policy.default)
+    assert str(msg["Subject"]).startswith("complaint-monitor: feed \u201cPrivate feed\u201d failing since")
+    assert "s3cr3t" not in sent.read_text(errors="replace")
