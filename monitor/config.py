@@ -112,6 +112,13 @@ class EmailSettings(Strict):
     digest_minutes: float = Field(default=60, gt=0)
     # How often the daemon sends what is due in the outbox (seconds).
     send_interval: float = Field(default=30, gt=0)
+    # A story already alerted at its level gets a follow-up in its thread when its score + comments grew
+    # this many times since the last email, or it turned up in a new place; at most one per thread
+    # every follow_up_minutes.
+    follow_up_growth: float = Field(default=4, gt=1)
+    follow_up_minutes: float = Field(default=60, ge=0)
+    # More alerts than this for one responder in one delivery round become one storm summary email.
+    storm_threshold: int = Field(default=10, ge=1)
 
 
 class Responder(Strict):

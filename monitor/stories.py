@@ -71,6 +71,28 @@ def story_links(mention: Mention) -> list[str]:
     return links
 
 
+# A Reddit post's id in its links: reddit.com/r/sub/comments/ID/..., reddit.com/comments/ID, redd.it/ID.
+_REDDIT_POST = re.compile(r"(?:\breddit\.com/(?:r/[^/\s)\]]+/)?comments/|\bredd\.it/)([a-z0-9]{2,12})\b",
+                          re.IGNORECASE)
+
+
+def reddit_posts(mention: Mention) -> list[str]:
+    """The Reddit posts a mention belongs to: a post itself, a comment's post, a post an entry links to.
+
+    Keyed by the post's id, so a news item linking ``redd.it/abc`` and the post ``reddit.com/r/x/comments/abc/``
+    are one story whatever form the link takes."""
+    extra = mention.extra or {}
+    ids: list[str] = []
+    if mention.kind == "post" and mention.source_id.startswith("t3_"):
+        ids.append(mention.source_id[3:])
+    elif mention.kind == "comment" and str(extra.get("link_id") or "").startswith("t3_"):
+        ids.append(str(extra["link_id"])[3:])
+    else:
+        for text in (extra.get("canonical_url"), extra.get("link_url"), mention.url, mention.text):
+            ids.extend(m.group(1) for m in _REDDIT_POST.finditer(text if isinstance(text, str) else ""))
+    return list(dict.fromkeys(i.lower() for i in ids))[:5]
+
+
 def title_tokens(title: str) -> frozenset[str]:
     """Normalised words of a title, without stopwords: the title's fingerprint."""
     return frozenset(w for w in _WORD.findall(title.casefold()) if w not in STOPWORDS and len(w) > 1)
@@ -112,14 +134,16 @@ class Stories:
 
     def keys(self, mention: Mention) -> tuple[str, ...]:
         keys = [f"url:{link}" for link in story_links(mention)]
+        keys += [f"reddit:{post}" for post in reddit_posts(mention)]
         tokens = title_tokens(mention.title)
         if len(tokens) >= MIN_TITLE_TOKENS:
             keys.append(_title_key(mention.brand, tokens))
         return tuple(keys)
 
     def clusterable(self, mention: Mention) -> bool:
-        """A comment without a title or a link of its own is part of its thread, not a story."""
-        return bool(mention.title.strip()) or bool((mention.extra or {}).get("canonical_url"))
+        """A comment belongs to its post's story; one without a post, title or link of its own has none."""
+        extra = mention.extra or {}
+        return bool(mention.title.strip()) or bool(extra.get("canonical_url")) or bool(reddit_posts(mention))
 
     def find(self, mention: Mention, *, now: datetime) -> Sighting:
         """The story this mention belongs to, and its sightings once this mention counts."""
@@ -130,7 +154,8 @@ class Stories:
         if story_id is None:
             return Sighting(None, 1, keys)
         before = self.sightings(story_id)
-        new_place = not self.store.query(
+        # A comment in its post's thread is where the post already is, not a new place.
+        new_place = mention.kind != "comment" and not self.store.query(
             "SELECT 1 FROM mentions WHERE story_id = ? AND source = ? AND place = ? LIMIT 1",
             (story_id, mention.source, mention.place))
         return Sighting(story_id, before + new_place, keys, previous_sightings=before)
@@ -146,7 +171,8 @@ class Stories:
                 cur = db.execute(
                     "INSERT OR IGNORE INTO stories (brand, key, title, url, first_seen, last_seen, sightings)"
                     " VALUES (?, ?, ?, ?, ?, ?, 1)",
-                    (mention.brand, sighting.keys[0], mention.title, mention.url, seen, seen))
+                    (mention.brand, sighting.keys[0], mention.title or _post(mention, "post_title", ""),
+                     _post(mention, "post_url", mention.url), seen, seen))
                 story_id = cur.lastrowid if cur.rowcount else db.execute(
                     "SELECT id FROM stories WHERE key = ?", (sighting.keys[0],)).fetchone()[0]
             else:
@@ -194,3 +220,9 @@ class Stories:
             if score >= best_score:
                 best, best_score = row["id"], score
         return best
+
+
+def _post(mention: Mention, key: str, default: str) -> str:
+    """A comment's post title or link (``extra``), for a story a comment starts before its post is seen."""
+    value = (mention.extra or {}).get(key)
+    return value if isinstance(value, str) and value else default

@@ -110,14 +110,26 @@ def mention_from_submission(source: str, post: Any, *, now: datetime) -> Mention
     )
 
 
+def _post_url(comment: Any, permalink: str) -> str:
+    """The link of the post a comment belongs to: Reddit's ``link_permalink``, else the comment's own
+    permalink (``/r/sub/comments/POST/slug/COMMENT/``) without its last step."""
+    link = field(comment, "link_permalink")
+    if isinstance(link, str) and link.startswith(("https://", "http://")):
+        return link
+    return PERMALINK_BASE + permalink.rstrip("/").rsplit("/", 1)[0] + "/"
+
+
 def mention_from_comment(source: str, comment: Any, *, now: datetime) -> Mention:
     sub = _subreddit(comment)
+    permalink = str(required(comment, "permalink"))
     return Mention(
         source=source, source_id=fullname(comment), kind="comment",
-        url=PERMALINK_BASE + str(required(comment, "permalink")),
+        url=PERMALINK_BASE + permalink,
         title="", text=_words(field(comment, "body")), author=_author(comment), created_at=_created(comment),
         fetched_at=now, place=f"r/{sub} (comment)", engagement=Engagement(score=field(comment, "score")),
+        # The post it answers: the responder sees the thread's title, and stories put it in the post's story.
         extra={"subreddit": sub, "link_id": field(comment, "link_id"), "edited_at": _edited_at(comment),
+               "post_title": str(field(comment, "link_title") or ""), "post_url": _post_url(comment, permalink),
                "gone": _gone(comment, field(comment, "body"))},
     )
 

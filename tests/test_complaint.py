@@ -252,11 +252,11 @@ def test_only_complaints_are_paged_as_complaints_and_viral_praise_is_opt_in(writ
     assert ("quiet", "social@test.local") not in alerts  # a P1-only responder for complaints
 
     from monitor.alert import render_alert
-    viral = render_alert(store, alerts[("praise", "social@test.local")], config)
+    viral, _ = render_alert(store, alerts[("praise", "social@test.local")], config)
     assert str(viral["Subject"]).startswith("[Viral P1]")
     body = viral.get_body(("plain",)).get_content()
     assert "Not a complaint" in body and "Take responsibility" not in body
-    angry_mail = render_alert(store, alerts[("angry", "oncall@test.local")], config)
+    angry_mail, _ = render_alert(store, alerts[("angry", "oncall@test.local")], config)
     angry_body = angry_mail.get_body(("plain",)).get_content()
     assert str(angry_mail["Subject"]).startswith("[P1]") and "Take responsibility" in angry_body
     assert f"Complaint: {rows['angry']['complaint']:.2f}" in angry_body
