@@ -17,6 +17,22 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def encodable(value: Any) -> Any:
+    """``value`` (a string, or strings inside dicts and lists) with every lone surrogate replaced by U+FFFD;
+    a surrogate pair that arrived as two halves becomes the character it encodes."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return value
+    if isinstance(value, dict):
+        return {encodable(k): encodable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [encodable(v) for v in value]
+    return value
+
+
 @dataclass(slots=True)
 class Engagement:
     """Public numbers of a post at one moment; None where a source has no such number."""
@@ -51,6 +67,15 @@ class Mention:
     # Filled in by the matcher.
     brand: str | None = None
     quote: str = ""
+
+    def __post_init__(self) -> None:
+        # Every stage (the store, json, the email) needs text that is valid Unicode: a lone surrogate
+        # (a truncated emoji, "\\ud83d" in Reddit's JSON) would fail the store insert and lose the mention.
+        self.source_id, self.title, self.text = encodable(self.source_id), encodable(self.title), encodable(self.text)
+        self.url, self.place = encodable(self.url), encodable(self.place)
+        if self.author is not None:
+            self.author = encodable(self.author)
+        self.extra = encodable(self.extra)
 
     @property
     def key(self) -> tuple[str, str]:
