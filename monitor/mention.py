@@ -67,6 +67,9 @@ class Mention:
     # Filled in by the matcher.
     brand: str | None = None
     quote: str = ""
+    # Found by a source's first look but older than its backfill window (RSS's first poll of a feed):
+    # stored and scored for the record, never alerted as news.
+    backfill: bool = False
 
     def __post_init__(self) -> None:
         # Every stage (the store, json, the email) needs text that is valid Unicode: a lone surrogate

@@ -108,9 +108,18 @@ def entry_text(entry: Any, *, base_url: str = "") -> str:
     return html_to_text(entry.get("summary") or "", base_url=base_url)
 
 
+def newest_entries(entries: list[Any], limit: int, *, now: datetime) -> list[Any]:
+    """The ``limit`` newest entries (an entry without a date counts as new), in the feed's order."""
+    if len(entries) <= limit:
+        return entries
+    ranked = sorted(range(len(entries)), key=lambda i: entry_time(entries[i]) or now, reverse=True)
+    return [entries[i] for i in sorted(ranked[:limit])]
+
+
 def entry_mentions(parsed: feedparser.FeedParserDict, *, source: str, feed_id: str, feed_name: str,
-                   base_url: str, reach: float, now: datetime) -> list[Mention]:
-    """One Mention per entry; ``feed_id`` (the configured URL) keeps ids stable when the feed moves.
+                   base_url: str, reach: float, now: datetime, limit: int | None = None) -> list[Mention]:
+    """One Mention per entry (the ``limit`` newest); ``feed_id`` (the configured URL) keeps ids stable when the
+    feed moves.
 
     A date in the future (a wrong time zone, a typo) is taken as now, so age and velocity stay sane.
 
@@ -118,7 +127,8 @@ def entry_mentions(parsed: feedparser.FeedParserDict, *, source: str, feed_id: s
     """
     title = feed_name or html_to_text(parsed.feed.get("title") or "") or feed_id
     mentions = []
-    for entry in parsed.entries:
+    entries = parsed.entries if limit is None else newest_entries(parsed.entries, limit, now=now)
+    for entry in entries:
         try:
             link = urljoin(base_url, entry["link"]) if entry.get("link") else base_url
             mentions.append(Mention(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from http import HTTPStatus
 from typing import Any
 
@@ -57,6 +57,10 @@ class RssSettings(BaseModel):
     per_host: int = Field(default=2, ge=1, le=16)
     # Longest wait between tries of a failing feed (the backoff doubles up to this), in seconds.
     max_backoff: float = Field(default=6 * 3600, gt=0)
+    # A feed's first poll stores what it finds but alerts only on entries younger than this.
+    backfill_hours: float = Field(default=24, ge=0)
+    # Entries read per feed per poll, newest first: a 100,000-entry feed costs no more than this.
+    max_entries: int = Field(default=200, ge=1)
     feeds: list[FeedSettings] = Field(default_factory=list)
 
     @field_validator("feeds")
@@ -193,8 +197,16 @@ class RssSource:
             problems.append(f"{type(parsed.bozo_exception).__name__}: {parsed.bozo_exception}")
         if parsed.bozo and not parsed.entries and not parsed.version:
             raise ValueError(f"not a feed ({'; '.join(problems)})")
+        if len(parsed.entries) > self.settings.max_entries:
+            # Worded the same every poll, so it is logged once, not at every poll.
+            problems.append(f"more than {self.settings.max_entries} entries: read the newest (max_entries)")
         job.mentions = entry_mentions(parsed, source=self.name, feed_id=job.feed.url, feed_name=job.feed.name,
-                                      base_url=fetched.base_url, reach=job.feed.weight * 1000, now=now)
+                                      base_url=fetched.base_url, reach=job.feed.weight * 1000, now=now,
+                                      limit=self.settings.max_entries)
+        if job.state.last_success is None:  # the first look at this feed: its archive is no news
+            oldest_news = now - timedelta(hours=self.settings.backfill_hours)
+            for mention in job.mentions:
+                mention.backfill = mention.created_at < oldest_news
         problem = "; ".join(problems) or None
         if problem and problem != job.state.last_problem:  # once per new problem, not every poll
             log.warning("feed %s: %s; kept %d entries", job.label, problem, len(job.mentions))

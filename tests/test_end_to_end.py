@@ -8,7 +8,7 @@ import time
 
 from monitor import load_mentions
 from tests.conftest import ROOT
-from tests.servers.feeds import rss
+from tests.servers.feeds import recent, rss
 
 COMPLAINT = ("Acme charged me twice for the same order and support hung up on me. Third time I call, "
              "still no refund. Absolutely furious, never again.")
@@ -35,7 +35,7 @@ def test_once_delivers_each_complaint_once_and_ranks_praise_lower(reddit, feeds,
     feed_url = feeds.serve("/acme.xml", rss([
         {"title": "Acme lost my luggage and nobody answers", "link": "https://blog.example/acme-luggage",
          "guid": "luggage-1", "description": "<p>Acme lost my bag. I have emailed them 5 times. "
-                                              "I'm talking to a lawyer.</p>", "pubDate": "Sun, 22 Nov 2026 10:00:00 GMT"},
+                                              "I'm talking to a lawyer.</p>", "pubDate": recent()},
     ]))
     config = write_config({
         "sources": {

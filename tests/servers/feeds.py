@@ -150,6 +150,11 @@ class FeedServer(LocalHttpServer):
         super().stop()
 
 
+def recent(hours: float = 1.0) -> str:
+    """An RFC 822 date ``hours`` ago: an entry that date is news, younger than the first poll's backfill_hours."""
+    return formatdate(time.time() - hours * 3600, usegmt=True)
+
+
 def rss(items: list[dict], *, title: str = "Test feed") -> str:
     """An RSS 2.0 document; each item dict has title, link, description, guid, pubDate."""
     from xml.sax.saxutils import escape
