@@ -9,6 +9,7 @@ different pages on them exist.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 # Query parameters that say how someone arrived, not what they look at (story clustering uses them too).
@@ -19,6 +20,33 @@ TRACKING_PARAMS = frozenset({
     "referrer", "cmpid", "share", "si", "spm", "smid", "sr_share", "ncid", "ocid", "s_cid", "__twitter_impression",
 })
 DEFAULT_PORTS = {"http": 80, "https": 443}
+# Query parameters that carry a credential (a private feed's ?token=...): kept in the config only, never
+# stored, emailed or logged (monitor/logs.py redacts them by this same name pattern).
+SECRET_PARAM_NAME = (r"(?:[a-z0-9]+[_.-])*(?:token|secret|password|passwd|api_?key|apikey|key|signature|sig)"
+                     r"(?:[_.-][a-z0-9]+)*")
+_SECRET_PARAM = re.compile(SECRET_PARAM_NAME, re.IGNORECASE)
+
+
+def is_secret_param(name: str) -> bool:
+    return _SECRET_PARAM.fullmatch(name) is not None
+
+
+def public_url(url: str) -> str:
+    """``url`` without the credentials it may carry: ``user:password@`` and secret-named query parameters.
+
+    Everything else is left exactly as it was; a URL that cannot be parsed is returned unchanged.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number
+    except ValueError:
+        return url
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    secret = [k for k, _ in query if is_secret_param(k)]
+    if "@" not in parts.netloc and not secret:
+        return url
+    kept = urlencode([(k, v) for k, v in query if not is_secret_param(k)]) if secret else parts.query
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, kept, parts.fragment))
 
 
 def is_tracking_param(name: str) -> bool:
@@ -26,8 +54,29 @@ def is_tracking_param(name: str) -> bool:
     return lowered in TRACKING_PARAMS or lowered.startswith(TRACKING_PREFIXES)
 
 
+def with_credentials_of(url: str, configured: str) -> str:
+    """``url`` (stored without credentials) with those of ``configured`` put back, on the same host only:
+    a feed that moved within its site still authenticates, and no credential goes to another host."""
+    try:
+        parts, origin = urlsplit(url), urlsplit(configured)
+    except ValueError:
+        return url
+    if parts.hostname != origin.hostname:
+        return url
+    userinfo = origin.netloc.rpartition("@")[0]
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    have = {k for k, _ in query}
+    missing = [(k, v) for k, v in parse_qsl(origin.query, keep_blank_values=True)
+               if is_secret_param(k) and k not in have]
+    if not userinfo and not missing:
+        return url
+    netloc = f"{userinfo}@{parts.netloc.rpartition('@')[2]}" if userinfo else parts.netloc
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query + missing) if missing else parts.query))
+
+
 def canonical_url(url: str) -> str:
-    """``url`` without tracking parameters, fragment, default port or trailing slash; host in lower case.
+    """``url`` without tracking parameters, credentials, fragment, default port or trailing slash; host in lower
+    case.
 
     Anything that is not an absolute http(s) URL is returned unchanged.
     """
@@ -44,10 +93,10 @@ def canonical_url(url: str) -> str:
         host = f"[{host}]"  # IPv6
     if port is not None and port != DEFAULT_PORTS[scheme]:
         host = f"{host}:{port}"
-    if parts.username or parts.password:
-        host = f"{parts.username or ''}{':' + parts.password if parts.password else ''}@{host}"
+    # No user:password@ and no secret parameters: credentials never name a page.
     path = parts.path.rstrip("/") or "/"
-    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not is_tracking_param(k)]
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+            if not is_tracking_param(k) and not is_secret_param(k)]
     # Sorted, so two links that list the same parameters in another order are the same link.
     query = urlencode(sorted(kept), doseq=True)
     return urlunsplit((scheme, host, path, query, ""))

@@ -22,7 +22,7 @@ from urllib.parse import urljoin
 import feedparser
 import html2text
 
-from monitor.links import canonical_url
+from monitor.links import canonical_url, public_url
 from monitor.mention import Mention
 
 log = logging.getLogger("complaint_monitor.sources.rss")
@@ -123,14 +123,16 @@ def entry_mentions(parsed: feedparser.FeedParserDict, *, source: str, feed_id: s
 
     A date in the future (a wrong time zone, a typo) is taken as now, so age and velocity stay sane.
 
-    ``base_url`` is where the feed came from: relative links are resolved against it.
+    ``base_url`` is where the feed came from: relative links are resolved against it, without the credentials
+    it may carry (a ``user:password@`` would otherwise reach every stored and emailed link).
     """
+    base_url = public_url(base_url)
     title = feed_name or html_to_text(parsed.feed.get("title") or "") or feed_id
     mentions = []
     entries = parsed.entries if limit is None else newest_entries(parsed.entries, limit, now=now)
     for entry in entries:
         try:
-            link = urljoin(base_url, entry["link"]) if entry.get("link") else base_url
+            link = public_url(urljoin(base_url, entry["link"])) if entry.get("link") else base_url
             mentions.append(Mention(
                 source=source, source_id=f"{feed_id}|{entry_id(entry)}", kind="entry", url=link,
                 title=html_to_text(entry.get("title") or ""), text=entry_text(entry, base_url=base_url),
