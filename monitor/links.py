@@ -3,8 +3,9 @@
 Adapters put ``canonical_url(link)`` into ``Mention.extra["canonical_url"]``;
 story clustering compares those. Only what never changes the page is
 removed: tracking parameters, the fragment, default ports, the case of the
-host, a trailing slash. The scheme and ``www.`` are kept: sites that serve
-different pages on them exist.
+host, a trailing slash, credentials. The scheme and ``www.`` are kept: sites
+that serve different pages on them exist. Story clustering asks the same
+normaliser (``link_key``) for a looser key without them.
 """
 
 from __future__ import annotations
@@ -74,29 +75,51 @@ def with_credentials_of(url: str, configured: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query + missing) if missing else parts.query))
 
 
+# Host prefixes that name the same site (mobile, old Reddit, AMP): one story, though not always one page.
+SAME_SITE_PREFIXES = ("www.", "m.", "old.", "amp.")
+
+
 def canonical_url(url: str) -> str:
     """``url`` without tracking parameters, credentials, fragment, default port or trailing slash; host in lower
     case.
 
     Anything that is not an absolute http(s) URL is returned unchanged.
     """
+    return link_key(url) or url
+
+
+def link_key(url: str | None, *, same_story: bool = False) -> str | None:
+    """The one normaliser of links: ``canonical_url``'s spelling, or None for anything that is not an absolute
+    http(s) URL.
+
+    ``same_story`` makes a key for story clustering rather than a link to open: without the scheme and a
+    ``www.``/``m.``/``old.``/``amp.`` host prefix, so a page reached over http and https, or on a site's mobile
+    host, is one story.
+    """
+    if not url or not url.strip():
+        return None
     try:
         parts = urlsplit(url.strip())
         port = parts.port
     except ValueError:
-        return url
+        return None
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS or not parts.hostname:
-        return url
+        return None
     host = parts.hostname  # already lower case
+    if same_story:
+        prefix = next((p for p in SAME_SITE_PREFIXES if host.startswith(p) and host.count(".") > 1), "")
+        host = host[len(prefix):]
     if ":" in host:
         host = f"[{host}]"  # IPv6
     if port is not None and port != DEFAULT_PORTS[scheme]:
         host = f"{host}:{port}"
     # No user:password@ and no secret parameters: credentials never name a page.
-    path = parts.path.rstrip("/") or "/"
+    path = parts.path.rstrip("/")
     kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
             if not is_tracking_param(k) and not is_secret_param(k)]
     # Sorted, so two links that list the same parameters in another order are the same link.
     query = urlencode(sorted(kept), doseq=True)
-    return urlunsplit((scheme, host, path, query, ""))
+    if same_story:
+        return urlunsplit(("", host, path, query, "")).lstrip("/")
+    return urlunsplit((scheme, host, path or "/", query, ""))

@@ -9,6 +9,7 @@ import sys
 
 from monitor.links import canonical_url, public_url, with_credentials_of
 from monitor.logs import Redactor
+from monitor.stories import normalise_url
 from tests.conftest import ROOT
 from tests.servers.feeds import recent, rss
 from tests.test_rss import monitor_feeds  # noqa: F401 - the RSS source and pipeline fixture, shared
@@ -73,6 +74,8 @@ def test_public_url_and_credentials_put_back_on_the_same_host_only():
     assert public_url("https://u:p@h.example/feed?token=t&q=1&api_key=k#x") == "https://h.example/feed?q=1#x"
     assert public_url("https://h.example/feed?q=1&b=%20") == "https://h.example/feed?q=1&b=%20"  # untouched
     assert canonical_url("https://u:p@h.example/a/?sig=s&utm_source=x") == "https://h.example/a"
+    # Stories key links with the same normaliser, looser: no scheme, no www., and no credentials either.
+    assert normalise_url("http://u:p@www.h.example/a/?token=t&id=2") == "h.example/a?id=2"
     configured = "https://u:p@h.example/feed?token=t"
     assert with_credentials_of("https://h.example/new?q=1", configured) == "https://u:p@h.example/new?q=1&token=t"
     assert with_credentials_of("https://elsewhere.example/new", configured) == "https://elsewhere.example/new"
