@@ -8,6 +8,7 @@ request per item. A thing missing a field we cannot do without raises
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from datetime import datetime, timezone
@@ -67,7 +68,13 @@ def _created(thing: Any, now: datetime) -> datetime:
 
 
 def _odd_field(thing: Any, name: str, value: Any, outcome: str) -> None:
-    log.warning("reddit: %s has a bad %s (%.40r): %s", field(thing, "name", "?"), name, value, outcome)
+    _say_once(str(field(thing, "name", "?")), name, repr(value)[:40], outcome)
+
+
+@functools.lru_cache(maxsize=4096)
+def _say_once(fullname: str, name: str, value: str, outcome: str) -> None:
+    """Logged once per item and field (as long as it stays among the last 4096 said), not at every growth re-read."""
+    log.warning("reddit: %s has a bad %s (%s): %s", fullname, name, value, outcome)
 
 
 def _author(thing: Any) -> str:
