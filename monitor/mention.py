@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from .links import public_url
+
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
@@ -75,7 +77,9 @@ class Mention:
         # Every stage (the store, json, the email) needs text that is valid Unicode: a lone surrogate
         # (a truncated emoji, "\\ud83d" in Reddit's JSON) would fail the store insert and lose the mention.
         self.source_id, self.title, self.text = encodable(self.source_id), encodable(self.title), encodable(self.text)
-        self.url, self.place = encodable(self.url), encodable(self.place)
+        # Credentials in a link (a private feed's user:password@ or ?token=) stay in the config: never stored or
+        # emailed, whichever adapter made the mention.
+        self.url, self.place = public_url(encodable(self.url)), encodable(self.place)
         if self.author is not None:
             self.author = encodable(self.author)
         self.extra = encodable(self.extra)

@@ -132,7 +132,7 @@ def entry_mentions(parsed: feedparser.FeedParserDict, *, source: str, feed_id: s
     entries = parsed.entries if limit is None else newest_entries(parsed.entries, limit, now=now)
     for entry in entries:
         try:
-            link = public_url(urljoin(base_url, entry["link"])) if entry.get("link") else base_url
+            link = urljoin(base_url, entry["link"]) if entry.get("link") else base_url
             mentions.append(Mention(
                 source=source, source_id=f"{feed_id}|{entry_id(entry)}", kind="entry", url=link,
                 title=html_to_text(entry.get("title") or ""), text=entry_text(entry, base_url=base_url),

@@ -9,6 +9,7 @@ import sys
 
 from monitor.links import canonical_url, public_url, with_credentials_of
 from monitor.logs import Redactor
+from monitor.mention import Mention
 from monitor.stories import normalise_url
 from tests.conftest import ROOT
 from tests.servers.feeds import recent, rss
@@ -76,6 +77,9 @@ def test_public_url_and_credentials_put_back_on_the_same_host_only():
     assert canonical_url("https://u:p@h.example/a/?sig=s&utm_source=x") == "https://h.example/a"
     # Stories key links with the same normaliser, looser: no scheme, no www., and no credentials either.
     assert normalise_url("http://u:p@www.h.example/a/?token=t&id=2") == "h.example/a?id=2"
+    # Whatever adapter makes a mention, its link carries no credentials.
+    assert Mention(source="any", source_id="1", url="https://u:p@h.example/x?token=t&id=1", title="",
+                   text="").url == "https://h.example/x?id=1"
     configured = "https://u:p@h.example/feed?token=t"
     assert with_credentials_of("https://h.example/new?q=1", configured) == "https://u:p@h.example/new?q=1&token=t"
     assert with_credentials_of("https://elsewhere.example/new", configured) == "https://elsewhere.example/new"
