@@ -40,7 +40,7 @@ import yaml  # noqa: E402
 from monitor.app import Monitor  # noqa: E402
 from monitor.config import load_config  # noqa: E402
 from sources.rss import RssSettings  # noqa: E402
-from tests.servers.feeds import FeedServer, rss  # noqa: E402
+from tests.servers.feeds import FeedServer, recent, rss  # noqa: E402
 from tests.servers.smtp import SmtpServer  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -77,7 +77,7 @@ def serve_feeds(server: FeedServer, count: int, entries: int) -> list[str]:
                 f"<p>Ten links about gardening, coffee and bikes, issue {n}. <a href='/issue/{n}'>read</a></p>"
             items.append({"title": title, "link": f"https://site{f}.example/post/{n}?utm_source=rss",
                           "guid": f"site{f}-post-{n}", "description": text,
-                          "pubDate": "Sun, 22 Nov 2026 10:00:00 GMT"})
+                          "pubDate": recent()})
         urls.append(server.serve(f"/feed{f:04d}.xml", rss(items, title=f"Site {f}")))
     return urls
 

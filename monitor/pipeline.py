@@ -232,13 +232,16 @@ class Pipeline:
             if mention_id is None:
                 return None
             story_id = self.stories.record(mention_id, mention, sighting, now=seen)
-            outcome.alerts += self._queue_alerts(mention_id, mention, scores, new_place=sighting.grew)
-            if sighting.grew:
+            # Old news found by a first look (Mention.backfill) is kept for the record and alerts nobody.
+            if not mention.backfill:
+                outcome.alerts += self._queue_alerts(mention_id, mention, scores, new_place=sighting.grew)
+            if sighting.grew and not mention.backfill:
                 # Seen somewhere new: the story's earlier mentions are more viral now too.
                 for other in self.stories.others(story_id, mention_id):
                     outcome.alerts += self.rescore(other, sightings=sighting.sightings)
-        log.info("stored %s mention %s of %s: %s urgency %.0f virality %.0f", mention.source, mention.source_id,
-                 mention.brand, scores.priority, scores.urgency, scores.virality)
+        log.info("stored %s mention %s of %s: %s urgency %.0f virality %.0f%s", mention.source, mention.source_id,
+                 mention.brand, scores.priority, scores.urgency, scores.virality,
+                 " (backfill: no alert)" if mention.backfill else "")
         return mention_id
 
 

@@ -17,10 +17,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .config import StorySettings
-from .links import is_tracking_param
+from .links import link_key
 from .mention import Mention
 from .store import Store, to_epoch
 
@@ -36,27 +35,8 @@ CANDIDATES = 300  # at most this many recent stories of the brand are compared
 
 
 def normalise_url(url: str | None) -> str | None:
-    """A link without tracking noise: host lower-cased without ``www.``, no fragment, sorted query."""
-    if not url or not url.strip():
-        return None
-    try:
-        parts = urlsplit(url.strip())
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        return None
-    host = parts.hostname.lower()
-    for prefix in ("www.", "m.", "old.", "amp."):
-        if host.startswith(prefix) and host.count(".") > 1:
-            host = host[len(prefix):]
-            break
-    if parts.port and parts.port not in (80, 443):
-        host = f"{host}:{parts.port}"
-    query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-                   if not is_tracking_param(k))
-    path = re.sub(r"/+$", "", parts.path) or ""
-    # http and https are the same story; keep the key scheme-free.
-    return urlunsplit(("", host, path, urlencode(query), "")).lstrip("/")
+    """A link as a story key: ``links.link_key`` without scheme, ``www.`` or tracking noise; None for no web link."""
+    return link_key(url, same_story=True)
 
 
 def story_links(mention: Mention) -> list[str]:
