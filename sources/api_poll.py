@@ -18,7 +18,6 @@ state, so a restart keeps waiting too:
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from http import HTTPStatus
@@ -158,6 +157,22 @@ def run_step(poll: Poll, subject: str, step: Callable[[], None], *, state: dict[
     return False
 
 
+class PollSteps:
+    """One poll of an API source: its ``Poll``, the time it started, and ``run(subject, step)`` (``run_step`` with
+    the source's interval and ``max_backoff``)."""
+
+    def __init__(self, state: dict[str, Any], *, settings: Any, clock: Callable[[], float], log: logging.Logger):
+        self.poll = Poll()
+        self.state = state
+        self.now = clock()
+        self.when = datetime.fromtimestamp(self.now, timezone.utc)
+        self._settings, self._log = settings, log
+
+    def run(self, subject: str, step: Callable[[], None]) -> bool:
+        return run_step(self.poll, subject, step, state=self.state, now=self.now, interval=self._settings.interval,
+                        max_backoff=self._settings.max_backoff, log=self._log)
+
+
 class TrackingSettings(BaseModel):
     """Growth re-reads, as Reddit's: posts naming a brand are read again ``track_first_minutes`` after they were
     found, the gap doubling up to ``track_max_minutes``, for ``track_hours`` after posting (0 turns it off)."""
@@ -185,8 +200,3 @@ class BrandTerms:
             return True
         haystack = f"{mention.title}\n{mention.text}".lower()
         return any(term in haystack for term in self._terms)
-
-
-def epoch_now(clock: Callable[[], float] = time.time) -> tuple[float, datetime]:
-    now = clock()
-    return now, datetime.fromtimestamp(now, timezone.utc)

@@ -29,7 +29,7 @@ from monitor.links import canonical_url
 from monitor.mention import Engagement, Mention
 from monitor.source import Poll, SourceContext
 
-from .api_poll import BrandTerms, TrackingSettings, epoch_now, get_json, make_client, run_step
+from .api_poll import BrandTerms, PollSteps, TrackingSettings, get_json, make_client
 from .feed_entries import html_to_text
 
 log = logging.getLogger("complaint_monitor.sources.hackernews")
@@ -110,14 +110,11 @@ class HackerNewsSource:
         self._client.close()
 
     def poll(self, state: dict[str, Any]) -> Poll:
-        poll = Poll()
-        now, when = epoch_now(self._clock)
-        s = self.settings
+        steps = PollSteps(state, settings=self.settings, clock=self._clock, log=log)
         # One step, one backoff for the API: after a 429 neither new items nor re-reads may ask, and a step
         # that fails keeps nothing (its cursor and growth schedule stay as stored; the next poll reads again).
-        run_step(poll, "api", lambda: self._read(state, poll, now, when), state=state, now=now, interval=s.interval,
-                 max_backoff=s.max_backoff, log=log)
-        return poll
+        steps.run("api", lambda: self._read(state, steps.poll, steps.now, steps.when))
+        return steps.poll
 
     def _read(self, state: dict[str, Any], poll: Poll, now: float, when: datetime) -> None:
         s = self.settings

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable, Iterator, Literal
 from urllib.parse import urlsplit
 
@@ -34,7 +34,7 @@ from monitor.links import canonical_url
 from monitor.mention import Engagement, Mention
 from monitor.source import Poll, SourceContext
 
-from .api_poll import ApiFault, RateLimited, epoch_now, run_step
+from .api_poll import ApiFault, PollSteps, RateLimited
 from .feed_entries import html_to_text
 
 log = logging.getLogger("complaint_monitor.sources.mastodon")
@@ -159,13 +159,11 @@ class MastodonSource:
                 session.close()
 
     def poll(self, state: dict[str, Any]) -> Poll:
-        poll = Poll()
-        now, when = epoch_now(self._clock)
+        steps = PollSteps(state, settings=self.settings, clock=self._clock, log=log)
         for instance in self.settings.instances:
-            run_step(poll, f"instance:{instance.host}", lambda i=instance: self._read_instance(i, state, poll, when),
-                     state=state, now=now, interval=self.settings.interval, max_backoff=self.settings.max_backoff,
-                     log=log)
-        return poll
+            steps.run(f"instance:{instance.host}",
+                      lambda i=instance: self._read_instance(i, state, steps.poll, steps.when))
+        return steps.poll
 
     def _read_instance(self, instance: InstanceSettings, state: dict[str, Any], poll: Poll, when: datetime) -> None:
         """Every timeline of one instance; nothing of it is kept unless all were read."""

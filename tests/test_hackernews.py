@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.config import load_config
-from monitor.pipeline import Pipeline
 from monitor.store import Store
 from sources.api_poll import make_client
 from sources.hackernews import HackerNewsSettings, HackerNewsSource
 from tests.servers.hackernews import HackerNewsServer
 from tests.servers.reddit import ManualClock
+from tests.source_harness import runner  # noqa: F401 - the fixture
 
 COMPLAINT = "Acme charged me twice and support hung up on me. Still no refund. Furious."
 
@@ -26,32 +25,16 @@ def hn():
 
 
 @pytest.fixture
-def setup(write_config):
-    """make(server, clock, **settings) -> run(); each call builds a new source and store: a restart."""
-    opened = []
+def setup(runner):
+    """setup(server, clock, **settings) -> run(); each call builds a new source and store: a restart."""
 
     def make(server: HackerNewsServer, clock: ManualClock, **overrides):
-        config = load_config(write_config())
-        store = Store(config.store_path)
         client = make_client(timeout=overrides.pop("timeout", 5), user_agent="complaint-monitor tests")
-        opened.append((store, client))
         settings = HackerNewsSettings(api_url=f"{server.url}/api/v1", **overrides)
-        source = HackerNewsSource(settings=settings, client=client, clock=clock,
-                                  search_terms={b.name: b.terms for b in config.brands})
-        pipeline = Pipeline(config=config, store=store)
+        return runner("hackernews", lambda terms: HackerNewsSource(settings=settings, client=client, clock=clock,
+                                                                   search_terms=terms))
 
-        def run():
-            poll = source.poll(store.source_state("hackernews"))
-            pipeline.process("hackernews", poll)
-            return poll
-
-        run.store = store
-        return run
-
-    yield make
-    for store, client in opened:
-        store.close()
-        client.close()
+    return make
 
 
 def stored(store: Store) -> list[tuple]:

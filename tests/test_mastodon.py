@@ -7,42 +7,25 @@ from email.utils import format_datetime
 
 import pytest
 
-from monitor.config import load_config
-from monitor.pipeline import Pipeline
 from monitor.store import Store
 from sources.mastodon import PAGE_SIZE, MastodonSettings, MastodonSource, mastodon_client
 from tests.servers.mastodon import MastodonServer
 from tests.servers.reddit import ManualClock
+from tests.source_harness import runner  # noqa: F401 - the fixture
 
 COMPLAINT = "<p>@acmesupport charged me twice and still no refund. <a href=\"https://acme.test/x\">#acme</a></p>"
 
 
 @pytest.fixture
-def setup(write_config):
-    """make(servers, clock, instances=[...]) -> run(); each call builds a new source and store: a restart."""
-    opened = []
+def setup(runner):
+    """setup(clock, instances, **settings) -> run(); each call builds a new source and store: a restart."""
 
     def make(clock: ManualClock, instances: list[dict], **overrides):
-        config = load_config(write_config())
-        store = Store(config.store_path)
         settings = MastodonSettings(instances=instances, timeout=5, **overrides)
-        source = MastodonSource(settings=settings, clock=clock,
-                                clients={i.url: mastodon_client(i, settings) for i in settings.instances})
-        opened.append((store, source))
-        pipeline = Pipeline(config=config, store=store)
+        return runner("mastodon", lambda terms: MastodonSource(
+            settings=settings, clock=clock, clients={i.url: mastodon_client(i, settings) for i in settings.instances}))
 
-        def run():
-            poll = source.poll(store.source_state("mastodon"))
-            pipeline.process("mastodon", poll)
-            return poll
-
-        run.store = store
-        return run
-
-    yield make
-    for store, source in opened:
-        store.close()
-        source.close()
+    return make
 
 
 def stored(store: Store) -> list[tuple]:
