@@ -5,6 +5,11 @@ point group (the built-in ``reddit`` and ``rss`` adapters are registered in
 ``pyproject.toml`` exactly as a third party's would be). It declares a
 pydantic ``Settings`` model for its ``sources.<name>`` config section and is
 built by ``from_settings``. Only the adapters the config names are imported.
+
+An adapter also declares what it adds beyond the core's ``Mention`` fields:
+``extra_keys`` (the keys it puts in ``Mention.extra``) and ``rule_fields``
+(facts of its own for rules), each a ``SourceField`` with a type and the
+sentence the README's tables carry (a test fails when one is missing there).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
 
@@ -54,9 +59,28 @@ class SourceContext:
     log: logging.Logger
 
 
+@dataclass(frozen=True)
+class SourceField:
+    """One key a source adds (to ``Mention.extra``, or as a rule field): its type and what it means."""
+
+    type: Literal["string", "float", "integer", "boolean", "strings", "mapping"]
+    doc: str
+
+
+def declared_fields(cls: type, kind: Literal["extra_keys", "rule_fields"]) -> dict[str, SourceField]:
+    """What an adapter class declares (nothing when it declares nothing: the declarations are optional)."""
+    declared = getattr(cls, kind, None) or {}
+    for key, spec in declared.items():
+        if not isinstance(spec, SourceField):
+            raise TypeError(f"{cls.__name__}.{kind}[{key!r}] must be a SourceField, not {type(spec).__name__}")
+    return dict(declared)
+
+
 @runtime_checkable
 class Source(Protocol):
     Settings: ClassVar[type[BaseModel]]
+    # Optional declarations (see ``SourceField``): keys this source puts in Mention.extra, rule fields it adds.
+    # extra_keys: ClassVar[dict[str, SourceField]]; rule_fields: ClassVar[dict[str, SourceField]]
     name: str
     interval: float
 
@@ -72,6 +96,17 @@ class Source(Protocol):
 
 def available_sources() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def source_fields_table(kind: Literal["extra_keys", "rule_fields"] = "extra_keys") -> str:
+    """The README's rows for every installed adapter's declarations: ``| source | `key` | type | meaning |`` for
+    extra keys; rule fields in the rule reference's own shape, ``| `field` | type | meaning (source) |``."""
+    rows = []
+    for name, entry in sorted(available_sources().items()):
+        for key, spec in declared_fields(entry.load(), kind).items():
+            rows.append(f"| {name} | `{key}` | {spec.type} | {spec.doc} |" if kind == "extra_keys"
+                        else f"| `{key}` | {spec.type} | {spec.doc} ({name}) |")
+    return "\n".join(rows)
 
 
 def load_source_class(name: str) -> type:

@@ -27,10 +27,16 @@ import httpx
 from pydantic import BaseModel, Field
 
 from monitor.mention import Mention
-from monitor.source import Poll
+from monitor.source import Poll, SourceField
 
 from .feed_fetch import retry_after_seconds
 from .reddit_growth import GrowthSchedule
+
+# The extra keys stories read (monitor/stories.py): a post's outbound link, and the same without tracking noise.
+LINK_KEYS = {
+    "link_url": SourceField("string", "the page the post links to, where it links one"),
+    "canonical_url": SourceField("string", "that link without tracking parameters, fragment or credentials"),
+}
 
 DEFAULT_RETRY_AFTER = 60.0  # a 429 that does not say how long to wait
 MAX_RETRY_AFTER = 7 * 86400  # further away than this is taken as a mistake, not as "never come back"

@@ -34,9 +34,9 @@ from websockets.sync.client import connect as ws_connect
 
 from monitor.links import canonical_url
 from monitor.mention import Engagement, Mention
-from monitor.source import Poll, SourceContext
+from monitor.source import Poll, SourceContext, SourceField
 
-from .api_poll import ApiFault, BrandTerms, PollSteps, TrackingSettings, get_json, http_fault, make_client
+from .api_poll import LINK_KEYS, ApiFault, BrandTerms, PollSteps, TrackingSettings, get_json, http_fault, make_client
 
 log = logging.getLogger("complaint_monitor.sources.bluesky")
 
@@ -126,6 +126,14 @@ def _faults() -> Iterator[None]:
 
 class BlueskySource:
     Settings = BlueskySettings
+    extra_keys = {
+        "did": SourceField("string", "the author's DID (the handle, once looked up, is the author)"),
+        "langs": SourceField("strings", "the languages the author tagged the post with"),
+        **LINK_KEYS,
+        "likes": SourceField("integer", "likes at the last re-read (the score is likes + reposts + quotes)"),
+        "reposts": SourceField("integer", "reposts at the last re-read"),
+        "quotes": SourceField("integer", "quote posts at the last re-read"),
+    }
 
     def __init__(self, *, name: str = "bluesky", settings: BlueskySettings, client: httpx.Client,
                  connect: Callable[[str], Any], search_terms: dict[str, list[str]] | None = None,

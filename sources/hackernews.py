@@ -27,9 +27,9 @@ from pydantic import ConfigDict, Field
 
 from monitor.links import canonical_url
 from monitor.mention import Engagement, Mention
-from monitor.source import Poll, SourceContext
+from monitor.source import Poll, SourceContext, SourceField
 
-from .api_poll import BrandTerms, PollSteps, TrackingSettings, get_json, make_client
+from .api_poll import LINK_KEYS, BrandTerms, PollSteps, TrackingSettings, get_json, make_client
 from .feed_entries import html_to_text
 
 log = logging.getLogger("complaint_monitor.sources.hackernews")
@@ -90,6 +90,13 @@ def _count(value: Any) -> int | None:
 
 class HackerNewsSource:
     Settings = HackerNewsSettings
+    extra_keys = {
+        "hn_id": SourceField("string", "the Hacker News item id"),
+        **LINK_KEYS,
+        "story_id": SourceField("string", "a comment's story (its thread)"),
+        "parent_id": SourceField("string", "the item a comment answers"),
+        "story_title": SourceField("string", "the title of a comment's story"),
+    }
 
     def __init__(self, *, name: str = "hackernews", settings: HackerNewsSettings, client: httpx.Client,
                  search_terms: dict[str, list[str]] | None = None, clock: Callable[[], float] = time.time):

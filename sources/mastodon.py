@@ -32,9 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from monitor.links import canonical_url
 from monitor.mention import Engagement, Mention
-from monitor.source import Poll, SourceContext
+from monitor.source import Poll, SourceContext, SourceField
 
-from .api_poll import ApiFault, PollSteps, RateLimited
+from .api_poll import LINK_KEYS, ApiFault, PollSteps, RateLimited
 from .feed_entries import html_to_text
 
 log = logging.getLogger("complaint_monitor.sources.mastodon")
@@ -138,6 +138,12 @@ def _faults(api: Mastodon) -> Iterator[None]:
 
 class MastodonSource:
     Settings = MastodonSettings
+    extra_keys = {
+        "instance": SourceField("string", "the configured instance the post was read from"),
+        "favourites": SourceField("integer", "favourites when read (the score is favourites + boosts)"),
+        "reblogs": SourceField("integer", "boosts when read"),
+        **LINK_KEYS,
+    }
 
     def __init__(self, *, name: str = "mastodon", settings: MastodonSettings, clients: dict[str, Mastodon],
                  clock: Callable[[], float] = time.time):

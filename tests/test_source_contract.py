@@ -1,0 +1,101 @@
+"""The source contract: declarations documented in the README, and a third-party source found and run end to end."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from monitor.source import SourceField, available_sources, declared_fields, source_fields_table
+from tests.servers.json_api import JsonApiServer
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_readme_lists_every_declared_extra_key_and_rule_field():
+    # Generated rows (monitor.source.source_fields_table), so a changed declaration makes the README stale.
+    for kind in ("extra_keys", "rule_fields"):
+        missing = [row for row in source_fields_table(kind).splitlines() if row not in README]
+        assert not missing, f"README rows missing or stale for {kind} (paste source_fields_table({kind!r})): {missing}"
+
+
+def test_declarations_are_typed():
+    for name, entry in available_sources().items():
+        for kind in ("extra_keys", "rule_fields"):
+            assert all(isinstance(spec, SourceField) and spec.doc for spec in declared_fields(entry.load(), kind).values())
+
+    class Sloppy:
+        extra_keys = {"board": "a string"}
+
+    with pytest.raises(TypeError, match="SourceField"):
+        declared_fields(Sloppy, "extra_keys")
+
+
+def test_the_built_in_api_sources_are_registered_as_a_third_party_would_be():
+    assert {"hackernews", "mastodon", "bluesky", "reddit", "rss"} <= set(available_sources())
+
+
+class BoardServer(JsonApiServer):
+    def __init__(self):
+        super().__init__()
+        self.posts: list[dict] = []
+
+    def route(self, path, query):
+        since = int(query.get("since", ["0"])[0])
+        return 200, [p for p in self.posts if p["id"] > since]
+
+
+def readme_example() -> str:
+    """The third-party source printed in the README's "Writing a source": the test runs exactly that code."""
+    blocks = re.findall(r"```python\n(# acme_status/__init__.py.*?)```", README, re.S)
+    assert len(blocks) == 1, "the README's third-party source example is gone"
+    return blocks[0]
+
+
+def test_a_third_party_source_from_its_own_package_directory_works_end_to_end(tmp_path, write_config):
+    package_dir = tmp_path / "site"
+    (package_dir / "acme_status").mkdir(parents=True)
+    (package_dir / "acme_status" / "__init__.py").write_text(readme_example(), encoding="utf-8")
+    # What pip leaves for an installed distribution: its metadata and its entry points, found on sys.path.
+    dist = package_dir / "acme_status-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-status\nVersion: 0.1\n", encoding="utf-8")
+    (dist / "entry_points.txt").write_text("[complaint_monitor.sources]\nstatuspage = acme_status:StatusPageSource\n",
+                                           encoding="utf-8")
+    with BoardServer() as board:
+        board.posts = [
+            {"id": 1, "url": "https://status.acme.test/p/1", "title": "Acme double charged me", "board": "billing",
+             "text": "Acme charged me twice and support hung up on me. Still no refund. Furious.",
+             "author": "zoe", "created": time.time() - 60, "votes": 4},
+            {"id": 2, "url": "https://status.acme.test/p/2", "title": "Coffee", "board": "chat",
+             "text": "Nice weather for coffee", "author": "yan", "created": time.time() - 30},
+        ]
+        config = write_config({"sources": {"statuspage": {"url": f"{board.url}/posts"}}})
+
+        def once() -> subprocess.CompletedProcess:
+            return subprocess.run([sys.executable, "-m", "monitor.cli", "once", "--config", str(config)],
+                                  env={"PYTHONPATH": str(package_dir), "PATH": "/usr/bin:/bin"}, cwd=ROOT,
+                                  capture_output=True, text=True, timeout=120)
+
+        first = once()
+        assert first.returncode == 0, first.stderr
+        assert first.stdout.startswith("1 new mentions"), first.stdout
+        board.posts.append({"id": 3, "url": "https://status.acme.test/p/3", "title": "", "board": "billing",
+                            "text": "Acme still has not refunded me", "created": time.time()})
+        second = once()
+        assert second.returncode == 0 and second.stdout.startswith("1 new mentions"), second.stdout + second.stderr
+        assert [q.get("since") for _, q in board.requests] == [["0"], ["2"]]  # the cursor, across two processes
+    with sqlite3.connect(tmp_path / "store.db") as db:
+        rows = db.execute("SELECT source, source_id, place, author, score, extra FROM mentions ORDER BY id").fetchall()
+    assert [(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows] == [
+        ("statuspage", "1", "status board billing", "zoe", 4, {"board": "billing"}),
+        ("statuspage", "3", "status board billing", None, None, {"board": "billing"}),
+    ]
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) >= 1
