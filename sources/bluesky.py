@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator
 
 import httpx
 from pydantic import ConfigDict, Field
-from websockets.exceptions import InvalidStatus, WebSocketException
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.sync.client import connect as ws_connect
 
 from monitor.links import canonical_url
@@ -181,6 +181,12 @@ class BlueskySource:
                     message = ws.recv(timeout=self.settings.idle_timeout)
                 except TimeoutError:
                     break  # quiet: nothing more has happened yet
+                except ConnectionClosed:
+                    if not events:
+                        raise
+                    # Jetstream drops slow readers: what was read counts, the next poll resumes after it.
+                    log.warning("bluesky: Jetstream closed the stream after %d events; the rest next poll", events)
+                    break
                 events += 1
                 try:
                     event = json.loads(message)

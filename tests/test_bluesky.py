@@ -122,6 +122,24 @@ def test_a_refused_connection_429_waits_and_keeps_the_cursor(servers, setup):
     assert jetstream.cursors[-1] == cursor
 
 
+def test_a_stream_closed_midway_keeps_what_was_read_and_resumes_after_it(servers, setup):
+    jetstream, _ = servers
+    clock = ManualClock()
+    run = setup(clock)
+    run()
+    cursor = run.store.source_state("bluesky")["cursor"]
+    uris = [jetstream.add_post(did="did:plc:bob", rkey=str(i), text=f"Acme problem {i}", time_us=cursor + i)
+            for i in range(3)]
+    jetstream.close_after = 2
+    clock.advance(1)
+    poll = run()
+    assert not poll.failed and [m.source_id for m in poll.mentions] == uris[:2]
+    jetstream.close_after = None
+    clock.advance(1)
+    assert [m.source_id for m in run().mentions] == uris[2:]
+    assert jetstream.cursors[-1] == cursor + 2
+
+
 def test_a_jetstream_that_cannot_be_reached_is_reported_and_retried_later(setup, runner):
     clock = ManualClock()
     settings = BlueskySettings(jetstream_url="ws://127.0.0.1:9", appview_url="http://127.0.0.1:9", timeout=1)

@@ -28,6 +28,7 @@ class JetstreamServer:
     def __init__(self):
         self.events: list[dict[str, Any]] = []
         self.cursors: list[int | None] = []  # the cursor of every connection, in order
+        self.close_after: int | None = None  # hang up after this many events (Jetstream drops slow readers)
         self._refusals: list[tuple[int, dict[str, str]]] = []
         self._lock = threading.Lock()
         self._server = serve(self._handle, "127.0.0.1", 0, process_request=self._process_request)
@@ -70,7 +71,10 @@ class JetstreamServer:
             self.cursors.append(cursor)
             events = sorted((e for e in self.events if cursor is None or e["time_us"] >= cursor),
                             key=lambda e: e["time_us"])
-        for event in events:
+        for sent, event in enumerate(events):
+            if sent == self.close_after:
+                ws.close()
+                return
             ws.send(json.dumps(event))
         try:
             for _ in ws:  # quiet until the client hangs up
