@@ -62,11 +62,13 @@ FIELDS: dict[str, tuple[Any, str]] = {
     "brand_compound": (_T.FLOAT, "compound of the sentences naming the brand"),
     "title_compound": (_T.FLOAT, "compound of the title alone"),
     "complaint": (_T.FLOAT, "the complaint model's probability that someone unhappy wants an answer, 0..1"),
-    "score": (_T.FLOAT, "score/upvotes now (0 where unknown)"),
+    "score": (_T.FLOAT, "score/upvotes now: Hacker News points, Mastodon favourites + boosts, Bluesky likes"
+                        " + reposts + quotes (0 where unknown)"),
     "comments": (_T.FLOAT, "number of comments now (0 where unknown)"),
     "upvote_ratio": (_T.FLOAT, "share of upvotes, 0..1 (1 where unknown)"),
     "awards": (_T.FLOAT, "awards received"),
-    "reach": (_T.FLOAT, "audience: subreddit subscribers, or the feed's weight x 1000"),
+    "reach": (_T.FLOAT, "audience: subreddit subscribers, the feed's weight x 1000, or the author's followers"
+                        " (Mastodon, Bluesky)"),
     "score_velocity": (_T.FLOAT, "score gained per hour since it was posted or last read"),
     "comment_velocity": (_T.FLOAT, "comments gained per hour"),
     "acceleration": (_T.FLOAT, "change of score velocity per hour between the last two reads"),

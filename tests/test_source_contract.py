@@ -99,3 +99,34 @@ def test_a_third_party_source_from_its_own_package_directory_works_end_to_end(tm
         ("statuspage", "3", "status board billing", None, None, {"board": "billing"}),
     ]
     assert len(list((tmp_path / "outbox").glob("*.eml"))) >= 1
+
+
+def test_the_new_sources_are_built_from_the_config_and_polled_by_the_monitor(write_config):
+    from monitor.app import Monitor
+    from monitor.config import load_config
+    from tests.servers.bluesky import AppViewServer, JetstreamServer
+    from tests.servers.hackernews import HackerNewsServer
+    from tests.servers.mastodon import MastodonServer
+
+    now = time.time()
+    with HackerNewsServer() as hn, MastodonServer() as social, JetstreamServer() as jetstream, \
+            AppViewServer() as appview:
+        hn.add_story(1, title="Acme billed me twice", created=now - 60)
+        social.add_status("<p>Acme lost my parcel</p>", acct="carol")
+        # A first start reads the firehose from the moment it polls: the post comes a little later.
+        uri = jetstream.add_post(did="did:plc:bob", rkey="1", text="Acme support never answers",
+                                 time_us=int((now + 30) * 1e6))
+        config = load_config(write_config({"sources": {
+            "hackernews": {"api_url": f"{hn.url}/api/v1"},
+            "mastodon": {"instances": [{"url": social.url, "hashtags": ["acme"]}]},
+            "bluesky": {"jetstream_url": jetstream.url, "appview_url": appview.url, "idle_timeout": 0.3},
+        }}))
+        monitor = Monitor.from_config(config)
+        try:
+            reports = {r.source: r for r in monitor.poll_all()}
+            rows = monitor.store.query("SELECT source, source_id FROM mentions ORDER BY source")
+        finally:
+            monitor.close()
+    assert {name: r.errors for name, r in reports.items()} == {"hackernews": [], "mastodon": [], "bluesky": []}
+    assert [(r["source"], r["source_id"]) for r in rows] == [
+        ("bluesky", uri), ("hackernews", "1"), ("mastodon", social.statuses[0]["uri"])]
