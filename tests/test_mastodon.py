@@ -107,3 +107,16 @@ def test_server_errors_and_timeouts_back_off(setup):
         clock.advance(60)
         poll = run()
         assert not poll.failed and len(poll.mentions) == 1
+
+
+def test_a_boost_is_the_post_it_boosts(setup):
+    clock = ManualClock()
+    with MastodonServer() as one:
+        original = one.add_status("<p>Acme refunded nobody</p>", acct="carol", local=False, favourites=7, reblogs=3,
+                                  followers=900)
+        one.statuses.remove(original)  # known here only through the boost
+        boost = one.add_status("", acct="bob", reblog_of={k: v for k, v in original.items() if k != "_local"})
+        poll = setup(clock, [{"url": one.url}])()
+        assert [(m.source_id, m.author, m.engagement.score, m.reach, m.extra["reblogs"]) for m in poll.mentions] == [
+            (original["uri"], "carol@remote.test", 10, 900.0, 3)]
+        assert poll.state[f"timeline:{one.url[7:]}/public"] == {"since_id": boost["id"]}
