@@ -26,7 +26,7 @@ PACK = textwrap.dedent("""
       - {name: red, when: 'text =~~ "RED"', urgency: 80}
       - {name: amber, when: 'text =~~ "AMBER"', urgency: 55}
       - {name: grey, when: 'text =~~ "GREY"', urgency: 30}
-      - {name: growing, when: score_velocity >= 100, virality: 80}
+      - {name: growing, when: recent_velocity >= 100, virality: 80}
 """)
 LATER = time.time() + 10 * 24 * 3600  # far enough that every retry is due
 
