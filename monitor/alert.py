@@ -106,8 +106,9 @@ def _reasons(mention) -> list[str]:
             effects = [f"{k} {r[k]:+g}" for k in ("urgency", "virality") if r[k]]
             lines.append(f"rule {r['name']}: {', '.join(effects) or 'no points'}"
                          + (f" ({r['detail']})" if r["detail"] else ""))
-        elif r["kind"] == "signal":
-            lines.append(f"signal {r['name']}: {r['detail']}")
+        elif r["kind"] == "signal":  # a growth signal's share of the virality risk, with its value
+            lines.append(f"signal {r['name']}: "
+                         + (f"virality {r['virality']:+g} ({r['detail']})" if r["virality"] else r["detail"]))
     return lines
 
 

@@ -66,9 +66,12 @@ def growth_risk(signals: "Signals", reach: float | None) -> Growth:
     ``Reason("signal", ...)`` per signal that adds (or, for a slowdown, takes away) points; they sum to the base."""
     score_velocity, recent_velocity = signals.score_velocity, signals.recent_velocity
     comment_velocity, acceleration, sightings = signals.comment_velocity, signals.acceleration, signals.sightings
-    parts = [
-        ("score_velocity", OVERALL_WEIGHT * _decades(score_velocity)),
-        ("recent_velocity", RECENT_WEIGHT * _decades(recent_velocity)),
+    if recent_velocity == score_velocity:  # one reading (or a steady rate): one rate, one reason
+        velocity = [("score_velocity", (OVERALL_WEIGHT + RECENT_WEIGHT) * _decades(score_velocity))]
+    else:
+        velocity = [("score_velocity", OVERALL_WEIGHT * _decades(score_velocity)),
+                    ("recent_velocity", RECENT_WEIGHT * _decades(recent_velocity))]
+    parts = velocity + [
         ("comment_velocity", COMMENT_WEIGHT * _decades(comment_velocity)),
         ("reach", REACH_WEIGHT * _decades((reach or 0.0) / 1000.0)),
         ("acceleration", math.copysign(ACCELERATION_WEIGHT * _decades(abs(acceleration)), acceleration)),
