@@ -45,12 +45,14 @@ def _server_unusable(err: Exception) -> bool:
 
 
 def recipients(config: Config, *, brand: str | None, priority: str, suppressed: bool,
-               notify: list[str] = ()) -> list[tuple[str, bool]]:
-    """(address, as_digest) for everyone who should hear about it."""
+               notify: list[str] = (), kind: str = "complaint") -> list[tuple[str, bool]]:
+    """(address, as_digest) for everyone who should hear about it: complaints by each responder's
+    ``min_priority``, mentions that spread without being complaints only by their ``viral_min_priority``."""
     if suppressed:
         return []
-    found = [(r.email, r.digests(priority)) for r in config.responders if r.wants(brand, priority)]
-    found.extend((e, False) for e in notify if e not in {a for a, _ in found})
+    found = [(r.email, r.digests(priority)) for r in config.responders if r.wants(brand, priority, kind=kind)]
+    if kind == "complaint":
+        found.extend((e, False) for e in notify if e not in {a for a, _ in found})
     return found
 
 
@@ -88,10 +90,12 @@ def _responder(config: Config, address: str) -> Responder | None:
 # -- rendering -----------------------------------------------------------
 
 
-def subject_for(mention, *, priority: str, previous_priority: str | None = None) -> str:
+def subject_for(mention, *, priority: str, previous_priority: str | None = None, kind: str = "complaint") -> str:
     """``priority`` is the level the alert was raised at: the story may have calmed down before it is sent."""
     words = header_safe(mention["title"] or mention["quote"] or mention["text"], limit=90)
     level = priority if previous_priority is None else f"{priority} up from {previous_priority}"
+    if kind != "complaint":
+        level = f"Viral {level}"
     return f"[{level}] {mention['brand']}: {words}"
 
 
@@ -106,6 +110,8 @@ def _reasons(mention) -> list[str]:
             effects = [f"{k} {r[k]:+g}" for k in ("urgency", "virality") if r[k]]
             lines.append(f"rule {r['name']}: {', '.join(effects) or 'no points'}"
                          + (f" ({r['detail']})" if r["detail"] else ""))
+        elif r["kind"] == "model":
+            lines.append(f"{r['detail']}: urgency {r['urgency']:+g}")
         elif r["kind"] == "signal":  # a growth signal's share of the virality risk, with its value
             lines.append(f"signal {r['name']}: "
                          + (f"virality {r['virality']:+g} ({r['detail']})" if r["virality"] else r["detail"]))
@@ -139,8 +145,14 @@ def alert_context(store: Store, alert, mention, previous=None) -> dict:
             (mention["story_id"], mention["id"]))]
     posted = from_epoch(mention["created_at"])
     extra = json.loads(mention["extra"] or "{}")
+    kind = alert["kind"] if "kind" in alert.keys() else "complaint"
+    complaint = mention["complaint"]
     return {
-        "alert_id": alert["id"], "mention_id": mention["id"], "priority": mention["priority"],
+        "alert_id": alert["id"], "mention_id": mention["id"], "kind": kind,
+        # A viral alert's level is its spread: the mention itself is P4 as a complaint.
+        "priority": mention["priority"] if kind == "complaint" else alert["priority"],
+        "what": "complaint" if kind == "complaint" else "viral mention (not a complaint)",
+        "complaint": "n/a" if complaint is None else f"{complaint:.2f} (complaint model, 0-1)",
         "brand": mention["brand"], "urgency": f"{mention['urgency']:.0f}", "virality": f"{mention['virality']:.0f}",
         "quote": trim(mention["quote"] or mention["text"], 400), "title": header_safe(mention["title"], 300),
         "text": trim(mention["text"]), "author": mention["author"] or "unknown author",
@@ -164,7 +176,7 @@ def render_alert(store: Store, alert, config: Config):
     return build_message(
         sender=config.email.from_, recipient=alert["recipient"],
         subject=subject_for(mention, priority=alert["priority"],
-                            previous_priority=previous["priority"] if previous else None),
+                            previous_priority=previous["priority"] if previous else None, kind=alert["kind"]),
         text=text, html=html, message_id=alert["message_id"], date=alert["created_at"],
         in_reply_to=previous["message_id"] if previous else None,
         references=[a["message_id"] for a in earlier])
@@ -262,7 +274,8 @@ def send_test_email(transport: Transport, config: Config, *, to: str) -> str:
     """A sample alert through the configured transport; returns its Message-ID."""
     now = datetime.now(timezone.utc)
     context = {
-        "alert_id": 0, "mention_id": 0, "priority": "P1", "brand": config.brands[0].name, "urgency": "80",
+        "alert_id": 0, "mention_id": 0, "priority": "P1", "kind": "complaint", "what": "complaint",
+        "complaint": "0.95 (complaint model, 0-1)", "brand": config.brands[0].name, "urgency": "80",
         "virality": "40", "quote": f"This is a test alert from complaint-monitor about {config.brands[0].name}.",
         "title": "complaint-monitor test email", "text": "If you can read this, alert emails reach you.",
         "author": "complaint-monitor", "place": "test-email", "source": "test", "url": "https://example.invalid/",

@@ -148,6 +148,69 @@ def cmd_backtest(args) -> int:
     return 0
 
 
+LABELS = {"complaint": True, "1": True, "true": True, "yes": True, "not": False, "0": False, "false": False,
+          "no": False}
+
+
+def cmd_label(args) -> int:
+    """Record people's word on mentions: one on the command line, or a CSV of mention_id,label."""
+    import time
+
+    from .store import Store
+    config = _load(args.config)
+    if args.file:
+        import pandas as pd
+        try:
+            rows = pd.read_csv(args.file, dtype=str, keep_default_na=False)
+        except (OSError, ValueError) as err:
+            print(f"label: cannot read {args.file}: {err}", file=sys.stderr)
+            return 2
+        if not {"mention_id", "label"} <= set(rows.columns):
+            print(f"label: {args.file} needs columns mention_id and label", file=sys.stderr)
+            return 2
+        pairs = list(zip(rows["mention_id"], rows["label"]))
+    elif args.mention_id is not None and args.label is not None:
+        pairs = [(args.mention_id, args.label)]
+    else:
+        print("label: give MENTION_ID complaint|not, or --import FILE.csv", file=sys.stderr)
+        return 2
+    store = Store(config.store_path)
+    stored, problems = 0, []
+    try:
+        for line, (mention_id, label) in enumerate(pairs, start=1):
+            value = LABELS.get(str(label).strip().lower())
+            if value is None or not str(mention_id).strip().isdigit():
+                problems.append(f"row {line}: {mention_id!r}, {label!r}: want a mention id and complaint|not")
+            elif store.set_label(int(mention_id), value, now=time.time(), by=args.by):
+                stored += 1
+            else:
+                problems.append(f"row {line}: no mention {mention_id} in {config.store_path}")
+    finally:
+        store.close()
+    for problem in problems:
+        print(f"label: {problem}", file=sys.stderr)
+    print(f"{stored} labels stored")
+    return 1 if problems else 0
+
+
+def cmd_train(args) -> int:
+    from pathlib import Path
+
+    from .train import SEED, TrainingError, train, train_local
+    config = _load(args.config)
+    out = Path(args.out) if args.out else config.complaint_model_path
+    data = Path(args.data) if args.data else None
+    try:
+        if args.local:
+            train_local(config, out=out, data=data, folds=args.folds, seed=args.seed if args.seed else SEED)
+        else:
+            train(out=out, **({"data": data} if data else {}), folds=args.folds, seed=args.seed or SEED)
+    except TrainingError as err:
+        print(f"train: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _filters(args) -> dict:
     return {"brand": args.brand, "since": args.since, "until": args.until, "source": args.source,
             "min_priority": args.min_priority}
@@ -235,6 +298,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--brand", default=None, help="treat every row as a mention of this configured brand")
     p.add_argument("--out", default=None, help="write every input row with the scores added (.csv or .jsonl)")
     p.add_argument("--top", type=int, default=20, help="rows of the ranking to print (default 20)")
+    p = command("label", cmd_label, "say whether a stored mention is a complaint (the model learns from it)")
+    p.add_argument("mention_id", nargs="?", default=None)
+    p.add_argument("label", nargs="?", default=None, choices=["complaint", "not"])
+    p.add_argument("--import", dest="file", default=None, help="CSV with columns mention_id, label (complaint|not)")
+    p.add_argument("--by", default="", help="who says so (kept with the label)")
+    p = command("train", cmd_train, "train the complaint model from the shared data (and, with --local, labels)")
+    p.add_argument("--data", default=None, help="the shared data folder (default ../shared/data beside the project)")
+    p.add_argument("--out", default=None, help="model file to write (default: complaint.model from the config)")
+    p.add_argument("--folds", type=int, default=3, help="cross-validation folds to report AUC per source (0: none)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: the one the shipped model used)")
+    p.add_argument("--local", action="store_true", help="add the labels stored by `label`; report AUC before/after")
     p = command("export", cmd_export, "write stored mentions (or alerts, snapshots, stories) to a file")
     p.add_argument("--format", choices=["csv", "parquet", "jsonl"], default="csv")
     p.add_argument("--table", choices=["mentions", "alerts", "snapshots", "stories"], default="mentions")

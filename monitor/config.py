@@ -102,6 +102,9 @@ class Responder(Strict):
     timezone: str = "UTC"
     # Priorities below this one are gathered into a periodic digest instead of one email each.
     digest_below: Priority | None = None
+    # Mentions that spread without being complaints (praise, jokes, news): a separate "viral" alert from this
+    # priority of their virality risk on. Off (None) by default: only complaints are paged.
+    viral_min_priority: Priority | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -116,18 +119,29 @@ class Responder(Strict):
     def digests(self, priority: str) -> bool:
         return self.digest_below is not None and PRIORITIES.index(priority) > PRIORITIES.index(self.digest_below)
 
-    def wants(self, brand: str | None, priority: str) -> bool:
+    def wants(self, brand: str | None, priority: str, *, kind: str = "complaint") -> bool:
         if self.brands != "all" and brand not in self.brands:
             return False
-        return PRIORITIES.index(priority) <= PRIORITIES.index(self.min_priority)
+        lowest = self.min_priority if kind == "complaint" else self.viral_min_priority
+        return lowest is not None and PRIORITIES.index(priority) <= PRIORITIES.index(lowest)
 
 
 class Thresholds(Strict):
-    """Priority from the higher of urgency and virality risk (0-100)."""
+    """A complaint's priority from its level: urgency and virality risk combined (0-100; see score.priority_for)."""
 
     p1: float = 75
     p2: float = 50
     p3: float = 25
+
+
+class ComplaintSettings(Strict):
+    # The complaint model: this file when it exists (``complaint-monitor train --local`` writes it), else the
+    # model shipped in the package. The daemon reads it again at its next poll when the file changes.
+    model: str = "complaint-model.npz"
+    # A mention is a complaint (paged as one) from this model probability on, or when a rule marks it one.
+    threshold: float = Field(default=0.5, gt=0, lt=1)
+    # Urgency starts at probability x this many points; rules add severity on top (0-100 in all).
+    urgency_points: float = Field(default=60, ge=0, le=100)
 
 
 class SentimentSettings(Strict):
@@ -186,6 +200,7 @@ class Config(Strict):
     rules: list[str] = Field(default_factory=list)
     thresholds: Thresholds = Field(default_factory=Thresholds)
     sentiment: SentimentSettings = Field(default_factory=SentimentSettings)
+    complaint: ComplaintSettings = Field(default_factory=ComplaintSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
@@ -213,6 +228,10 @@ class Config(Strict):
     @property
     def rule_paths(self) -> list[Path]:
         return [self.path(r) for r in self.rules]
+
+    @property
+    def complaint_model_path(self) -> Path:
+        return self.path(self.complaint.model)
 
     def brand(self, name: str) -> Brand | None:
         return next((b for b in self.brands if b.name == name), None)

@@ -61,6 +61,7 @@ FIELDS: dict[str, tuple[Any, str]] = {
     "negative_share": (_T.FLOAT, "share of sentences that are negative, 0..1"),
     "brand_compound": (_T.FLOAT, "compound of the sentences naming the brand"),
     "title_compound": (_T.FLOAT, "compound of the title alone"),
+    "complaint": (_T.FLOAT, "the complaint model's probability that someone unhappy wants an answer, 0..1"),
     "score": (_T.FLOAT, "score/upvotes now (0 where unknown)"),
     "comments": (_T.FLOAT, "number of comments now (0 where unknown)"),
     "upvote_ratio": (_T.FLOAT, "share of upvotes, 0..1 (1 where unknown)"),

@@ -142,6 +142,18 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX mentions_story_place ON mentions (story_id, source, place);
     """,
+    # 9: the complaint model's reading, what kind of alert was sent, and people's labels to learn from
+    """
+    ALTER TABLE mentions ADD COLUMN complaint REAL;
+    ALTER TABLE mentions ADD COLUMN is_complaint INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE alerts ADD COLUMN kind TEXT NOT NULL DEFAULT 'complaint';   -- complaint or viral
+    CREATE TABLE labels (
+        mention_id INTEGER PRIMARY KEY REFERENCES mentions (id),
+        label INTEGER NOT NULL,        -- 1 complaint, 0 not
+        labelled_at REAL NOT NULL,
+        labelled_by TEXT NOT NULL DEFAULT ''
+    );
+    """,
 ]
 
 
@@ -251,6 +263,7 @@ class Store:
             "min_sentence": s.min_sentence, "negative_share": s.negative_share,
             "brand_compound": s.brand_compound, "title_compound": scores.title_compound,
             "urgency": scores.urgency, "virality": scores.virality, "priority": scores.priority,
+            "complaint": scores.complaint, "is_complaint": int(scores.is_complaint),
             "reasons": json.dumps([r.as_dict() for r in scores.reasons]),
             "tags": json.dumps(scores.verdict.tags), "signals": json.dumps(scores.signals.as_dict()),
             "suppressed": int(scores.verdict.suppressed),
@@ -289,11 +302,13 @@ class Store:
             db.execute(
                 "UPDATE mentions SET urgency = ?, virality = ?, priority = ?, reasons = ?, tags = ?, signals = ?,"
                 " suppressed = ?, compound = ?, negative = ?, neutral = ?, positive = ?, min_sentence = ?,"
-                " negative_share = ?, brand_compound = ?, title_compound = ? WHERE id = ?",
+                " negative_share = ?, brand_compound = ?, title_compound = ?, complaint = ?, is_complaint = ?"
+                " WHERE id = ?",
                 (scores.urgency, scores.virality, scores.priority, json.dumps([r.as_dict() for r in scores.reasons]),
                  json.dumps(scores.verdict.tags), json.dumps(scores.signals.as_dict()),
                  int(scores.verdict.suppressed), s.compound, s.negative, s.neutral, s.positive, s.min_sentence,
-                 s.negative_share, s.brand_compound, scores.title_compound, mention_id))
+                 s.negative_share, s.brand_compound, scores.title_compound, scores.complaint,
+                 int(scores.is_complaint), mention_id))
 
     def update_text(self, mention_id: int, mention: Mention) -> None:
         """An edited mention's text, quote and extra (which keeps the text first read)."""
@@ -315,16 +330,33 @@ class Store:
             reach=row["reach"], extra=json.loads(row["extra"]), brand=row["brand"], quote=row["quote"],
         )
 
+    # -- people's labels -------------------------------------------------
+
+    def set_label(self, mention_id: int, label: bool, *, now: float, by: str = "") -> bool:
+        """Record that a mention is (or is not) a complaint; the latest word counts. False: no such mention."""
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM mentions WHERE id = ?", (mention_id,)).fetchone() is None:
+                return False
+            db.execute("INSERT OR REPLACE INTO labels (mention_id, label, labelled_at, labelled_by) VALUES (?,?,?,?)",
+                       (mention_id, int(label), now, by))
+            return True
+
+    def labelled(self) -> list[sqlite3.Row]:
+        """Labelled mentions with the words the complaint model reads, in the order labelled."""
+        return self.query("SELECT m.id, m.title, m.text, l.label, l.labelled_at, l.labelled_by FROM labels l"
+                          " JOIN mentions m ON m.id = l.mention_id ORDER BY l.labelled_at, m.id")
+
     # -- alert outbox ---------------------------------------------------
 
     def enqueue_alert(self, *, mention_id: int, recipient: str, priority: str, now: float, urgency: float = 0,
                       virality: float = 0, score: int | None = None, comments: int | None = None,
-                      digest: bool = False) -> int | None:
+                      digest: bool = False, kind: str = "complaint") -> int | None:
         with self.transaction() as db:
             cur = db.execute(
                 "INSERT OR IGNORE INTO alerts (mention_id, recipient, priority, next_attempt_at, message_id,"
-                " created_at, urgency, virality, score, comments, digest) VALUES (?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?)",
-                (mention_id, recipient, priority, now, now, urgency, virality, score, comments, int(digest)))
+                " created_at, urgency, virality, score, comments, digest, kind)"
+                " VALUES (?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?)",
+                (mention_id, recipient, priority, now, now, urgency, virality, score, comments, int(digest), kind))
             if cur.rowcount == 0:
                 return None
             alert_id = cur.lastrowid

@@ -23,12 +23,12 @@ from monitor.source import Poll
 from monitor.store import Store, to_epoch
 from tests.conftest import ROOT
 
-# Priorities on demand, as in test_alerts: the words pick the urgency.
+# Priorities on demand, as in test_alerts: the words pick the urgency and vouch for a complaint.
 PACK = textwrap.dedent("""
     rules:
-      - {name: red, when: 'text =~~ "RED"', urgency: 80, tags: [fire]}
-      - {name: amber, when: 'text =~~ "AMBER"', urgency: 55, tags: [billing]}
-      - {name: grey, when: 'text =~~ "GREY"', urgency: 30}
+      - {name: red, when: 'text =~~ "RED"', urgency: 80, tags: [fire, complaint]}
+      - {name: amber, when: 'text =~~ "AMBER"', urgency: 55, tags: [billing, complaint]}
+      - {name: grey, when: 'text =~~ "GREY"', urgency: 30, tags: [complaint]}
       - {name: growing, when: score_velocity >= 100, virality: 80}
 """)
 # Alerts are queued on the real clock, so the stories are told relative to it.
@@ -51,7 +51,7 @@ def built(tmp_path, write_config):
     pack.write_text(PACK)
     config = load_config(write_config({
         "brands": [{"name": "Acme", "keywords": ["acme"]}, {"name": "Globex", "keywords": ["globex"]}],
-        "rules": [str(pack)],
+        "rules": [str(pack)], "complaint": {"urgency_points": 0},
         "responders": [{"email": "oncall@test.local", "brands": "all", "min_priority": "P2"}],
     }))
     store = Store(config.store_path)

@@ -115,7 +115,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_sends_each_alert(reddit, fe
 # Priorities that follow the numbers alone, so a rise is caused only by growth and never falls back.
 GROWTH_PACK = """
 rules:
-  - {name: mentioned, when: 'brand == "Acme"', urgency: 30}
+  - {name: mentioned, when: 'brand == "Acme"', urgency: 30, tags: [complaint]}
   - {name: noticed, when: score >= 100, virality: 55}
   - {name: viral, when: score >= 1000, virality: 80}
 """
@@ -135,7 +135,7 @@ def test_sigkill_while_posts_grow_keeps_growth_tracking_and_escalates_once(reddi
         "email": {"smtp": {"host": "127.0.0.1", "port": smtp.port, "timeout": 5}, "send_interval": 1},
         "responders": [{"email": "oncall@test.local", "brands": "all", "min_priority": "P4"},
                        {"email": "lead@test.local", "brands": "all", "min_priority": "P2"}],
-        "rules": [str(pack)],
+        "rules": [str(pack)], "complaint": {"urgency_points": 0},
     })
     db = load_config(path).store_path
     # Every (score, comments) each post ever had on the server: a snapshot must be one of them.

@@ -300,7 +300,10 @@ def test_explain_a_stored_mention(write_config):
     out = json.loads(result.stdout)
     rules = {r["name"]: r for r in out["reasons"] if r["kind"] == "rule"}
     assert rules["legal-or-safety"]["urgency"] == 30
-    assert out["urgency"] == min(100, sum(r["urgency"] for r in rules.values()))
+    model = [r for r in out["reasons"] if r["kind"] == "model"]
+    assert [r["name"] for r in model] == ["complaint"] and model[0]["urgency"] > 0 and out["is_complaint"]
+    assert model[0]["urgency"] == round(out["complaint"] * config.complaint.urgency_points, 1)
+    assert out["urgency"] == min(100, sum(r["urgency"] for r in rules.values()) + model[0]["urgency"])
     # No votes yet: the audience is the only growth signal; the rules add their points on top.
     signals = {r["name"]: r for r in out["reasons"] if r["kind"] == "signal"}
     assert set(signals) == {"reach"} and signals["reach"]["virality"] > 0
@@ -309,7 +312,7 @@ def test_explain_a_stored_mention(write_config):
 
     text = cli(config_path, "explain", str(mention_id))
     assert text.returncode == 0, text.stderr
-    assert "rule legal-or-safety: urgency +30" in text.stdout
+    assert "rule legal-or-safety: urgency +30" in text.stdout and f"complaint {out['complaint']:.2f}" in text.stdout
     assert f"reach: 2,000,000 can see it; virality +{signals['reach']['virality']:g}" in text.stdout
     assert "sightings = 1" in text.stdout
 
@@ -384,7 +387,7 @@ def test_facts_hold_every_rule_field_in_order_with_its_type():
     defaults = default_facts()
     assert {k: type(v) for k, v in bare.items()} == {k: type(v) for k, v in defaults.items()}
     unset = {"upvote_ratio", "sightings", "text", "length", "compound", "positive", "min_sentence",
-             "brand_compound", "age_hours", "kind", "source"}  # set by this mention or its scores
+             "brand_compound", "age_hours", "kind", "source", "complaint"}  # set by this mention or its scores
     assert {k: v for k, v in bare.items() if k not in unset} == {k: v for k, v in defaults.items() if k not in unset}
     assert bare["upvote_ratio"] == 1.0 and bare["sightings"] == 1.0  # unknown ratio, seen once
     full = scorer.score(Mention(source="reddit", source_id="2", url="", title="T", text="x", author="bob",
