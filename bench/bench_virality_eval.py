@@ -28,7 +28,9 @@ The label: the post ends (24 h) in the top quartile of score.
 The growth weights in monitor/virality.py were fitted (``--fit``: logistic
 regression on the signals the pipeline stored) on the tuning half of the posts
 only; the held-out half is reported. Printed per ranking: ROC AUC and
-precision of the top 20 (ties at the cut-off counted at their expected share).
+precision of the top 20 (ties at the cut-off counted at their expected share),
+with the step rules this replaced (through the rule engine, on the same
+readings) for comparison, and paired bootstrap intervals for the differences.
 
     .venv/bin/python bench/bench_virality_eval.py [--fit]
 """
