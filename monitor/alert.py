@@ -59,28 +59,22 @@ def recipients(config: Config, *, brand: str | None, priority: str, suppressed: 
 # -- quiet hours ---------------------------------------------------------
 
 
-def _parse_hhmm(text: str) -> tuple[int, int]:
-    h, m = text.split(":")
-    return int(h), int(m)
-
-
 def quiet_until(responder: Responder | None, now: float) -> float | None:
     """End of the responder's quiet hours as a timestamp, or None when they are awake."""
-    if responder is None or not responder.quiet_hours:
+    window = responder.quiet_window if responder is not None else None
+    if window is None:
         return None
-    zone = ZoneInfo(responder.timezone)
-    local = datetime.fromtimestamp(now, zone)
-    start_s, end_s = responder.quiet_hours.split("-")
-    (sh, sm), (eh, em) = _parse_hhmm(start_s), _parse_hhmm(end_s)
+    start, end = window
+    local = datetime.fromtimestamp(now, ZoneInfo(responder.timezone))
     minute = local.hour * 60 + local.minute
-    start, end = sh * 60 + sm, eh * 60 + em
     inside = (start <= minute < end) if start < end else (minute >= start or minute < end)
     if not inside:
         return None
-    end_today = local.replace(hour=eh, minute=em, second=0, microsecond=0)
-    if end_today <= local:
-        end_today += timedelta(days=1)
-    return end_today.timestamp()
+    # Counted from local midnight, so an end of 24:00 is the next midnight.
+    wake = local.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(minutes=end)
+    if wake <= local:
+        wake += timedelta(days=1)
+    return wake.timestamp()
 
 
 def _responder(config: Config, address: str) -> Responder | None:
@@ -148,9 +142,9 @@ def alert_context(store: Store, alert, mention, previous=None) -> dict:
     kind = alert["kind"] if "kind" in alert.keys() else "complaint"
     complaint = mention["complaint"]
     return {
-        "alert_id": alert["id"], "mention_id": mention["id"], "kind": kind,
-        # A viral alert's level is its spread: the mention itself is P4 as a complaint.
-        "priority": mention["priority"] if kind == "complaint" else alert["priority"],
+        # The level it was alerted at: the story may have calmed down (or grown) since. A viral alert's level is
+        # its spread (the mention itself is P4 as a complaint).
+        "alert_id": alert["id"], "mention_id": mention["id"], "priority": alert["priority"], "kind": kind,
         "what": "complaint" if kind == "complaint" else "viral mention (not a complaint)",
         "complaint": "n/a" if complaint is None else f"{complaint:.2f} (complaint model, 0-1)",
         "brand": mention["brand"], "urgency": f"{mention['urgency']:.0f}", "virality": f"{mention['virality']:.0f}",
@@ -212,12 +206,13 @@ def deliver_pending(store: Store, transport: Transport, config: Config, *, now: 
     sent = 0
     connection_error = None
     for alert in store.due_alerts(now):
-        if alert["priority"] != "P1":
-            wake = quiet_until(_responder(config, alert["recipient"]), now)
-            if wake is not None:
-                store.postpone(alert["id"], wake)
-                continue
+        # Everything about one alert is inside the try: whatever fails costs that alert a retry, never the round.
         try:
+            if alert["priority"] != "P1":
+                wake = quiet_until(_responder(config, alert["recipient"]), now)
+                if wake is not None:
+                    store.postpone(alert["id"], wake)
+                    continue
             msg = render_alert(store, alert, config)
             transport.send(msg)
         except Exception as err:  # kept queued whatever went wrong; the log says what
@@ -236,24 +231,31 @@ def deliver_pending(store: Store, transport: Transport, config: Config, *, now: 
     return Delivery(sent, store.pending_count(), connection_error)
 
 
+def digest_due(config: Config, recipient: str, alerts, now: float) -> float:
+    """When the digest of these pending alerts may go: its oldest has waited ``digest_minutes``, and not in
+    the recipient's quiet hours."""
+    due = min(a["created_at"] for a in alerts) + config.email.digest_minutes * 60
+    return max(due, quiet_until(_responder(config, recipient), max(now, due)) or due)
+
+
 def deliver_digests(store: Store, transport: Transport, config: Config, *, now: float | None = None) -> int:
     """One email per responder with the lower-priority alerts gathered over ``digest_minutes``."""
     now = time.time() if now is None else now
-    interval = config.email.digest_minutes * 60
     by_recipient: dict[str, list] = {}
     for alert in store.pending_digest_alerts():
         by_recipient.setdefault(alert["recipient"], []).append(alert)
     sent = 0
     for recipient, alerts in by_recipient.items():
-        if alerts[0]["created_at"] > now - interval or quiet_until(_responder(config, recipient), now):
-            continue
-        batch = alerts[:DIGEST_MAX_ITEMS]
-        items = [alert_context(store, a, store.mention(a["mention_id"])) for a in batch]
-        # Same batch, same Message-ID: a resend after a crash is recognisably the same email.
-        key = hashlib.sha1(f"{recipient}|{','.join(str(a['id']) for a in batch)}".encode()).hexdigest()[:16]
-        text, html = render("digest", {"items": items, "count": len(batch), "more": len(alerts) - len(batch)})
-        brands = sorted({i["brand"] for i in items})
+        # Everything about one responder's digest is inside the try: a failure costs that digest, never the round.
         try:
+            if digest_due(config, recipient, alerts, now) > now:
+                continue
+            batch = alerts[:DIGEST_MAX_ITEMS]
+            items = [alert_context(store, a, store.mention(a["mention_id"])) for a in batch]
+            # Same batch, same Message-ID: a resend after a crash is recognisably the same email.
+            key = hashlib.sha1(f"{recipient}|{','.join(str(a['id']) for a in batch)}".encode()).hexdigest()[:16]
+            text, html = render("digest", {"items": items, "count": len(batch), "more": len(alerts) - len(batch)})
+            brands = sorted({i["brand"] for i in items})
             msg = build_message(sender=config.email.from_, recipient=recipient,
                                 subject=f"Digest: {len(batch)} lower-priority mentions of {', '.join(brands)}",
                                 text=text, html=html, message_id=f"<digest-{key}@complaint-monitor>", date=now)
@@ -268,6 +270,52 @@ def deliver_digests(store: Store, transport: Transport, config: Config, *, now: 
         sent += 1
         log.info("digest of %d alerts sent to %s", len(batch), recipient)
     return sent
+
+
+class Waiting(NamedTuple):
+    """One recipient's queued alerts that wait for one reason."""
+    reason: str  # "digest", "quiet hours" (both held on purpose), "failing", "queued" (not tried yet)
+    recipient: str
+    count: int
+    until: float | None  # when they may go (digest, quiet hours) or are tried again (failing)
+    last_error: str | None = None
+
+    @property
+    def held(self) -> bool:
+        """Held back on purpose: what the responder asked for, not a problem."""
+        return self.reason in ("digest", "quiet hours")
+
+
+def waiting(store: Store, config: Config, *, now: float | None = None) -> list[Waiting]:
+    """Why the pending alerts have not gone out: held on purpose, or failing with the last error."""
+    now = time.time() if now is None else now
+    groups: dict[tuple[str, str], list] = {}
+    for alert in store.pending_alerts():
+        if alert["digest"]:
+            reason = "digest"
+        elif alert["last_error"]:
+            reason = "failing"
+        # Postponed (the one thing that postpones an alert that has not failed), or not tried yet and due
+        # inside the quiet hours, where the next round will postpone it.
+        elif alert["next_attempt_at"] > now or (alert["priority"] != "P1" and quiet_until(
+                _responder(config, alert["recipient"]), now)):
+            reason = "quiet hours"
+        else:
+            reason = "queued"
+        groups.setdefault((reason, alert["recipient"]), []).append(alert)
+    found = []
+    for (reason, recipient), alerts in groups.items():
+        if reason == "digest":
+            until = digest_due(config, recipient, alerts, now)
+        elif reason == "quiet hours":
+            until = max([a["next_attempt_at"] for a in alerts] + [quiet_until(_responder(config, recipient), now) or 0])
+        elif reason == "failing":
+            until = min(a["next_attempt_at"] for a in alerts)
+        else:
+            until = None
+        last_error = max(alerts, key=lambda a: a["attempts"])["last_error"]
+        found.append(Waiting(reason, recipient, len(alerts), until, last_error))
+    return found
 
 
 def send_test_email(transport: Transport, config: Config, *, to: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from .config import ConfigError, load_config
@@ -30,14 +31,21 @@ def cmd_check_config(args) -> int:
     config = _load(args.config)
     validate_source_settings(config)
     book = RuleBook.from_files(config.rule_paths)
+    if not book.rules:
+        print(f"warning: {args.config}: no rules loaded, so every mention ranks urgency 0 and virality 0"
+              " (leave the rules key out to use the shipped packs)", file=sys.stderr)
+    packs = " from the shipped packs" if config.rules is None else ""
     print(f"{args.config}: OK ({len(config.brands)} brands, sources: {', '.join(config.sources) or 'none'},"
-          f" {len(book.rules)} rules, {len(config.responders)} responders)")
+          f" {len(book.rules)} rules{packs}, {len(config.responders)} responders)")
     return 0
 
 
 def cmd_once(args) -> int:
+    from .alert import waiting
     from .app import Monitor
     from .daemon import StoreLock
+    from .health import waiting_lines
+    from .logs import Redactor, config_secrets
     config = _load(args.config)
     # The same lock as the daemon's: two senders on one outbox would email every alert twice.
     with StoreLock(config.store_path):
@@ -47,13 +55,21 @@ def cmd_once(args) -> int:
             delivery = monitor.deliver()
             monitor.deliver_digests()
             sent, pending = delivery.sent, monitor.store.pending_count()
+            queued = waiting(monitor.store, config)
         finally:
             monitor.close()
     stored = sum(len(r.outcome.stored) for r in reports if r.outcome)
     errors = sum(len(r.errors) for r in reports)
     print(f"{stored} new mentions, {sent} alerts sent, {pending} pending, {errors} source errors")
-    if pending:
-        print(f"{pending} alerts could not be delivered yet; they stay queued for the next run", file=sys.stderr)
+    for line in waiting_lines([w for w in queued if w.held]):
+        print(line)
+    undelivered = [w for w in queued if not w.held]
+    if undelivered:
+        print(f"{sum(w.count for w in undelivered)} alerts could not be delivered yet; they stay queued for the"
+              " next run", file=sys.stderr)
+        redact = Redactor(config_secrets(config))  # an SMTP error may quote what it was sent
+        for line in waiting_lines(undelivered):
+            print(redact(line), file=sys.stderr)
     return 0
 
 
@@ -220,7 +236,7 @@ def _analyst_command(name: str, run) -> int:
     """Bad filters or a missing store get a one-line error and exit code 2."""
     try:
         print(run())
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:  # OSError: --out names a missing folder, a file's child, a folder
         print(f"{name}: {err}", file=sys.stderr)
         return 2
     return 0
@@ -247,7 +263,9 @@ def cmd_status(args) -> int:
     config = _load(args.config)
     intervals = {name: settings.interval for name, (_, settings) in validate_source_settings(config).items()}
     from .logs import Redactor, config_secrets
-    report = status(Store(config.store_path), intervals)
+    from .alert import waiting
+    store = Store(config.store_path)
+    report = status(store, intervals, waiting=waiting(store, config))
     text = json.dumps(report, indent=2) if args.json else format_status(report)
     print(Redactor(config_secrets(config))(text))
     return 0
@@ -326,7 +344,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _formatter = setup(verbose=args.verbose)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # here, so a reader that went away is seen below and not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # The reader (`| head`) stopped reading: nothing more to say. stdout goes to devnull so
+        # Python's own flush at exit does not fail again (the way the Python docs give for SIGPIPE).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except ConfigError as err:
         print(f"config error in {args.config}:\n{err}", file=sys.stderr)
         return 2

@@ -35,6 +35,9 @@ FORMAT = "complaint-monitor/complaint-model"
 FORMAT_VERSION = 1
 # The pipeline's VADER results the model reads beside the n-grams (the same values rules read).
 SENTIMENT_FEATURES = ("compound", "negative", "positive", "min_sentence", "negative_share")
+# The model reads this much of a text: complaints are stated early, it was trained on texts far shorter, and a
+# megabyte post must cost no more than a long tweet (the VADER features still cover the whole text).
+MAX_CHARS = 4000
 
 _URL = re.compile(r"https?://\S+|www\.\S+")
 _HANDLE = re.compile(r"@\w+")
@@ -42,9 +45,10 @@ _WORD = re.compile(r"(?u)\b\w\w+\b")
 
 
 def normalise(text: str) -> str:
-    """Links and handles carry no complaint, but differ between the training data (reviews, Reddit, subtitles)
-    and what the monitor reads (tweets to @brands with links): the model sees a placeholder for each."""
-    return _HANDLE.sub("@user", _URL.sub("http", text)).lower()
+    """Links and @handles carry no complaint, but differ between the training data (reviews, Reddit,
+    subtitles, support tweets that all open with a brand's @handle) and what the monitor reads: links become
+    one placeholder, and handles are dropped, or every reply to anyone would read as a support request."""
+    return _HANDLE.sub(" ", _URL.sub("http", text)).lower()
 
 
 def word_ngrams(text: str) -> list[str]:
@@ -136,7 +140,7 @@ class ComplaintModel:
         return cls(words=blocks["words"], chars=blocks["chars"], dense=dense, intercept=intercept, meta=meta)
 
     def decision(self, text: str, sentiment: Sentiment) -> float:
-        text = normalise(text)
+        text = normalise(text[:MAX_CHARS])
         value = self._intercept + self._words.decision(word_ngrams(text)) + self._chars.decision(char_ngrams(text))
         for coef, feature in zip(self._dense, sentiment_features(sentiment)):
             value += coef * feature

@@ -15,6 +15,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from .alert import Waiting
 from .logs import Redactor
 from .mail import FolderTransport, Transport, build_message
 from .store import Store
@@ -88,8 +89,27 @@ def _when(iso: str | None) -> str | None:
         return iso
 
 
-def status(store: Store, intervals: dict[str, float], *, now: float | None = None) -> dict[str, Any]:
-    """Everything ``complaint-monitor status`` prints, as data."""
+def waiting_lines(groups: list[Waiting], *, now: float | None = None) -> list[str]:
+    """Why queued alerts have not gone out, one line per recipient and reason: held on purpose or failing."""
+    now = time.time() if now is None else now
+    lines = []
+    for w in groups:
+        alerts = f"{w.count} alert{'s' if w.count != 1 else ''}"
+        if w.reason == "digest":
+            lines.append(f"held: {alerts} for the digest to {w.recipient}, "
+                         + ("due now" if w.until <= now else f"until {_ts(w.until)}"))
+        elif w.reason == "quiet hours":
+            lines.append(f"held: {alerts} to {w.recipient} through quiet hours, until {_ts(w.until)}")
+        elif w.reason == "failing":
+            lines.append(f"failing: {alerts} to {w.recipient}, next try {_ts(w.until)}; last error: {w.last_error}")
+        else:
+            lines.append(f"queued: {alerts} to {w.recipient}, not tried yet")
+    return lines
+
+
+def status(store: Store, intervals: dict[str, float], *, now: float | None = None,
+           waiting: list[Waiting] = ()) -> dict[str, Any]:
+    """Everything ``complaint-monitor status`` prints, as data; ``waiting``: why pending alerts wait."""
     now = time.time() if now is None else now
     hour_ago = now - 3600
     sources = {}
@@ -118,7 +138,9 @@ def status(store: Store, intervals: dict[str, float], *, now: float | None = Non
     return {
         "sources": sources,
         "outbox": {"pending": store.pending_count(), "oldest_pending": _ts(oldest),
-                   "failed": store.query("SELECT count(*) FROM alerts WHERE status = 'failed'")[0][0]},
+                   "failed": store.query("SELECT count(*) FROM alerts WHERE status = 'failed'")[0][0],
+                   "waiting": [{**w._asdict(), "until": _ts(w.until) if w.until else None,
+                                "line": line} for w, line in zip(waiting, waiting_lines(waiting, now=now))]},
         "failing": [{"subject": f["subject"], "since": _ts(f["since"]), "count": f["count"],
                      "last_error": f["last_error"]} for f in failing],
     }
@@ -166,6 +188,7 @@ def format_status(report: dict[str, Any]) -> str:
                          f"{moved}{problem}")
     o = report["outbox"]
     lines.append(f"outbox: {o['pending']} pending (oldest {o['oldest_pending']}), {o['failed']} failed")
+    lines.extend(f"  {w['line']}" for w in o.get("waiting", ()))
     for f in report["failing"]:
         lines.append(f"failing: {f['subject']} since {f['since']} ({f['count']} times): {f['last_error']}")
     return "\n".join(lines)

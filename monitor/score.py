@@ -270,8 +270,10 @@ class Scorer:
         verdict.reasons.extend(growth.reasons)
         if signals.brand_spike:
             verdict.reasons.append(_spike_reason(signals.brand_spike))
-        # A rule may vouch for a complaint the model doubts (tag "complaint"): the rules are right when they fire.
-        is_complaint = reading.complaint >= settings.threshold or "complaint" in verdict.tags
+        # A rule may vouch for a complaint the model doubts (tag "complaint": the rules are right when they fire),
+        # or say that it is none whatever the model thinks (tag "not-complaint": a joke, praise, our own post).
+        tags = verdict.tags
+        is_complaint = (reading.complaint >= settings.threshold or "complaint" in tags) and "not-complaint" not in tags
         priority = priority_for(verdict.urgency, verdict.virality, self.thresholds) if is_complaint else "P4"
         return Scores(reading.sentiment, reading.title_compound, signals, verdict, priority, facts,
                       complaint=reading.complaint, is_complaint=is_complaint,

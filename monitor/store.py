@@ -375,7 +375,9 @@ class Store:
                           " ORDER BY priority, id LIMIT ?", (now, limit))
 
     def pending_digest_alerts(self) -> list[sqlite3.Row]:
-        return self.query("SELECT * FROM alerts WHERE status = 'pending' AND digest = 1 ORDER BY recipient, id")
+        # Highest priority first ('P3' < 'P4'): the top of a digest is what most deserves a look.
+        return self.query("SELECT * FROM alerts WHERE status = 'pending' AND digest = 1"
+                          " ORDER BY recipient, priority, id")
 
     def earlier_alerts(self, alert: sqlite3.Row) -> list[sqlite3.Row]:
         """Alerts already sent to the same recipient about the same mention: the thread to reply in."""
@@ -400,6 +402,9 @@ class Store:
             else:
                 db.execute("UPDATE alerts SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?"
                            " WHERE id = ?", (error, retry_at, alert_id))
+
+    def pending_alerts(self) -> list[sqlite3.Row]:
+        return self.query("SELECT * FROM alerts WHERE status = 'pending' ORDER BY recipient, priority, id")
 
     def pending_count(self) -> int:
         return self.query("SELECT count(*) FROM alerts WHERE status = 'pending'")[0][0]

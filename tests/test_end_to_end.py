@@ -38,6 +38,9 @@ def test_once_delivers_each_complaint_once_and_ranks_praise_lower(reddit, feeds,
                                               "I'm talking to a lawyer.</p>", "pubDate": "Sun, 22 Nov 2026 10:00:00 GMT"},
     ]))
     config = write_config({
+        # A second brand, so one responder watches a brand nobody mentions.
+        "brands": [{"name": "Acme", "keywords": ["acme", "@acmesupport"], "own_accounts": ["acmesupport"]},
+                   {"name": "Globex"}],
         "sources": {
             "reddit": {"client_id": "test-id", "client_secret": "test-secret", "user_agent": "complaint-monitor tests",
                        "subreddits": ["CustomerService"], "oauth_url": reddit.url, "reddit_url": reddit.url,
