@@ -138,12 +138,19 @@ def cmd_explain(args) -> int:
     from .score import format_explanation, stored_explanation
     from .store import Store
     config = _load(args.config)
-    row = Store(config.store_path).mention(args.mention_id)
+    store = Store(config.store_path)
+    row = store.mention(args.mention_id)
     if row is None:
         print(f"no mention {args.mention_id} in {config.store_path}", file=sys.stderr)
         return 1
     result = stored_explanation(row)
-    print(json.dumps(result, indent=2) if args.json else format_explanation(result))
+    # Priority decays once a story calms down; the level it reached is what the responder was told.
+    alerted = [r[0] for r in store.query(
+        "SELECT DISTINCT priority FROM alerts WHERE mention_id = ? AND status = 'sent' ORDER BY priority",
+        (args.mention_id,))]
+    result.update(peak_priority=row["peak_priority"], alerted=alerted)
+    print(json.dumps(result, indent=2) if args.json else format_explanation(result)
+          + f"\nhighest priority reached: {row['peak_priority']} (alerted: {', '.join(alerted) or 'none'})")
     return 0
 
 

@@ -112,6 +112,13 @@ class EmailSettings(Strict):
     digest_minutes: float = Field(default=60, gt=0)
     # How often the daemon sends what is due in the outbox (seconds).
     send_interval: float = Field(default=30, gt=0)
+    # A story already alerted at its level gets a follow-up in its thread when its score + comments grew
+    # this many times since the last email, or it turned up in a new place; at most one per thread
+    # every follow_up_minutes.
+    follow_up_growth: float = Field(default=4, gt=1)
+    follow_up_minutes: float = Field(default=60, ge=0)
+    # More alerts than this for one responder in one delivery round become one storm summary email.
+    storm_threshold: int = Field(default=10, ge=1)
 
 
 class Responder(Strict):
@@ -155,10 +162,10 @@ class Responder(Strict):
     def digests(self, priority: str) -> bool:
         return self.digest_below is not None and PRIORITIES.index(priority) > PRIORITIES.index(self.digest_below)
 
-    def wants(self, brand: str | None, priority: str, *, kind: str = "complaint") -> bool:
+    def wants(self, brand: str | None, priority: str, *, about: str = "complaint") -> bool:
         if self.brands != "all" and brand not in self.brands:
             return False
-        lowest = self.min_priority if kind == "complaint" else self.viral_min_priority
+        lowest = self.min_priority if about == "complaint" else self.viral_min_priority
         return lowest is not None and PRIORITIES.index(priority) <= PRIORITIES.index(lowest)
 
 

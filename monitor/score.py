@@ -59,7 +59,7 @@ class Scores:
     viral_priority: str = "P4"
 
     @property
-    def kind(self) -> str:
+    def about(self) -> str:
         """What an alert about it is: a complaint to answer, or a mention that spreads (praise, a joke, news)."""
         return "complaint" if self.is_complaint else "viral"
 

@@ -177,7 +177,7 @@ def test_a_story_that_rose_before_its_first_email_went_out_is_sent_once_at_the_l
         [(_, only)] = server.messages
         # The level the alert was raised at, not the story's level when the outbox ran; the
         # stale P3 alert would arrive beside it as a second, unthreaded email about the same story.
-        assert str(only["Subject"]).strip().startswith("[P1] Acme:")
+        assert str(only["Subject"]).strip() == "[P1] Acme a"  # the title names the brand: not repeated
         assert only["In-Reply-To"] is None
         assert [(a["priority"], a["status"]) for a in store.query("SELECT * FROM alerts ORDER BY id")] == [
             ("P3", "superseded"), ("P1", "sent")]

@@ -233,10 +233,11 @@ def test_only_complaints_are_paged_as_complaints_and_viral_praise_is_opt_in(writ
     store = Store(config.store_path)
     pipeline = Pipeline(config=config, store=store)
     praise = "Shout-out to the Acme crew on my Honolulu flight, amazing service, thank you!"
-    angry = "Acme lost my bag, charged me twice and nobody answers. Worst airline ever, never again."
+    # The same complaint twice: one spreads, one does not.
+    angry = "Acme my order still hasn't arrived, can someone help?"
     pipeline.process("reddit", Poll(mentions=[_mention("praise", praise, score=5000),
                                               _mention("angry", angry, score=5000),
-                                              _mention("quiet", angry.replace("Worst", "Bad"), score=1)]))
+                                              _mention("quiet", angry, score=1)]))
     rows = {r["source_id"]: r for r in store.query("SELECT * FROM mentions")}
     assert not rows["praise"]["is_complaint"] and rows["praise"]["priority"] == "P4"
     assert rows["praise"]["virality"] >= 75
@@ -246,16 +247,16 @@ def test_only_complaints_are_paged_as_complaints_and_viral_praise_is_opt_in(writ
     alerts = {(store.mention(a["mention_id"])["source_id"], a["recipient"]): a
               for a in store.query("SELECT * FROM alerts")}
     assert ("praise", "oncall@test.local") not in alerts, "praise is never a complaint alert"
-    assert alerts[("praise", "social@test.local")]["kind"] == "viral"
-    assert alerts[("angry", "oncall@test.local")]["kind"] == "complaint"
+    assert alerts[("praise", "social@test.local")]["about"] == "viral"
+    assert alerts[("angry", "oncall@test.local")]["about"] == "complaint"
     assert ("quiet", "social@test.local") not in alerts  # a P1-only responder for complaints
 
     from monitor.alert import render_alert
-    viral = render_alert(store, alerts[("praise", "social@test.local")], config)
+    viral, _ = render_alert(store, alerts[("praise", "social@test.local")], config)
     assert str(viral["Subject"]).startswith("[Viral P1]")
     body = viral.get_body(("plain",)).get_content()
     assert "Not a complaint" in body and "Take responsibility" not in body
-    angry_mail = render_alert(store, alerts[("angry", "oncall@test.local")], config)
+    angry_mail, _ = render_alert(store, alerts[("angry", "oncall@test.local")], config)
     angry_body = angry_mail.get_body(("plain",)).get_content()
     assert str(angry_mail["Subject"]).startswith("[P1]") and "Take responsibility" in angry_body
     assert f"Complaint: {rows['angry']['complaint']:.2f}" in angry_body

@@ -211,7 +211,8 @@ def test_rule_book_fires_what_rule_engine_fires_on_real_texts():
         fired_anywhere.update(expected)
     assert len(texts) > 8_000
     assert fired_anywhere >= {"repeated-contact", "service-failure", "named-employee", "going-public", "joking",
-                              "brand-own-account", "strong-negative-sentiment", "praise", "angry-and-spreading"}
+                              "brand-own-account", "legal-or-safety", "praise", "complaint-evidence",
+                              "angry-and-spreading"}
 
 
 def test_fast_path_tries_regexes_where_their_literals_start_with_the_same_answers(tmp_path):
@@ -279,7 +280,8 @@ def test_score_reads_a_megabyte_from_stdin(write_config):
     out = json.loads(result.stdout)
     assert out["brand"] == "Acme"
     assert out["sentiment"]["sentences"] == 1_000_000 // len(sentence)
-    assert {r["name"] for r in out["reasons"] if r["kind"] == "rule"} >= {"negative-sentiment"}
+    assert {r["name"] for r in out["reasons"] if r["kind"] == "rule"} >= {"service-failure"}
+    assert out["is_complaint"] and out["complaint"] >= 0.7  # the model reads the first 4,000 characters
     assert set(out["signals"]) >= {"score_velocity", "sightings", "brand_spike"}
 
 
