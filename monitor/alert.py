@@ -152,8 +152,9 @@ def _reasons(mention) -> list[str]:
                          + (f" ({r['detail']})" if r["detail"] else ""))
         elif r["kind"] == "model":
             lines.append(f"{r['detail']}: urgency {r['urgency']:+g}")
-        elif r["kind"] == "signal":
-            lines.append(f"signal {r['name']}: {r['detail']}")
+        elif r["kind"] == "signal":  # a growth signal's share of the virality risk, with its value
+            lines.append(f"signal {r['name']}: "
+                         + (f"virality {r['virality']:+g} ({r['detail']})" if r["virality"] else r["detail"]))
     return lines
 
 

@@ -1,15 +1,26 @@
 """Replay a file of mentions through the current rules, to tune rules before deploying them.
 
 The input is CSV or JSON Lines with at least ``id`` and ``text``; ``title``,
-``author``, ``source``, ``created_at`` and the engagement counts (``score``,
-``comments``, ``upvote_ratio``, ``awards``) and ``reach`` are used when present.
-Every input row comes back unchanged with ``brand``, ``compound``, ``urgency``,
-``virality``, ``priority`` and ``reasons`` added.
+``author``, ``source``, ``kind``, ``url``, ``place``, ``subreddit``,
+``created_at``, ``fetched_at``, the engagement counts (``score``,
+``comments``, ``upvote_ratio``, ``awards``), ``reach``, ``sightings`` and
+``brand_spike`` are used when present. Every input row comes back unchanged
+with ``brand``, ``compound``, ``urgency``, ``virality``, ``priority`` and
+``reasons`` added.
 
-A replay has no store: each row is scored on its own, so ``sightings`` is 1
-and ``brand_spike`` 0. Velocities are measured against the newest
-``created_at`` in the file, as if the replay ran right after it; a row
-without ``created_at`` has no velocities.
+A row is one reading of a mention at its ``fetched_at``. Several rows with
+the same ``source`` and ``id`` are successive readings of one post: each is
+ranked with the readings before it, through the same ``signals_from_mention``
+the pipeline uses for growth snapshots, so the velocity since the last reading
+and the acceleration are what the daemon computed. A history exported from a
+store (mentions joined with their snapshots) therefore replays to the scores
+the daemon gave, or shows what new rules would have given.
+
+A replay has no store: ``sightings`` is 1 and ``brand_spike`` 0 unless the
+file says otherwise. A row without ``fetched_at`` is read at ``now``: the
+``--now`` given, else the newest ``fetched_at`` or ``created_at`` in the file
+(as if the replay ran right after it); a row without ``created_at`` has no
+velocities.
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
@@ -26,7 +38,7 @@ import pandas as pd
 from .config import Config, ConfigError
 from .match import BrandMatch, BrandMatcher
 from .mention import Engagement, Mention, utcnow
-from .score import Scorer, Signals, signals_from_mention
+from .score import Reading, Scorer, Signals, signals_from_mention
 
 REQUIRED = ("id", "text")
 ENGAGEMENT = ("score", "comments", "upvote_ratio", "awards")
@@ -96,44 +108,96 @@ class Progress:
         print(f"scored {done}/{self.total} rows ({rate:,.0f} rows/s)", file=self.stream, flush=True)
 
 
-def backtest(frame: pd.DataFrame, *, config: Config, brand: str | None = None,
+def backtest(frame: pd.DataFrame, *, config: Config, brand: str | None = None, now: datetime | None = None,
              progress: Callable[[int], None] | None = None) -> pd.DataFrame:
     """Each row scored with the configured brands, lexicon and rules; the rows come back with the scores added.
 
     With ``brand``, every row is taken to be about that brand (files exported
-    per brand often no longer name it in every text).
+    per brand often no longer name it in every text). Like ``Pipeline.process``, the rows go through the
+    stages together: all matched, all read (each distinct text once), then each ranked in the order of its
+    reading.
     """
     if brand is not None and brand not in {b.name for b in config.brands}:
         raise ConfigError(f"--brand {brand!r} is not a configured brand ({', '.join(b.name for b in config.brands)})")
     matcher = BrandMatcher(config.brands)
     scorer = Scorer.from_config(config, own_account=matcher.is_own_account)
-    created = (pd.to_datetime(frame["created_at"], errors="coerce", utc=True, format="mixed")
-               if "created_at" in frame.columns else pd.Series(pd.NaT, index=frame.index))
-    reference = created.max() if created.notna().any() else None
-    now = reference.to_pydatetime() if reference is not None else utcnow()
-    added: dict[str, list] = {c: [] for c in ADDED}
-    for done, (index, row) in enumerate(frame.iterrows(), start=1):
-        mention = Mention(
-            source=_text(row.get("source")) or "backtest", source_id=_text(row["id"]), url=_text(row.get("url")),
-            title=_text(row.get("title")), text=_text(row["text"]), author=_text(row.get("author")) or None,
-            created_at=created[index].to_pydatetime() if pd.notna(created[index]) else now, fetched_at=now,
-            engagement=Engagement(*(_number(row.get(c), float if c == "upvote_ratio" else int) for c in ENGAGEMENT)),
-            reach=_number(row.get("reach"), float),
-        )
+    created, fetched = _times(frame, "created_at"), _times(frame, "fetched_at")
+    newest = pd.concat([created, fetched]).max()
+    now = now or (newest.to_pydatetime() if pd.notna(newest) else utcnow())
+    mentions = _mentions(frame, created, fetched, now)
+    matches = []
+    for mention in mentions:
         match = _match(matcher, mention, brand)
         mention.brand = match.brand if match else brand
-        # Without a posting time there is no rate: a score of 5 is not "20 points an hour".
-        signals = signals_from_mention(mention, now=now) if pd.notna(created[index]) else Signals()
-        scores = scorer.score(mention, match, signals=signals)
-        added["brand"].append(mention.brand or "")
-        added["compound"].append(scores.sentiment.compound)
-        added["urgency"].append(scores.urgency)
-        added["virality"].append(scores.virality)
-        added["priority"].append(scores.priority)
-        added["reasons"].append("; ".join(str(r) for r in scores.reasons if r.kind == "rule"))
+        matches.append(match)
+    # Successive readings of a post mostly repeat its words: each distinct text (and brand span) is read once.
+    texts = [(m.title, m.text, match and (match.start, match.end)) for m, match in zip(mentions, matches)]
+    readings: dict[tuple, Reading] = {}
+    for key, mention, match in zip(texts, mentions, matches):
+        if key not in readings:
+            readings[key] = scorer.read(mention, match)
+    sightings = _column(frame, "sightings", lambda v: _number(v) or 1)
+    spikes = _column(frame, "brand_spike", lambda v: _number(v, float) or 0.0)
+    has_created = created.notna().tolist()
+    earlier: dict[tuple[str, str], list[tuple[datetime, int, int]]] = {}
+    scored: list = [None] * len(mentions)
+    # In the order of the readings (a stable sort keeps the file's order among equal times).
+    for done, i in enumerate(sorted(range(len(mentions)), key=lambda i: mentions[i].fetched_at), start=1):
+        mention, match = mentions[i], matches[i]
+        at = mention.fetched_at
+        before = earlier.setdefault(mention.key, [])
+        if has_created[i]:
+            signals = signals_from_mention(mention, now=at, sightings=sightings[i], brand_spike=spikes[i],
+                                           previous=[r for r in before if r[0] < at] or None)
+        else:  # without a posting time there is no rate: a score of 5 is not "20 points an hour"
+            signals = Signals(sightings=sightings[i], brand_spike=spikes[i])
+        before.append((at, mention.engagement.score or 0, mention.engagement.comments or 0))
+        scored[i] = scorer.rank(mention, match, readings[texts[i]], signals=signals)
         if progress:
             progress(done)
-    return frame.assign(**added)
+    return frame.assign(
+        brand=[m.brand or "" for m in mentions],
+        compound=[s.sentiment.compound for s in scored],
+        urgency=[s.urgency for s in scored],
+        virality=[s.virality for s in scored],
+        priority=[s.priority for s in scored],
+        reasons=["; ".join(str(r) for r in s.reasons if r.kind == "rule") for s in scored],
+    )
+
+
+def _times(frame: pd.DataFrame, column: str) -> pd.Series:
+    if column not in frame.columns:
+        return pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]")
+    return pd.to_datetime(frame[column], errors="coerce", utc=True, format="mixed")
+
+
+def _column(frame: pd.DataFrame, column: str, convert: Callable) -> list:
+    """The column's values converted, or what ``convert`` makes of a missing value for every row."""
+    values = frame[column].tolist() if column in frame.columns else [None] * len(frame)
+    return [convert(v) for v in values]
+
+
+def _mentions(frame: pd.DataFrame, created: pd.Series, fetched: pd.Series, now: datetime) -> list[Mention]:
+    """One Mention per row, read column by column (no per-row Series)."""
+    text = {c: _column(frame, c, _text) for c in ("id", "text", "title", "author", "source", "kind", "url",
+                                                  "place", "subreddit")}
+    numbers = [_column(frame, c, lambda v, c=c: _number(v, float if c == "upvote_ratio" else int))
+               for c in ENGAGEMENT]
+    reach = _column(frame, "reach", lambda v: _number(v, float))
+    posted = [t.to_pydatetime() if pd.notna(t) else now for t in created]
+    read_at = [t.to_pydatetime() if pd.notna(t) else now for t in fetched]
+    mentions = []
+    for i in range(len(frame)):
+        subreddit = text["subreddit"][i]
+        mentions.append(Mention(
+            source=text["source"][i] or "backtest", source_id=text["id"][i], url=text["url"][i],
+            title=text["title"][i], text=text["text"][i], author=text["author"][i] or None,
+            created_at=posted[i], fetched_at=read_at[i], kind=text["kind"][i] or "post",
+            place=text["place"][i] or (f"r/{subreddit}" if subreddit else ""),
+            engagement=Engagement(*(column[i] for column in numbers)), reach=reach[i],
+            extra={"subreddit": subreddit} if subreddit else {},
+        ))
+    return mentions
 
 
 def _match(matcher: BrandMatcher, mention: Mention, brand: str | None) -> BrandMatch | None:

@@ -97,6 +97,16 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _utc_time(arg: str):
+    """An ISO date or time for an option; UTC unless it says otherwise."""
+    from datetime import datetime, timezone
+    try:
+        when = datetime.fromisoformat(arg)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date or time such as 2026-11-01T12:00Z: {arg!r}") from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
 def _read_text(arg: str) -> str:
     if arg == "-":
         return sys.stdin.buffer.read().decode("utf-8", errors="replace")
@@ -152,7 +162,7 @@ def cmd_backtest(args) -> int:
     except BacktestError as err:
         print(f"backtest: {err}", file=sys.stderr)
         return 1
-    scored = backtest(frame, config=config, brand=args.brand,
+    scored = backtest(frame, config=config, brand=args.brand, now=args.now,
                       progress=Progress(total=len(frame)) if len(frame) >= 1000 else None)
     print(format_ranking(scored, top=args.top))
     if args.out:
@@ -304,8 +314,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("mention_id", type=int)
     p.add_argument("--json", action="store_true")
     p = command("backtest", cmd_backtest, "replay a CSV or JSON Lines file of mentions through the current rules")
-    p.add_argument("file", help="CSV or .jsonl with columns id and text (title, author, source, created_at, score,"
-                                " comments, upvote_ratio, awards, reach optional)")
+    p.add_argument("file", help="CSV or .jsonl with columns id and text (title, author, source, kind, url, place,"
+                                " subreddit, created_at, fetched_at, score, comments, upvote_ratio, awards, reach,"
+                                " sightings, brand_spike optional); rows with the same id are successive readings")
+    p.add_argument("--now", type=_utc_time, default=None,
+                   help="when rows without fetched_at were read (ISO time, UTC unless it says otherwise;"
+                        " default: the newest time in the file)")
     p.add_argument("--brand", default=None, help="treat every row as a mention of this configured brand")
     p.add_argument("--out", default=None, help="write every input row with the scores added (.csv or .jsonl)")
     p.add_argument("--top", type=int, default=20, help="rows of the ranking to print (default 20)")

@@ -225,7 +225,9 @@ class Pipeline:
         sighting = self.stories.find(mention, now=seen)
         recent = 0 <= (seen - mention.created_at).total_seconds() < 3600  # an old post found late is no spike
         volume = brand_volume(self.store, mention.brand, seen, pending=int(recent), settings=self.config.spikes)
-        signals = signals_from_mention(mention, now=now, sightings=sighting.sightings, brand_spike=volume.ratio)
+        # Rates at the moment the numbers were read, as a replay of the readings computes them.
+        signals = signals_from_mention(mention, now=now or mention.fetched_at, sightings=sighting.sightings,
+                                       brand_spike=volume.ratio)
         scores = self.scorer.rank(mention, match, reading, signals=signals)
         with self.store.transaction():
             mention_id = self.store.add_mention(mention, scores)

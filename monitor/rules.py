@@ -69,12 +69,16 @@ FIELDS: dict[str, tuple[Any, str]] = {
     "awards": (_T.FLOAT, "awards received"),
     "reach": (_T.FLOAT, "audience: subreddit subscribers, the feed's weight x 1000, or the author's followers"
                         " (Mastodon, Bluesky)"),
-    "score_velocity": (_T.FLOAT, "score gained per hour since it was posted or last read"),
-    "comment_velocity": (_T.FLOAT, "comments gained per hour"),
-    "acceleration": (_T.FLOAT, "change of score velocity per hour between the last two reads"),
+    "score_velocity": (_T.FLOAT, "score gained per hour since it was posted (the overall rate)"),
+    "recent_velocity": (_T.FLOAT, "score gained per hour since the last reading (at the first reading, the"
+                                  " overall rate)"),
+    "comment_velocity": (_T.FLOAT, "comments gained per hour (since the last reading, once there is one)"),
+    "acceleration": (_T.FLOAT, "change of the score gained per hour between the last two intervals between"
+                               " readings (the posting counts as a reading of 0), per hour"),
     "age_hours": (_T.FLOAT, "hours since it was posted"),
     "sightings": (_T.FLOAT, "places the same story was seen (1 = only here)"),
     "brand_spike": (_T.FLOAT, "brand's mentions in the last hour divided by its hourly baseline"),
+    "spike_ratio": (_T.FLOAT, "the configured `spikes.ratio`: from this `brand_spike` on, the brand spikes"),
     "length": (_T.FLOAT, "characters in the text"),
     "tags": (_T.ARRAY(_T.STRING), "tags added by rules that ran before this one"),
 }
@@ -102,6 +106,7 @@ def _default_facts() -> dict[str, Any]:
             facts[name] = ()
     facts["upvote_ratio"] = 1.0
     facts["sightings"] = 1.0
+    facts["spike_ratio"] = 3.0  # spikes.ratio's default
     return facts
 
 

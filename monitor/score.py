@@ -7,7 +7,6 @@ those facts are worth. Every number it produces carries its reasons.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
@@ -18,18 +17,20 @@ from .match import BrandMatch
 from .mention import Mention
 from .rules import Reason, RuleBook, Verdict
 from .sentiment import Sentiment, SentimentScorer, rounded
+from .virality import growth_risk
 
 
 class Signals(NamedTuple):
     """Measured facts about spread, as opposed to what the words say (immutable; a NamedTuple is
     made in a fifth of a frozen dataclass's time, and one is made per mention)."""
 
-    score_velocity: float = 0.0
+    score_velocity: float = 0.0  # since it was posted: the overall rate
     comment_velocity: float = 0.0
     acceleration: float = 0.0
     age_hours: float = 0.0
     sightings: int = 1
     brand_spike: float = 0.0
+    recent_velocity: float = 0.0  # since the last reading (the overall rate at the first one)
 
     def as_dict(self) -> dict[str, float]:
         return self._asdict()
@@ -125,7 +126,8 @@ def format_explanation(explained: dict[str, Any]) -> str:
     rules = [r for r in reasons if r.kind != "signal"]
     lines.append("rules:" if rules else "rules: none fired")
     lines.extend(f"  {r.kind} {r}" for r in rules)
-    details = {r.name: r.detail for r in reasons if r.kind == "signal"}
+    details = {r.name: f"{r.detail}; virality {r.virality:+g}" if r.virality else r.detail
+               for r in reasons if r.kind == "signal"}
     lines.append("signals:")
     for name, value in explained["signals"].items():
         lines.append(f"  {name} = {value:g}" + (f" ({details.pop(name)})" if name in details else ""))
@@ -160,7 +162,8 @@ def level_priority(level: float, thresholds: Thresholds) -> str:
 
 def signals_from_mention(mention: Mention, *, now: datetime | None = None, sightings: int = 1,
                          brand_spike: float = 0.0, previous: list[tuple[datetime, int, int]] | None = None) -> Signals:
-    """Velocity from the post's age, or from the last two growth snapshots when there are some."""
+    """Velocities from the post's age and, when there are earlier readings (growth snapshots), from the
+    last of them: the overall rate says how big it is for its age, the recent one whether it still grows."""
     now = now or datetime.now(timezone.utc)
     age = (now - mention.created_at).total_seconds() / 3600
     age = 0.0 if 0.0 > age else age  # max(age, 0.0), without the builtin call
@@ -168,29 +171,34 @@ def signals_from_mention(mention: Mention, *, now: datetime | None = None, sight
     comments = mention.engagement.comments or 0
     # A post seen minutes after it was made would get an absurd rate: at least a quarter hour.
     hours = 0.25 if 0.25 > age else age
-    score_velocity = score / hours
+    score_velocity = recent_velocity = score / hours
     comment_velocity = comments / hours
     acceleration = 0.0
     if previous:
+        # The posting counts as a reading of nothing, so the second reading already has two rates to compare.
         points = sorted(previous) + [(now, score, comments)]
+        if mention.created_at < points[0][0]:
+            points.insert(0, (mention.created_at, 0, 0))
         (t0, s0, c0), (t1, s1, c1) = points[-2], points[-1]
         span = max((t1 - t0).total_seconds() / 3600, 1 / 60)
         recent_velocity = max(s1 - s0, 0) / span
         comment_velocity = max(c1 - c0, 0) / span
         if len(points) >= 3:
             tp, sp, _ = points[-3]
-            before = max(s0 - sp, 0) / max((t0 - tp).total_seconds() / 3600, 1 / 60)
-            acceleration = (recent_velocity - before) / span
-        score_velocity = recent_velocity
+            earlier = max((t0 - tp).total_seconds() / 3600, 1 / 60)
+            before = max(s0 - sp, 0) / earlier
+            # Per hour between the middles of the two intervals the rates were measured over.
+            acceleration = (recent_velocity - before) / ((span + earlier) / 2)
     return Signals(rounded(score_velocity, 2), rounded(comment_velocity, 2), rounded(acceleration, 2),
-                   rounded(age, 2), sightings, rounded(brand_spike, 2))
+                   rounded(age, 2), sightings, rounded(brand_spike, 2), rounded(recent_velocity, 2))
 
 
 class Scorer:
     def __init__(self, *, rules: RuleBook, sentiment: SentimentScorer, thresholds: Thresholds,
                  complaint: ModelFile | None = None, complaint_settings: ComplaintSettings | None = None,
-                 own_account=lambda brand, author: False):
+                 own_account=lambda brand, author: False, spike_ratio: float = 3.0):
         self.rules = rules
+        self.spike_ratio = float(spike_ratio)  # the brand-spike rule compares brand_spike with it
         self.sentiment = sentiment
         self.thresholds = thresholds
         self.complaint = complaint or ModelFile()  # the shipped model
@@ -202,7 +210,7 @@ class Scorer:
         return cls(rules=RuleBook.from_files(config.rule_paths),
                    sentiment=SentimentScorer(lexicon=config.sentiment.lexicon),
                    thresholds=config.thresholds, complaint=ModelFile(config.complaint_model_path),
-                   complaint_settings=config.complaint, own_account=own_account)
+                   complaint_settings=config.complaint, own_account=own_account, spike_ratio=config.spikes.ratio)
 
     def facts(self, mention: Mention, match: BrandMatch | None, sentiment: Sentiment,
               title_compound: float, signals: Signals, complaint: float = 0.0) -> dict[str, Any]:
@@ -221,9 +229,11 @@ class Scorer:
             "score": float(e.score or 0), "comments": float(e.comments or 0),
             "upvote_ratio": float(e.upvote_ratio if e.upvote_ratio is not None else 1.0),
             "awards": float(e.awards or 0), "reach": float(mention.reach or 0),
-            "score_velocity": float(signals.score_velocity), "comment_velocity": float(signals.comment_velocity),
+            "score_velocity": float(signals.score_velocity), "recent_velocity": float(signals.recent_velocity),
+            "comment_velocity": float(signals.comment_velocity),
             "acceleration": float(signals.acceleration), "age_hours": float(signals.age_hours),
             "sightings": float(signals.sightings), "brand_spike": float(signals.brand_spike),
+            "spike_ratio": self.spike_ratio,
             "length": float(len(mention.text)), "tags": (),
         }
 
@@ -253,10 +263,13 @@ class Scorer:
         # Every mention starts from what the model says, so no clear complaint sits at 0 and no two tie for no
         # reason; rules add severity (legal, safety, money, leaving...) on top.
         base = rounded(reading.complaint * settings.urgency_points, 1)
-        verdict = self.rules.evaluate(facts, urgency=base)
+        growth = growth_risk(signals, mention.reach)
+        verdict = self.rules.evaluate(facts, urgency=base, virality=growth.base)
         verdict.reasons.insert(0, Reason("model", "complaint", urgency=base,
                                          detail=f"complaint model {reading.complaint:.2f}"))
-        verdict.reasons.extend(_signal_reasons(signals, mention))
+        verdict.reasons.extend(growth.reasons)
+        if signals.brand_spike:
+            verdict.reasons.append(_spike_reason(signals.brand_spike))
         # A rule may vouch for a complaint the model doubts (tag "complaint": the rules are right when they fire),
         # or say that it is none whatever the model thinks (tag "not-complaint": a joke, praise, our own post).
         tags = verdict.tags
@@ -270,29 +283,6 @@ class Scorer:
         """Both stages for one mention. Many at once go faster stage by stage (see ``Pipeline.process``)."""
         return self.rank(mention, match, self.read(mention, match), signals=signals)
 
-def _velocity_reason(name: str, value: float, unit: str) -> Reason:
-    if value == 0 and math.copysign(1.0, value) > 0:
-        return _STILL[name]
-    return Reason("signal", name, detail=f"{value:g} {unit}")
-
-
-# Most mentions are scored when first seen, with no growth yet; Reason is immutable, so share these.
-_STILL = {"score_velocity": Reason("signal", "score_velocity", detail="0 points/hour"),
-          "comment_velocity": Reason("signal", "comment_velocity", detail="0 comments/hour")}
-
-
-def _signal_reasons(signals: Signals, mention: Mention) -> list[Reason]:
-    """The measured values behind the virality rules, so an explanation shows them."""
-    reasons = [
-        _velocity_reason("score_velocity", signals.score_velocity, "points/hour"),
-        _velocity_reason("comment_velocity", signals.comment_velocity, "comments/hour"),
-    ]
-    if signals.acceleration:
-        reasons.append(Reason("signal", "acceleration", detail=f"{signals.acceleration:+g} points/hour per hour"))
-    if mention.reach:
-        reasons.append(Reason("signal", "reach", detail=f"{mention.reach:,.0f}"))
-    if signals.sightings > 1:
-        reasons.append(Reason("signal", "sightings", detail=f"seen in {signals.sightings} places"))
-    if signals.brand_spike:
-        reasons.append(Reason("signal", "brand_spike", detail=f"{signals.brand_spike:g}x the usual hourly volume"))
-    return reasons
+def _spike_reason(ratio: float) -> Reason:
+    """The value behind the brand-spike rule (its points are the rule's), so an explanation shows it."""
+    return Reason("signal", "brand_spike", detail=f"{ratio:g}x the usual hourly volume")

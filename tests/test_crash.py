@@ -133,7 +133,10 @@ def test_sigkill_while_posts_grow_keeps_growth_tracking_and_escalates_once(reddi
                                "reddit_url": reddit.url, "interval": 1,
                                # Re-read after 0.6 s, the gap doubling up to 2.4 s.
                                "track_first_minutes": 0.01, "track_max_minutes": 0.04}},
-        "email": {"smtp": {"host": "127.0.0.1", "port": smtp.port, "timeout": 5}, "send_interval": 1},
+        # Escalations only: the growth base can reach P1 before the last steps, whose growth would
+        # otherwise queue a follow-up held for follow_up_minutes (not what this test is about).
+        "email": {"smtp": {"host": "127.0.0.1", "port": smtp.port, "timeout": 5}, "send_interval": 1,
+                  "follow_up_growth": 1000},
         "responders": [{"email": "oncall@test.local", "brands": "all", "min_priority": "P4"},
                        {"email": "lead@test.local", "brands": "all", "min_priority": "P2"}],
         "rules": [str(pack)], "complaint": {"urgency_points": 0},

@@ -104,5 +104,13 @@ def test_velocity_signal_from_snapshots():
     m.engagement.score = 300
     earlier = [(now - timedelta(hours=1), 100, 0), (now - timedelta(minutes=30), 150, 0)]
     signals = signals_from_mention(m, now=now, previous=earlier)
-    assert signals.score_velocity == 300.0  # 150 points in the last half hour
-    assert signals.acceleration > 0
+    assert signals.recent_velocity == 300.0  # 150 points in the last half hour
+    assert signals.score_velocity == 150.0  # 300 points in two hours
+    # 100 points/hour over the half hour before, 300 over the last: +200 per half hour between their middles.
+    assert signals.acceleration == 400.0
+
+    # The posting counts as a reading of nothing: the second reading already compares two rates.
+    first = [(now - timedelta(hours=1), 100, 0)]
+    second = signals_from_mention(m, now=now, previous=first)
+    assert (second.score_velocity, second.recent_velocity) == (150.0, 200.0)
+    assert second.acceleration == 100.0  # 100/hour in the first hour, 200/hour in the second

@@ -301,17 +301,22 @@ def test_explain_a_stored_mention(write_config):
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     rules = {r["name"]: r for r in out["reasons"] if r["kind"] == "rule"}
-    assert rules["legal-or-safety"]["urgency"] == 30 and rules["large-audience"]["virality"] == 20
+    assert rules["legal-or-safety"]["urgency"] == 30
     model = [r for r in out["reasons"] if r["kind"] == "model"]
     assert [r["name"] for r in model] == ["complaint"] and model[0]["urgency"] > 0 and out["is_complaint"]
     assert model[0]["urgency"] == round(out["complaint"] * config.complaint.urgency_points, 1)
     assert out["urgency"] == min(100, sum(r["urgency"] for r in rules.values()) + model[0]["urgency"])
+    # No votes yet: the audience is the only growth signal; the rules add their points on top.
+    signals = {r["name"]: r for r in out["reasons"] if r["kind"] == "signal"}
+    assert set(signals) == {"reach"} and signals["reach"]["virality"] > 0
+    assert out["virality"] == pytest.approx(signals["reach"]["virality"] + sum(r["virality"] for r in rules.values()))
     assert out["signals"]["sightings"] == 1
 
     text = cli(config_path, "explain", str(mention_id))
     assert text.returncode == 0, text.stderr
     assert "rule legal-or-safety: urgency +30" in text.stdout and f"complaint {out['complaint']:.2f}" in text.stdout
-    assert "reach: 2,000,000" in text.stdout and "sightings = 1" in text.stdout
+    assert f"reach: 2,000,000 can see it; virality +{signals['reach']['virality']:g}" in text.stdout
+    assert "sightings = 1" in text.stdout
 
     missing = cli(config_path, "explain", "999")
     assert missing.returncode == 1 and "no mention 999" in missing.stderr
