@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from .app import Monitor
@@ -105,15 +106,24 @@ class JobSpec:
     first_run: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
 
-def daemon_jobs(monitor: Monitor) -> list[JobSpec]:
+def poll_then_wake(monitor: Monitor, name: str, wake_delivery: Callable[[], None]) -> None:
+    """One poll; when it queued alerts the deliver job runs now, not up to ``send_interval`` later
+    (the job itself sends, so there is still one sender)."""
+    report = monitor.poll(name)
+    if report.outcome is not None and report.outcome.alerts:
+        wake_delivery()
+
+
+def daemon_jobs(monitor: Monitor, *, wake_delivery: Callable[[], None] = lambda: None) -> list[JobSpec]:
     """Everything the daemon does periodically."""
     now = datetime.now(timezone.utc)
     config = monitor.config
     jobs = []
     for name, source in monitor.sources.items():
         # Jitter spreads sources that share an interval; small against the interval itself.
-        jobs.append(JobSpec(id=f"poll:{name}", name=f"poll {name}", func=monitor.poll, args=(name,),
-                            seconds=source.interval, jitter=min(MAX_JITTER, source.interval / 10), first_run=now))
+        jobs.append(JobSpec(id=f"poll:{name}", name=f"poll {name}", func=poll_then_wake,
+                            args=(monitor, name, wake_delivery), seconds=source.interval,
+                            jitter=min(MAX_JITTER, source.interval / 10), first_run=now))
     # Growth re-reads have no job of their own: adapters return fresh numbers for
     # stored items from their normal poll (Poll.updates), handled in Pipeline.process.
     jobs.append(JobSpec(id="deliver", name="deliver alerts", func=monitor.deliver,
@@ -131,7 +141,13 @@ def daemon_jobs(monitor: Monitor) -> list[JobSpec]:
 
 
 def build_scheduler(monitor: Monitor) -> BackgroundScheduler:
-    jobs = daemon_jobs(monitor)
+    def wake_delivery() -> None:
+        try:
+            scheduler.modify_job("deliver", next_run_time=datetime.now(timezone.utc))
+        except JobLookupError:
+            pass  # shutting down: the alerts stay queued for the next start
+
+    jobs = daemon_jobs(monitor, wake_delivery=wake_delivery)
     scheduler = BackgroundScheduler(
         # One thread per job: no job ever waits in the pool's queue behind a slow one.
         executors={"default": ThreadPoolExecutor(max_workers=len(jobs))},
