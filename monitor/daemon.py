@@ -24,6 +24,7 @@ import fcntl
 import logging
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -32,6 +33,7 @@ from typing import Any, Callable
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from .app import Monitor
@@ -141,11 +143,16 @@ def daemon_jobs(monitor: Monitor, *, wake_delivery: Callable[[], None] = lambda:
 
 
 def build_scheduler(monitor: Monitor) -> BackgroundScheduler:
-    def wake_delivery() -> None:
+    def move_deliver_to_now() -> None:
         try:
             scheduler.modify_job("deliver", next_run_time=datetime.now(timezone.utc))
-        except JobLookupError:
+        except (JobLookupError, SchedulerNotRunningError):
             pass  # shutting down: the alerts stay queued for the next start
+
+    def wake_delivery() -> None:
+        # Not from the job's own thread: shutdown(wait=True) holds the scheduler's job store lock while it
+        # waits for running jobs, so a job that asked for that lock would never finish.
+        threading.Thread(target=move_deliver_to_now, name="wake-deliver", daemon=True).start()
 
     jobs = daemon_jobs(monitor, wake_delivery=wake_delivery)
     scheduler = BackgroundScheduler(
