@@ -25,11 +25,10 @@ import praw
 import prawcore
 from pydantic import BaseModel, ConfigDict, Field
 
-from monitor.mention import Mention
-from monitor.source import Poll, SourceContext
-
 from monitor.config import Brand
 from monitor.match import BrandMatcher
+from monitor.mention import Mention
+from monitor.source import Poll, SourceContext
 
 from .reddit_growth import GrowthSchedule, SubscriberCache, reread_posts
 from .reddit_items import BadItem, created_epoch, fullname, mention_from_thing

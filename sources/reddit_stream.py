@@ -110,6 +110,7 @@ class SiteStream:
             pace = ListingPace(max_wait=self._max_wait, rate=cursor.rate, read_at=cursor.read_at)
             if pace.due(now) and self._budget.available(now) >= 1:
                 self._read_page(name, cursor, pace, poll, now=now, when=when, on_post=on_post)
+                poll.state[STATE_PREFIX + name] = cursor.as_state()
                 made += 1
         for cursor in cursors.values():
             cursor.drop_too_old()
@@ -121,6 +122,7 @@ class SiteStream:
                 break
             name = max(waiting)[1]  # newest gap first, across both listings
             self._fill(name, cursors[name], poll, when=when, on_post=on_post)
+            poll.state[STATE_PREFIX + name] = cursors[name].as_state()
             made += 1
         for name, cursor in cursors.items():
             poll.state[STATE_PREFIX + name] = cursor.as_state()

@@ -125,6 +125,8 @@ def test_every_matching_item_is_stored_once_and_a_burst_is_read_back_within_the_
             stream.fullname(0)[3:]) + 1
         assert cursor["gaps"] == [] and counts["dropped"] == 0
     assert harness.cursor()["counts"]["filled"] > 500, "the burst outran the listing and was read back"
+    # The pace follows the rate: a comments page brings about PAGE_TARGET (60) new items, not a handful.
+    assert harness.cursor()["counts"]["read"] / harness.server.count("/r/all/comments") > 45
     assert gaps and "items/s; lag" in gaps[0], "status shows the stream's rate, lag and the gap while it lasts"
     # Within the budget in every minute, and most polls made no request at all.
     assert harness.most_in_a_minute() <= BUDGET + BUDGET_BURST
