@@ -126,9 +126,10 @@ class RedditSource:
                                     if t.strip()})
         self._clock = clock  # the growth schedule and waits run on it
         self._stream = None
+        self.paces_itself = False
         if settings.all and reddit is not None:
             # The stream's pace is its own (sources/reddit_pace.py): the daemon only has to ask often.
-            self.interval = MIN_WAIT
+            self.interval, self.paces_itself = MIN_WAIT, True
             matcher = BrandMatcher([Brand(name=brand, keywords=terms) for brand, terms in self._search_terms.items()])
             budget = RequestBudget(per_minute=settings.requests_per_minute,
                                    window=getattr(reddit, "rate_window", None), now=clock())
