@@ -9,7 +9,7 @@ request budget leaves after the listings; ids Reddit does not return are
 private, removed or spam, counted as invisible, not missing. The cursor (the
 newest id read) and the gaps live in the stored state, so after a restart the
 first page opens a gap over the downtime and the same fill covers it, back to
-``backfill_hours`` and no further.
+``backfill_hours`` and no further; a first start reads back as far.
 
 Items are read as Reddit's raw JSON and matched against every brand's
 keywords (one Aho-Corasick pass) before anything else is made of them: an
@@ -154,9 +154,16 @@ class SiteStream:
             cursor.read_at, cursor.rate = pace.read_at, pace.rate
             return
         top, top_created = page[0][0], page[0][2]
-        if cursor.newest is None:  # first start: the stream begins now
+        if cursor.newest is None:  # first start
             new, overlap = page, True
             cursor.newest = page[-1][0] - 1
+            if len(page) == PAGE_SIZE and self._backfill:
+                # The newest 100 of many: what came before, back to backfill_hours, is a gap like any other.
+                # Its lower end is guessed from the page's own pace, generously (the fill stops at the horizon).
+                bottom, bottom_created = page[-1][0], page[-1][2]
+                ids_per_second = (top - bottom) / max(1.0, top_created - bottom_created)
+                low = max(0, bottom - 1 - int(1.5 * ids_per_second * self._backfill))
+                cursor.gaps.append([low, bottom - 1, bottom_created, now - self._backfill])
         else:
             new = [item for item in page if item[0] > cursor.newest]
             overlap = len(new) < len(page) or len(page) < PAGE_SIZE

@@ -167,6 +167,20 @@ def test_after_a_restart_the_fill_covers_the_downtime_back_to_backfill_hours(sit
         assert counts["dropped"] > 2000
 
 
+def test_a_first_start_reads_back_backfill_hours_before_its_first_page(site):
+    harness, comments, posts = site(burst_at=1000, backfill_hours=60 / 3600)
+    start = harness.clock.now
+    harness.clock.advance(100)  # Reddit was busy long before the first start: its first pages are full
+    harness.run(60)
+    horizon = start + 101 - 60  # the first poll finds the gap
+    stored = set(harness.stored())
+    assert len(stored) == harness.handed
+    for listing, stream in (("comments", comments), ("new", posts)):
+        assert stored >= stream.expected(horizon + 1, harness.cursor(listing)["newest_created"])
+        assert not stored & stream.expected(start, horizon - 1)
+        assert harness.cursor(listing)["gaps"] == [] and harness.cursor(listing)["counts"]["dropped"] > 0
+
+
 def test_the_pace_follows_reddits_ratelimit_headers(site):
     harness, _, _ = site()
     harness.server.ratelimit = {"remaining": "10", "used": "5", "reset": "300"}  # 2 a minute left
