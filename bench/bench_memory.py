@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from monitor.app import Monitor  # noqa: E402
 from monitor.config import parse_config  # noqa: E402
-from tests.servers.feeds import FeedServer, rss  # noqa: E402
+from tests.servers.feeds import FeedServer, recent, rss  # noqa: E402
 
 PAGE = 2000  # entries per poll
 WORDS = ["charged me twice", "lost my parcel", "hung up on me", "no refund", "broken on arrival",
@@ -46,7 +46,7 @@ def page(start: int) -> str:
         items.append({"title": f"Acme {complaint} (#{n})", "link": f"https://blog.example/{n}", "guid": f"g{n}",
                       "description": f"Order {n}: Acme {complaint}. Support never answered my {n % 7 + 2} emails. "
                                      "I want my money back and I will tell everyone.",
-                      "pubDate": "Sun, 22 Nov 2026 10:00:00 GMT"})
+                      "pubDate": recent()})
     return rss(items)
 
 
@@ -62,7 +62,8 @@ def main() -> None:
             "responders": [{"email": "oncall@bench.local", "min_priority": "P4"}],
             "rules": sorted(str(p) for p in (ROOT / "rules").glob("*.yaml")),
             # A tiny interval keeps the feed due at every poll (the source skips feeds not yet due).
-            "sources": {"rss": {"feeds": [{"url": url, "interval": 0.001}], "max_bytes": 50_000_000}},
+            "sources": {"rss": {"feeds": [{"url": url, "interval": 0.001}], "max_bytes": 50_000_000,
+                                "max_entries": PAGE}},
         }, base_dir=Path(tmp))
         monitor = Monitor.from_config(config)
         try:

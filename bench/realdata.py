@@ -74,3 +74,18 @@ def long_text(chars: int) -> str:
         size += len(sentence) + 1
         i += 1
     return " ".join(parts)[:chars]
+
+
+def goemotions_test() -> list[tuple[str, int]]:
+    """(Reddit comment, 1 if people labelled a negative emotion) from GoEmotions' test split (held out from training)."""
+    folder = DATA / "goemotions"
+    if not folder.is_dir():
+        return []
+    names = (folder / "labels.txt").read_text(encoding="utf-8").split()
+    negative = {names.index(n) for n in json.loads((folder / "sentiment_dict.json").read_text())["negative"]}
+    rows = []
+    for line in (folder / "test.tsv").read_text(encoding="utf-8").split("\n"):
+        parts = line.split("\t")
+        if len(parts) >= 2 and parts[1]:
+            rows.append((parts[0], int(bool({int(x) for x in parts[1].split(",")} & negative))))
+    return rows

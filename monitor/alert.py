@@ -11,18 +11,20 @@ carries the same Message-ID, so mail clients show it once.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import logging
 import random
+import re
 import smtplib
 import time
 from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from .config import Config, Responder
-from .mail import Transport, build_message, header_safe, render, trim
+from .config import PRIORITIES, Config, Responder
+from .mail import SUBJECT_WORDS_LIMIT, Transport, build_message, header_safe, render, trim
 from .store import Store, from_epoch
 
 log = logging.getLogger("complaint_monitor.alert")
@@ -45,40 +47,45 @@ def _server_unusable(err: Exception) -> bool:
 
 
 def recipients(config: Config, *, brand: str | None, priority: str, suppressed: bool,
-               notify: list[str] = ()) -> list[tuple[str, bool]]:
-    """(address, as_digest) for everyone who should hear about it."""
+               notify: list[str] = (), about: str = "complaint") -> list[tuple[str, bool]]:
+    """(address, as_digest) for everyone who should hear about it: complaints by each responder's
+    ``min_priority``, mentions that spread without being complaints only by their ``viral_min_priority``."""
     if suppressed:
         return []
-    found = [(r.email, r.digests(priority)) for r in config.responders if r.wants(brand, priority)]
-    found.extend((e, False) for e in notify if e not in {a for a, _ in found})
+    found = [(r.email, r.digests(priority)) for r in config.responders if r.wants(brand, priority, about=about)]
+    if about == "complaint":
+        found.extend((e, False) for e in notify if e not in {a for a, _ in found})
     return found
 
 
 # -- quiet hours ---------------------------------------------------------
 
 
-def _parse_hhmm(text: str) -> tuple[int, int]:
-    h, m = text.split(":")
-    return int(h), int(m)
-
-
 def quiet_until(responder: Responder | None, now: float) -> float | None:
     """End of the responder's quiet hours as a timestamp, or None when they are awake."""
-    if responder is None or not responder.quiet_hours:
+    window = responder.quiet_window if responder is not None else None
+    if window is None:
         return None
-    zone = ZoneInfo(responder.timezone)
-    local = datetime.fromtimestamp(now, zone)
-    start_s, end_s = responder.quiet_hours.split("-")
-    (sh, sm), (eh, em) = _parse_hhmm(start_s), _parse_hhmm(end_s)
+    start, end = window
+    local = datetime.fromtimestamp(now, ZoneInfo(responder.timezone))
     minute = local.hour * 60 + local.minute
-    start, end = sh * 60 + sm, eh * 60 + em
     inside = (start <= minute < end) if start < end else (minute >= start or minute < end)
     if not inside:
         return None
-    end_today = local.replace(hour=eh, minute=em, second=0, microsecond=0)
-    if end_today <= local:
-        end_today += timedelta(days=1)
-    return end_today.timestamp()
+    # Counted from local midnight, so an end of 24:00 is the next midnight.
+    wake = local.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(minutes=end)
+    if wake <= local:
+        wake += timedelta(days=1)
+    return wake.timestamp()
+
+
+def _held(config: Config, recipient: str, now: float) -> bool:
+    """In the recipient's quiet hours. Settings that cannot be read count as awake here: the alert's own
+    delivery then fails on them and records why, without stopping the round."""
+    try:
+        return quiet_until(_responder(config, recipient), now) is not None
+    except Exception:
+        return False
 
 
 def _responder(config: Config, address: str) -> Responder | None:
@@ -88,15 +95,52 @@ def _responder(config: Config, address: str) -> Responder | None:
 # -- rendering -----------------------------------------------------------
 
 
-def subject_for(mention, *, priority: str, previous_priority: str | None = None) -> str:
-    """``priority`` is the level the alert was raised at: the story may have calmed down before it is sent."""
-    words = header_safe(mention["title"] or mention["quote"] or mention["text"], limit=90)
-    level = priority if previous_priority is None else f"{priority} up from {previous_priority}"
-    return f"[{level}] {mention['brand']}: {words}"
+def subject_words(mention) -> str:
+    """What happened, for the subject: the title (or what was said), led by the brand only when it does not
+    name it already ("Acme Air stranded us", not "Acme Air: Acme Air stranded us")."""
+    words = header_safe(mention["title"] or mention["quote"] or mention["text"], limit=SUBJECT_WORDS_LIMIT)
+    brand = mention["brand"] or ""
+    if brand and not re.search(rf"(?<!\w){re.escape(brand)}(?!\w)", words, re.IGNORECASE):
+        words = f"{header_safe(brand)}: {words}"
+    return words
+
+
+def subject_for(words: str, *, priority: str, previous_priority: str | None = None,
+                previous_subject: str | None = None, about: str = "complaint") -> str:
+    """``priority`` is the level the alert was raised at: the story may have calmed down before it is sent;
+    ``previous_priority`` is the highest level the thread reached before, ``previous_subject`` the last
+    email's subject. Gmail keeps a conversation together only while the subject stays the same but for
+    ``Re:``, so news at a level already reached is ``Re:`` the last subject; a rise in priority must show
+    (``[P1 up from P3]``) and keeps the words after the bracket, which Outlook's Thread-Topic carries.
+    A mention that spreads without being a complaint says so first: ``[Viral P2]``."""
+    level = priority if about == "complaint" else f"Viral {priority}"
+    if previous_priority is None:
+        return f"[{level}] {words}"
+    if priority < previous_priority:  # "P1" < "P3": higher
+        return f"[{level} up from {previous_priority}] {words}"
+    return f"Re: {_bare(previous_subject) or f'[{previous_priority}] {words}'}"
+
+
+def _bare(subject: str | None) -> str:
+    return (subject or "").removeprefix("Re: ")
+
+
+def _thread_words(subject: str | None) -> str | None:
+    """The words after the bracket of a subject this module wrote."""
+    bare = _bare(subject)
+    return bare.split("] ", 1)[1] if bare.startswith("[") and "] " in bare else None
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:+.{digits}f}"
+
+
+def _when(epoch: float, zone: ZoneInfo) -> str:
+    """The responder's local time, with UTC beside it for comparing with logs and colleagues."""
+    utc = from_epoch(epoch)
+    if zone.key == "UTC":
+        return f"{utc:%Y-%m-%d %H:%M} UTC"
+    return f"{utc.astimezone(zone):%Y-%m-%d %H:%M %Z} ({utc:%H:%M} UTC)"
 
 
 def _reasons(mention) -> list[str]:
@@ -106,14 +150,47 @@ def _reasons(mention) -> list[str]:
             effects = [f"{k} {r[k]:+g}" for k in ("urgency", "virality") if r[k]]
             lines.append(f"rule {r['name']}: {', '.join(effects) or 'no points'}"
                          + (f" ({r['detail']})" if r["detail"] else ""))
+        elif r["kind"] == "model":
+            lines.append(f"{r['detail']}: urgency {r['urgency']:+g}")
         elif r["kind"] == "signal":
             lines.append(f"signal {r['name']}: {r['detail']}")
     return lines
 
 
-def _changes(previous, alert) -> list[str]:
-    """What moved between the last email and this one, in words."""
-    changes = [f"priority {previous['priority']} -> {alert['priority']}"]
+def _edit(first: str, now: str, limit: int = 300) -> str:
+    """What an author's edit changed, in their words: the text added (or, failing that, removed)."""
+    a, b = first.split(), now.split()
+    added, removed = [], []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if op in ("insert", "replace"):
+            added.append(" ".join(b[j1:j2]))
+        if op in ("delete", "replace"):
+            removed.append(" ".join(a[i1:i2]))
+    if added:
+        return f"the author edited it, adding: \u201c{trim(' … '.join(added), limit)}\u201d"
+    return f"the author edited it, removing: \u201c{trim(' … '.join(removed), limit)}\u201d" if removed else ""
+
+
+def _changes(store: Store, previous, best: str, alert, mention) -> list[str]:
+    """What moved between the last email of the thread (``best``: the highest level it reached) and this one."""
+    changes = []
+    if alert["priority"] < best:
+        changes.append(f"priority {best} -> {alert['priority']}")
+    extra = json.loads(mention["extra"] or "{}")
+    # Edited since the last email (Reddit's edit time): the news may be in the words, not the numbers.
+    if extra.get("first_text") and float(extra.get("edited_at") or 0) >= previous["created_at"]:
+        edit = _edit(extra["first_text"], mention["text"])
+        if edit:
+            changes.append(edit)
+    # Places the story reached since the last email (this mention's own, when it is new to the thread).
+    places = [] if mention["story_id"] is None else [
+        f"{r['place'] or r['source']} ({r['source']})" for r in store.query(
+            "SELECT DISTINCT place, source FROM mentions WHERE story_id = ? AND fetched_at > ? AND id != ?"
+            " ORDER BY fetched_at LIMIT 10", (mention["story_id"], previous["created_at"], previous["mention_id"]))]
+    if places:
+        changes.append(f"the story is now also in {', '.join(places)}")
+    if previous["mention_id"] != alert["mention_id"]:
+        return changes  # another mention of the story: its numbers do not compare with the last email's
     for label, key in (("urgency", "urgency"), ("virality risk", "virality")):
         if previous[key] is not None and alert[key] is not None and previous[key] != alert[key]:
             changes.append(f"{label} {previous[key]:.0f} -> {alert[key]:.0f}")
@@ -123,50 +200,87 @@ def _changes(previous, alert) -> list[str]:
     return changes
 
 
-def alert_context(store: Store, alert, mention, previous=None) -> dict:
-    snapshots = store.snapshots(mention["id"])
-    if snapshots:
-        growth_line = "; ".join(
-            f"{from_epoch(s['taken_at']):%H:%M} UTC: score {s['score'] if s['score'] is not None else '?'},"
-            f" {s['comments'] if s['comments'] is not None else '?'} comments" for s in snapshots[-6:])
-    else:
-        growth_line = "no engagement numbers from this source"
+def _web_link(url) -> str:
+    # Autoescape stops markup, not a javascript: URL in an href.
+    return url if isinstance(url, str) and url.lower().startswith(("https://", "http://")) else ""
+
+
+def _growth_line(snapshots, zone: ZoneInfo) -> str:
+    if not snapshots:
+        return "no engagement numbers from this source"
+    readings = []
+    for s in snapshots[-6:]:
+        numbers = [f"score {s['score']}" if s["score"] is not None else "",
+                   f"{s['comments']} comments" if s["comments"] is not None else ""]
+        clock = f"{from_epoch(s['taken_at']).astimezone(zone):%H:%M %Z}"
+        readings.append(f"{clock}: {', '.join(n for n in numbers if n) or 'no numbers'}")
+    return "; ".join(readings)
+
+
+def alert_context(store: Store, alert, mention, previous=None, *, best: str | None = None,
+                  zone: ZoneInfo = ZoneInfo("UTC")) -> dict:
+    """Everything an alert email shows; ``previous`` is the thread's last email and ``best`` the highest
+    level the thread reached (default: the previous email's); times in ``zone``, the responder's timezone."""
+    best = best or (previous["priority"] if previous is not None else None)
     elsewhere = []
     if mention["story_id"] is not None:
         elsewhere = [f"{r['place'] or r['source']}: {r['url']}" for r in store.query(
             "SELECT place, source, url FROM mentions WHERE story_id = ? AND id != ? ORDER BY created_at LIMIT 10",
             (mention["story_id"], mention["id"]))]
-    posted = from_epoch(mention["created_at"])
     extra = json.loads(mention["extra"] or "{}")
+    about = alert["about"]
+    complaint = mention["complaint"]
+    changes = _changes(store, previous, best, alert, mention) if previous is not None else []
+    escalated = previous is not None and alert["priority"] < best
     return {
-        "alert_id": alert["id"], "mention_id": mention["id"], "priority": mention["priority"],
+        # The level it was alerted at: the story may have calmed down (or grown) since. A viral alert's level is
+        # its spread (the mention itself is P4 as a complaint).
+        "alert_id": alert["id"], "mention_id": mention["id"], "priority": alert["priority"], "about": about,
+        "what": "complaint" if about == "complaint" else "viral mention (not a complaint)",
+        "complaint": "n/a" if complaint is None else f"{complaint:.2f} (complaint model, 0-1)",
         "brand": mention["brand"], "urgency": f"{mention['urgency']:.0f}", "virality": f"{mention['virality']:.0f}",
+        # The first line, which phones show as the preview: what happened, not the scores.
+        "headline": header_safe(mention["title"] or mention["quote"] or mention["text"], 200),
         "quote": trim(mention["quote"] or mention["text"], 400), "title": header_safe(mention["title"], 300),
         "text": trim(mention["text"]), "author": mention["author"] or "unknown author",
+        # A comment's thread: the post it answers.
+        "thread_title": header_safe(extra.get("post_title"), 300) if mention["kind"] == "comment" else "",
+        "thread_url": _web_link(extra.get("post_url")) if mention["kind"] == "comment" else "",
         # Edited since it was first read: the responder sees both, the first text is what may have been seen.
         "first_text": trim(extra["first_text"]) if extra.get("first_text") else "",
         "place": mention["place"] or mention["source"], "source": mention["source"], "url": mention["url"],
-        "posted": f"{posted:%Y-%m-%d %H:%M} UTC",
+        "posted": _when(mention["created_at"], zone),
         "compound": _fmt(mention["compound"]), "min_sentence": _fmt(mention["min_sentence"]),
         "negative_share": f"{(mention['negative_share'] or 0):.0%}",
-        "growth_line": growth_line, "reasons": _reasons(mention), "elsewhere": elsewhere,
-        "changes": _changes(previous, alert) if previous is not None else [],
-        "since": f"{from_epoch(previous['sent_at'] or previous['created_at']):%Y-%m-%d %H:%M} UTC" if previous else "",
+        "growth_line": _growth_line(store.snapshots(mention["id"]), zone), "reasons": _reasons(mention),
+        "elsewhere": elsewhere, "changes": changes,
+        "change_heading": (f"Escalated from {best}" if escalated else "Update") if previous else "",
+        "since": _when(previous["sent_at"] or previous["created_at"], zone) if previous else "",
     }
 
 
-def render_alert(store: Store, alert, config: Config):
+def _zone(config: Config, address: str) -> ZoneInfo:
+    responder = _responder(config, address)
+    return ZoneInfo(responder.timezone if responder else "UTC")
+
+
+def render_alert(store: Store, alert, config: Config, *, now: float | None = None):
+    """The email and its subject (kept with the alert for the thread). Date is the sending time: an alert
+    held through quiet hours arrives on top of the inbox, not sorted back into the night."""
     mention = store.mention(alert["mention_id"])
     earlier = store.earlier_alerts(alert)
     previous = earlier[-1] if earlier else None
-    text, html = render("alert", alert_context(store, alert, mention, previous))
+    best = min(a["priority"] for a in earlier) if earlier else None
+    words = next((w for a in earlier if (w := _thread_words(a["subject"]))), None) or subject_words(mention)
+    context = alert_context(store, alert, mention, previous, best=best, zone=_zone(config, alert["recipient"]))
+    text, html = render("alert", context)
+    subject = subject_for(words, priority=alert["priority"], previous_priority=best,
+                          previous_subject=previous["subject"] if previous else None, about=alert["about"])
     return build_message(
-        sender=config.email.from_, recipient=alert["recipient"],
-        subject=subject_for(mention, priority=alert["priority"],
-                            previous_priority=previous["priority"] if previous else None),
-        text=text, html=html, message_id=alert["message_id"], date=alert["created_at"],
+        sender=config.email.from_, recipient=alert["recipient"], subject=subject,
+        text=text, html=html, message_id=alert["message_id"], date=time.time() if now is None else now,
         in_reply_to=previous["message_id"] if previous else None,
-        references=[a["message_id"] for a in earlier])
+        references=[a["message_id"] for a in earlier], thread_topic=words), subject
 
 
 # -- delivery ------------------------------------------------------------
@@ -193,19 +307,61 @@ class Delivery(NamedTuple):
     connection_error: str | None = None  # set when the server could not be reached at all
 
 
-def deliver_pending(store: Store, transport: Transport, config: Config, *, now: float | None = None) -> Delivery:
-    """Send every due alert once."""
-    now = time.time() if now is None else now
+def _batch_message_id(kind: str, recipient: str, batch) -> str:
+    # Same batch, same Message-ID: a resend after a crash is recognisably the same email.
+    key = hashlib.sha1(f"{recipient}|{','.join(str(a['id']) for a in batch)}".encode()).hexdigest()[:16]
+    return f"<{kind}-{key}@complaint-monitor>"
+
+
+def _send_storms(store: Store, transport: Transport, config: Config, due: list, now: float) -> tuple[list, int]:
+    """A responder who would get more than ``email.storm_threshold`` alerts in this round gets one summary
+    email listing them, highest priority first, each with its link; each alert is recorded as sent in
+    it. Returns the alerts left to send one by one, and the number of summaries sent."""
+    by_recipient: dict[str, list] = {}
+    for alert in due:
+        # What quiet hours hold back is not sent now, so it is not part of the storm either.
+        if alert["priority"] == "P1" or not _held(config, alert["recipient"], now):
+            by_recipient.setdefault(alert["recipient"], []).append(alert)
+    storms = {r: batch for r, batch in by_recipient.items() if len(batch) > config.email.storm_threshold}
     sent = 0
-    connection_error = None
-    for alert in store.due_alerts(now):
-        if alert["priority"] != "P1":
-            wake = quiet_until(_responder(config, alert["recipient"]), now)
-            if wake is not None:
-                store.postpone(alert["id"], wake)
-                continue
+    for recipient, batch in storms.items():
+        zone = _zone(config, recipient)
+        items = sorted((alert_context(store, a, store.mention(a["mention_id"]), zone=zone) for a in batch),
+                       key=lambda i: (i["priority"], -float(i["urgency"])))
+        brands = sorted({i["brand"] or "?" for i in items})
+        levels = ", ".join(f"{n} {p}" for p in PRIORITIES if (n := sum(i["priority"] == p for i in items)))
+        text, html = render("digest", {"items": items, "count": len(items), "more": 0,
+                                       "intro": f"{len(items)} alerts at once ({levels}), highest first"})
         try:
-            msg = render_alert(store, alert, config)
+            transport.send(build_message(
+                sender=config.email.from_, recipient=recipient,
+                subject=f"[{items[0]['priority']}] Storm: {len(items)} alerts about {', '.join(brands)}",
+                text=text, html=html, message_id=_batch_message_id("storm", recipient, batch), date=time.time()))
+        except Exception as err:  # the alerts stay queued for the next round's summary, never one email each
+            log.warning("storm summary to %s not delivered via %s: %s: %s", recipient, transport.description,
+                        type(err).__name__, err)
+            continue
+        store.mark_sent([a["id"] for a in batch], time.time())
+        sent += 1
+        log.info("storm summary of %d alerts sent to %s", len(batch), recipient)
+    in_storms = {a["id"] for batch in storms.values() for a in batch}
+    return [a for a in due if a["id"] not in in_storms], sent
+
+
+def deliver_pending(store: Store, transport: Transport, config: Config, *, now: float | None = None) -> Delivery:
+    """Send every due alert once; a storm of them as one summary per responder."""
+    now = time.time() if now is None else now
+    due, sent = _send_storms(store, transport, config, store.due_alerts(now), now)
+    connection_error = None
+    for alert in due:
+        # Everything about one alert is inside the try: whatever fails costs that alert a retry, never the round.
+        try:
+            if alert["priority"] != "P1":
+                wake = quiet_until(_responder(config, alert["recipient"]), now)
+                if wake is not None:
+                    store.postpone(alert["id"], wake)
+                    continue
+            msg, subject = render_alert(store, alert, config)
             transport.send(msg)
         except Exception as err:  # kept queued whatever went wrong; the log says what
             retry = None if _permanent(err) else _retry_at(config, alert, now)
@@ -216,34 +372,42 @@ def deliver_pending(store: Store, transport: Transport, config: Config, *, now: 
                 connection_error = f"{type(err).__name__}: {err}"
                 break
             continue
-        store.mark_sent(alert["id"], time.time())
+        store.mark_sent(alert["id"], time.time(), subject=subject)
         sent += 1
         log.info("alert %s (%s, mention %s) sent to %s", alert["id"], alert["priority"], alert["mention_id"],
                  alert["recipient"])
     return Delivery(sent, store.pending_count(), connection_error)
 
 
+def digest_due(config: Config, recipient: str, alerts, now: float) -> float:
+    """When the digest of these pending alerts may go: its oldest has waited ``digest_minutes``, and not in
+    the recipient's quiet hours."""
+    due = min(a["created_at"] for a in alerts) + config.email.digest_minutes * 60
+    return max(due, quiet_until(_responder(config, recipient), max(now, due)) or due)
+
+
 def deliver_digests(store: Store, transport: Transport, config: Config, *, now: float | None = None) -> int:
     """One email per responder with the lower-priority alerts gathered over ``digest_minutes``."""
     now = time.time() if now is None else now
-    interval = config.email.digest_minutes * 60
     by_recipient: dict[str, list] = {}
     for alert in store.pending_digest_alerts():
         by_recipient.setdefault(alert["recipient"], []).append(alert)
     sent = 0
     for recipient, alerts in by_recipient.items():
-        if alerts[0]["created_at"] > now - interval or quiet_until(_responder(config, recipient), now):
-            continue
-        batch = alerts[:DIGEST_MAX_ITEMS]
-        items = [alert_context(store, a, store.mention(a["mention_id"])) for a in batch]
-        # Same batch, same Message-ID: a resend after a crash is recognisably the same email.
-        key = hashlib.sha1(f"{recipient}|{','.join(str(a['id']) for a in batch)}".encode()).hexdigest()[:16]
-        text, html = render("digest", {"items": items, "count": len(batch), "more": len(alerts) - len(batch)})
-        brands = sorted({i["brand"] for i in items})
+        # Everything about one responder's digest is inside the try: a failure costs that digest, never the round.
         try:
+            if digest_due(config, recipient, alerts, now) > now:
+                continue
+            batch = alerts[:DIGEST_MAX_ITEMS]
+            zone = _zone(config, recipient)
+            items = [alert_context(store, a, store.mention(a["mention_id"]), zone=zone) for a in batch]
+            text, html = render("digest", {"items": items, "count": len(batch), "more": len(alerts) - len(batch),
+                                           "intro": f"{len(batch)} lower-priority mentions since the last digest"})
+            brands = sorted({i["brand"] for i in items})
             msg = build_message(sender=config.email.from_, recipient=recipient,
                                 subject=f"Digest: {len(batch)} lower-priority mentions of {', '.join(brands)}",
-                                text=text, html=html, message_id=f"<digest-{key}@complaint-monitor>", date=now)
+                                text=text, html=html, message_id=_batch_message_id("digest", recipient, batch),
+                                date=now)
             transport.send(msg)
         except Exception as err:
             log.warning("digest to %s not delivered via %s: %s: %s", recipient, transport.description,
@@ -257,17 +421,65 @@ def deliver_digests(store: Store, transport: Transport, config: Config, *, now: 
     return sent
 
 
+class Waiting(NamedTuple):
+    """One recipient's queued alerts that wait for one reason."""
+    reason: str  # "digest", "quiet hours" (both held on purpose), "failing", "queued" (not tried yet)
+    recipient: str
+    count: int
+    until: float | None  # when they may go (digest, quiet hours) or are tried again (failing)
+    last_error: str | None = None
+
+    @property
+    def held(self) -> bool:
+        """Held back on purpose: what the responder asked for, not a problem."""
+        return self.reason in ("digest", "quiet hours")
+
+
+def waiting(store: Store, config: Config, *, now: float | None = None) -> list[Waiting]:
+    """Why the pending alerts have not gone out: held on purpose, or failing with the last error."""
+    now = time.time() if now is None else now
+    groups: dict[tuple[str, str], list] = {}
+    for alert in store.pending_alerts():
+        if alert["digest"]:
+            reason = "digest"
+        elif alert["last_error"]:
+            reason = "failing"
+        # Postponed (the one thing that postpones an alert that has not failed), or not tried yet and due
+        # inside the quiet hours, where the next round will postpone it.
+        elif alert["next_attempt_at"] > now or (alert["priority"] != "P1" and quiet_until(
+                _responder(config, alert["recipient"]), now)):
+            reason = "quiet hours"
+        else:
+            reason = "queued"
+        groups.setdefault((reason, alert["recipient"]), []).append(alert)
+    found = []
+    for (reason, recipient), alerts in groups.items():
+        if reason == "digest":
+            until = digest_due(config, recipient, alerts, now)
+        elif reason == "quiet hours":
+            until = max([a["next_attempt_at"] for a in alerts] + [quiet_until(_responder(config, recipient), now) or 0])
+        elif reason == "failing":
+            until = min(a["next_attempt_at"] for a in alerts)
+        else:
+            until = None
+        last_error = max(alerts, key=lambda a: a["attempts"])["last_error"]
+        found.append(Waiting(reason, recipient, len(alerts), until, last_error))
+    return found
+
+
 def send_test_email(transport: Transport, config: Config, *, to: str) -> str:
     """A sample alert through the configured transport; returns its Message-ID."""
     now = datetime.now(timezone.utc)
     context = {
-        "alert_id": 0, "mention_id": 0, "priority": "P1", "brand": config.brands[0].name, "urgency": "80",
+        "alert_id": 0, "mention_id": 0, "priority": "P1", "about": "complaint", "what": "complaint",
+        "complaint": "0.95 (complaint model, 0-1)", "brand": config.brands[0].name, "urgency": "80",
         "virality": "40", "quote": f"This is a test alert from complaint-monitor about {config.brands[0].name}.",
         "title": "complaint-monitor test email", "text": "If you can read this, alert emails reach you.",
         "author": "complaint-monitor", "place": "test-email", "source": "test", "url": "https://example.invalid/",
         "posted": f"{now:%Y-%m-%d %H:%M} UTC", "compound": "+0.00", "min_sentence": "+0.00",
         "negative_share": "0%", "growth_line": "none (test)", "reasons": ["test-email: no rules ran"],
-        "elsewhere": [], "changes": [], "since": "", "first_text": "",
+        "elsewhere": [], "changes": [], "since": "", "first_text": "", "change_heading": "",
+        "headline": "complaint-monitor test email: alert emails reach you", "thread_title": "", "thread_url": "",
     }
     text, html = render("alert", context)
     message_id = f"<test-{int(now.timestamp())}@complaint-monitor>"

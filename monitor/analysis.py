@@ -37,13 +37,14 @@ MENTION_COLUMNS: dict[str, str] = {
     "positive": "float", "min_sentence": "float", "negative_share": "float", "brand_compound": "float",
     "title_compound": "float", "urgency": "float", "virality": "float", "priority": "priority",
     "reasons": "text", "tags": "list", "rules": "list", "suppressed": "bool", "story_id": "Int64",
+    "peak_priority": "priority",
 }
 ALERT_COLUMNS: dict[str, str] = {
     "id": "int", "mention_id": "int", "recipient": "category", "priority": "priority", "status": "category",
     "digest": "bool", "attempts": "Int64", "last_error": "text", "message_id": "text", "created_at": "time",
     "sent_at": "time", "urgency": "float", "virality": "float", "score": "Int64", "comments": "Int64",
     "brand": "category", "source": "category", "mention_created_at": "time", "mention_fetched_at": "time",
-    "response_time": "timedelta",
+    "response_time": "timedelta", "kind": "category", "held": "bool",
 }
 SNAPSHOT_COLUMNS: dict[str, str] = {
     "mention_id": "int", "taken_at": "time", "score": "Int64", "comments": "Int64", "upvote_ratio": "float",
@@ -53,7 +54,7 @@ SNAPSHOT_COLUMNS: dict[str, str] = {
 STORY_COLUMNS: dict[str, str] = {
     "id": "int", "brand": "category", "key": "text", "title": "text", "url": "text", "first_seen": "time",
     "last_seen": "time", "sightings": "Int64", "mentions": "Int64", "sources": "list", "urgency": "float",
-    "virality": "float", "priority": "priority", "score": "Int64", "comments": "Int64",
+    "virality": "float", "priority": "priority", "score": "Int64", "comments": "Int64", "peak_priority": "priority",
 }
 REASON_TYPE = pa.list_(pa.struct([("kind", pa.string()), ("name", pa.string()), ("urgency", pa.float64()),
                                   ("virality", pa.float64()), ("detail", pa.string())]))
@@ -73,6 +74,8 @@ _ALERT_SELECT = {
     # From the poll that found the mention to the email leaving: the part of
     # the delay the monitor controls (fetched_at - created_at is the source's).
     "response_time": "a.sent_at - m.fetched_at",
+    # Waited on purpose (a digest, quiet hours, follow-up spacing): not a delay of the monitor's.
+    "held": "a.digest = 1 OR a.held_until IS NOT NULL",
 }
 _SNAPSHOT_SELECT = {
     **{c: f"s.{c}" for c in SNAPSHOT_COLUMNS}, "brand": "m.brand", "source": "m.source",
@@ -83,7 +86,7 @@ _STORY_SELECT = {
     **{c: f"s.{c}" for c in STORY_COLUMNS}, "mentions": "count(m.id)",
     "sources": "json_group_array(DISTINCT m.source) FILTER (WHERE m.source IS NOT NULL)",
     "urgency": "max(m.urgency)", "virality": "max(m.virality)", "priority": "min(m.priority)",
-    "score": "sum(m.score)", "comments": "sum(m.comments)",
+    "score": "sum(m.score)", "comments": "sum(m.comments)", "peak_priority": "min(m.peak_priority)",
 }
 
 

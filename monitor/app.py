@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from .alert import Delivery, deliver_digests, deliver_pending
 from .config import Config
-from .health import Health
+from .health import Health, subject_names
 from .logs import Redactor, config_secrets
 from .mail import FolderTransport, SmtpFactory, Transport, transport_for
 from .pipeline import Outcome, Pipeline
@@ -43,7 +43,8 @@ class Monitor:
         self.health = Health(redact=self.redact, store=store, transport=transport,
                              fallback=FolderTransport(folder=config.path(config.email.outbox_dir)),
                              sender=config.email.from_, operator=config.health.operator_email,
-                             notify_after=config.health.notify_after_minutes * 60)
+                             notify_after=config.health.notify_after_minutes * 60,
+                             names=subject_names(config.sources))
 
     @classmethod
     def from_config(cls, config: Config, *, smtp_connect: SmtpFactory | None = None) -> "Monitor":

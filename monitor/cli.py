@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from .config import ConfigError, load_config
@@ -30,14 +31,21 @@ def cmd_check_config(args) -> int:
     config = _load(args.config)
     validate_source_settings(config)
     book = RuleBook.from_files(config.rule_paths)
+    if not book.rules:
+        print(f"warning: {args.config}: no rules loaded, so every mention ranks urgency 0 and virality 0"
+              " (leave the rules key out to use the shipped packs)", file=sys.stderr)
+    packs = " from the shipped packs" if config.rules is None else ""
     print(f"{args.config}: OK ({len(config.brands)} brands, sources: {', '.join(config.sources) or 'none'},"
-          f" {len(book.rules)} rules, {len(config.responders)} responders)")
+          f" {len(book.rules)} rules{packs}, {len(config.responders)} responders)")
     return 0
 
 
 def cmd_once(args) -> int:
+    from .alert import waiting
     from .app import Monitor
     from .daemon import StoreLock
+    from .health import waiting_lines
+    from .logs import Redactor, config_secrets
     config = _load(args.config)
     # The same lock as the daemon's: two senders on one outbox would email every alert twice.
     with StoreLock(config.store_path):
@@ -47,13 +55,21 @@ def cmd_once(args) -> int:
             delivery = monitor.deliver()
             monitor.deliver_digests()
             sent, pending = delivery.sent, monitor.store.pending_count()
+            queued = waiting(monitor.store, config)
         finally:
             monitor.close()
     stored = sum(len(r.outcome.stored) for r in reports if r.outcome)
     errors = sum(len(r.errors) for r in reports)
     print(f"{stored} new mentions, {sent} alerts sent, {pending} pending, {errors} source errors")
-    if pending:
-        print(f"{pending} alerts could not be delivered yet; they stay queued for the next run", file=sys.stderr)
+    for line in waiting_lines([w for w in queued if w.held]):
+        print(line)
+    undelivered = [w for w in queued if not w.held]
+    if undelivered:
+        print(f"{sum(w.count for w in undelivered)} alerts could not be delivered yet; they stay queued for the"
+              " next run", file=sys.stderr)
+        redact = Redactor(config_secrets(config))  # an SMTP error may quote what it was sent
+        for line in waiting_lines(undelivered):
+            print(redact(line), file=sys.stderr)
     return 0
 
 
@@ -112,12 +128,19 @@ def cmd_explain(args) -> int:
     from .score import format_explanation, stored_explanation
     from .store import Store
     config = _load(args.config)
-    row = Store(config.store_path).mention(args.mention_id)
+    store = Store(config.store_path)
+    row = store.mention(args.mention_id)
     if row is None:
         print(f"no mention {args.mention_id} in {config.store_path}", file=sys.stderr)
         return 1
     result = stored_explanation(row)
-    print(json.dumps(result, indent=2) if args.json else format_explanation(result))
+    # Priority decays once a story calms down; the level it reached is what the responder was told.
+    alerted = [r[0] for r in store.query(
+        "SELECT DISTINCT priority FROM alerts WHERE mention_id = ? AND status = 'sent' ORDER BY priority",
+        (args.mention_id,))]
+    result.update(peak_priority=row["peak_priority"], alerted=alerted)
+    print(json.dumps(result, indent=2) if args.json else format_explanation(result)
+          + f"\nhighest priority reached: {row['peak_priority']} (alerted: {', '.join(alerted) or 'none'})")
     return 0
 
 
@@ -138,6 +161,69 @@ def cmd_backtest(args) -> int:
     return 0
 
 
+LABELS = {"complaint": True, "1": True, "true": True, "yes": True, "not": False, "0": False, "false": False,
+          "no": False}
+
+
+def cmd_label(args) -> int:
+    """Record people's word on mentions: one on the command line, or a CSV of mention_id,label."""
+    import time
+
+    from .store import Store
+    config = _load(args.config)
+    if args.file:
+        import pandas as pd
+        try:
+            rows = pd.read_csv(args.file, dtype=str, keep_default_na=False)
+        except (OSError, ValueError) as err:
+            print(f"label: cannot read {args.file}: {err}", file=sys.stderr)
+            return 2
+        if not {"mention_id", "label"} <= set(rows.columns):
+            print(f"label: {args.file} needs columns mention_id and label", file=sys.stderr)
+            return 2
+        pairs = list(zip(rows["mention_id"], rows["label"]))
+    elif args.mention_id is not None and args.label is not None:
+        pairs = [(args.mention_id, args.label)]
+    else:
+        print("label: give MENTION_ID complaint|not, or --import FILE.csv", file=sys.stderr)
+        return 2
+    store = Store(config.store_path)
+    stored, problems = 0, []
+    try:
+        for line, (mention_id, label) in enumerate(pairs, start=1):
+            value = LABELS.get(str(label).strip().lower())
+            if value is None or not str(mention_id).strip().isdigit():
+                problems.append(f"row {line}: {mention_id!r}, {label!r}: want a mention id and complaint|not")
+            elif store.set_label(int(mention_id), value, now=time.time(), by=args.by):
+                stored += 1
+            else:
+                problems.append(f"row {line}: no mention {mention_id} in {config.store_path}")
+    finally:
+        store.close()
+    for problem in problems:
+        print(f"label: {problem}", file=sys.stderr)
+    print(f"{stored} labels stored")
+    return 1 if problems else 0
+
+
+def cmd_train(args) -> int:
+    from pathlib import Path
+
+    from .train import SEED, TrainingError, train, train_local
+    config = _load(args.config)
+    out = Path(args.out) if args.out else config.complaint_model_path
+    data = Path(args.data) if args.data else None
+    try:
+        if args.local:
+            train_local(config, out=out, data=data, folds=args.folds, seed=args.seed if args.seed else SEED)
+        else:
+            train(out=out, **({"data": data} if data else {}), folds=args.folds, seed=args.seed or SEED)
+    except TrainingError as err:
+        print(f"train: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _filters(args) -> dict:
     return {"brand": args.brand, "since": args.since, "until": args.until, "source": args.source,
             "min_priority": args.min_priority}
@@ -147,7 +233,7 @@ def _analyst_command(name: str, run) -> int:
     """Bad filters or a missing store get a one-line error and exit code 2."""
     try:
         print(run())
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:  # OSError: --out names a missing folder, a file's child, a folder
         print(f"{name}: {err}", file=sys.stderr)
         return 2
     return 0
@@ -174,7 +260,9 @@ def cmd_status(args) -> int:
     config = _load(args.config)
     intervals = {name: settings.interval for name, (_, settings) in validate_source_settings(config).items()}
     from .logs import Redactor, config_secrets
-    report = status(Store(config.store_path), intervals)
+    from .alert import waiting
+    store = Store(config.store_path)
+    report = status(store, intervals, waiting=waiting(store, config))
     text = json.dumps(report, indent=2) if args.json else format_status(report)
     print(Redactor(config_secrets(config))(text))
     return 0
@@ -221,6 +309,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--brand", default=None, help="treat every row as a mention of this configured brand")
     p.add_argument("--out", default=None, help="write every input row with the scores added (.csv or .jsonl)")
     p.add_argument("--top", type=int, default=20, help="rows of the ranking to print (default 20)")
+    p = command("label", cmd_label, "say whether a stored mention is a complaint (the model learns from it)")
+    p.add_argument("mention_id", nargs="?", default=None)
+    p.add_argument("label", nargs="?", default=None, choices=["complaint", "not"])
+    p.add_argument("--import", dest="file", default=None, help="CSV with columns mention_id, label (complaint|not)")
+    p.add_argument("--by", default="", help="who says so (kept with the label)")
+    p = command("train", cmd_train, "train the complaint model from the shared data (and, with --local, labels)")
+    p.add_argument("--data", default=None, help="the shared data folder (default ../shared/data beside the project)")
+    p.add_argument("--out", default=None, help="model file to write (default: complaint.model from the config)")
+    p.add_argument("--folds", type=int, default=3, help="cross-validation folds to report AUC per source (0: none)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: the one the shipped model used)")
+    p.add_argument("--local", action="store_true", help="add the labels stored by `label`; report AUC before/after")
     p = command("export", cmd_export, "write stored mentions (or alerts, snapshots, stories) to a file")
     p.add_argument("--format", choices=["csv", "parquet", "jsonl"], default="csv")
     p.add_argument("--table", choices=["mentions", "alerts", "snapshots", "stories"], default="mentions")
@@ -238,7 +337,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _formatter = setup(verbose=args.verbose)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # here, so a reader that went away is seen below and not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # The reader (`| head`) stopped reading: nothing more to say. stdout goes to devnull so
+        # Python's own flush at exit does not fail again (the way the Python docs give for SIGPIPE).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except ConfigError as err:
         print(f"config error in {args.config}:\n{err}", file=sys.stderr)
         return 2

@@ -7,13 +7,18 @@ are resolved from the environment before validation.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+import types
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 PRIORITIES = ("P1", "P2", "P3", "P4")
 Priority = Literal["P1", "P2", "P3", "P4"]
@@ -44,6 +49,22 @@ def expand_env(value: Any, environ: dict[str, str] | os._Environ = os.environ, p
         raise ConfigError(f"{path or '(top level)'}: environment variable {name} is not set (write ${{{name}:-default}} to give a default)")
 
     return _VAR.sub(substitute, value)
+
+
+def problem_at(key_path: tuple, message: str) -> PydanticCustomError:
+    """A problem a validator of a whole section finds at one key inside it: the message names that key."""
+    return PydanticCustomError("config_key", "{detail}", {"detail": message, "key_path": key_path})
+
+
+_CLOCK = re.compile(r"^([01]?\d|2[0-4]):([0-5]\d)$")
+
+
+def _clock_minutes(clock: str) -> int:
+    """Minutes after midnight of "HH:MM"; "24:00" is the midnight that ends the day."""
+    found = _CLOCK.match(clock.strip())
+    if not found or (found.group(1) == "24" and found.group(2) != "00"):
+        raise ValueError(f"{clock.strip()!r} is not a time of day from 00:00 to 24:00")
+    return int(found.group(1)) * 60 + int(found.group(2))
 
 
 class Strict(BaseModel):
@@ -91,6 +112,13 @@ class EmailSettings(Strict):
     digest_minutes: float = Field(default=60, gt=0)
     # How often the daemon sends what is due in the outbox (seconds).
     send_interval: float = Field(default=30, gt=0)
+    # A story already alerted at its level gets a follow-up in its thread when its score + comments grew
+    # this many times since the last email, or it turned up in a new place; at most one per thread
+    # every follow_up_minutes.
+    follow_up_growth: float = Field(default=4, gt=1)
+    follow_up_minutes: float = Field(default=60, ge=0)
+    # More alerts than this for one responder in one delivery round become one storm summary email.
+    storm_threshold: int = Field(default=10, ge=1)
 
 
 class Responder(Strict):
@@ -98,10 +126,13 @@ class Responder(Strict):
     brands: list[str] | Literal["all"] = "all"
     min_priority: Priority = "P4"
     # "22:00-07:00" in the responder's timezone: only P1 is sent then; the rest waits.
-    quiet_hours: str | None = Field(default=None, pattern=r"^\d{1,2}:\d{2}-\d{1,2}:\d{2}$")
+    quiet_hours: str | None = None
     timezone: str = "UTC"
     # Priorities below this one are gathered into a periodic digest instead of one email each.
     digest_below: Priority | None = None
+    # Mentions that spread without being complaints (praise, jokes, news): a separate "viral" alert from this
+    # priority of their virality risk on. Off (None) by default: only complaints are paged.
+    viral_min_priority: Priority | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -113,26 +144,67 @@ class Responder(Strict):
             raise ValueError(f"unknown timezone {value!r} (use an IANA name like Europe/Berlin)") from None
         return value
 
+    @field_validator("quiet_hours")
+    @classmethod
+    def _valid_window(cls, value: str | None) -> str | None:
+        # Checked here, not when the first alert falls into the window (a crash in the delivery round).
+        if value is not None:
+            start, end = _quiet_window(value)
+            if start % 1440 == end:
+                raise ValueError(f"{value!r} starts and ends at the same time (all day is \"00:00-24:00\")")
+        return value
+
+    @property
+    def quiet_window(self) -> tuple[int, int] | None:
+        """Quiet hours as (start, end) in minutes after local midnight; end may be 1440 (24:00)."""
+        return _quiet_window(self.quiet_hours) if self.quiet_hours else None
+
     def digests(self, priority: str) -> bool:
         return self.digest_below is not None and PRIORITIES.index(priority) > PRIORITIES.index(self.digest_below)
 
-    def wants(self, brand: str | None, priority: str) -> bool:
+    def wants(self, brand: str | None, priority: str, *, about: str = "complaint") -> bool:
         if self.brands != "all" and brand not in self.brands:
             return False
-        return PRIORITIES.index(priority) <= PRIORITIES.index(self.min_priority)
+        lowest = self.min_priority if about == "complaint" else self.viral_min_priority
+        return lowest is not None and PRIORITIES.index(priority) <= PRIORITIES.index(lowest)
+
+
+def _quiet_window(text: str) -> tuple[int, int]:
+    start, sep, end = text.partition("-")
+    if not sep:
+        raise ValueError(f"{text!r} is not a window like \"22:00-07:00\"")
+    # 24:00 as a start is the midnight that begins the day.
+    return _clock_minutes(start) % 1440, _clock_minutes(end)
 
 
 class Thresholds(Strict):
-    """Priority from the higher of urgency and virality risk (0-100)."""
+    """A complaint's priority from its level: urgency and virality risk combined (0-100; see score.priority_for)."""
 
-    p1: float = 75
-    p2: float = 50
-    p3: float = 25
+    p1: float = Field(default=75, ge=0, le=100)
+    p2: float = Field(default=50, ge=0, le=100)
+    p3: float = Field(default=25, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _in_order(self) -> "Thresholds":
+        # Out of order, a level can never be reached: p2 above p1 would make every P1 a P2.
+        if not self.p1 > self.p2 > self.p3:
+            raise ValueError(f"must be p1 > p2 > p3 (got p1 {self.p1:g}, p2 {self.p2:g}, p3 {self.p3:g})")
+        return self
+
+
+class ComplaintSettings(Strict):
+    # The complaint model: this file when it exists (``complaint-monitor train --local`` writes it), else the
+    # model shipped in the package. The daemon reads it again at its next poll when the file changes.
+    model: str = "complaint-model.npz"
+    # A mention is a complaint (paged as one) from this model probability on, or when a rule marks it one.
+    threshold: float = Field(default=0.7, gt=0, lt=1)
+    # Urgency starts at probability x this many points; rules add severity on top (0-100 in all).
+    urgency_points: float = Field(default=60, ge=0, le=100)
 
 
 class SentimentSettings(Strict):
     # Words VADER finds neutral but customers use to complain, with a valence (-4..4).
-    lexicon: dict[str, float] = Field(default_factory=dict)
+    lexicon: dict[str, Annotated[float, Field(ge=-4, le=4)]] = Field(default_factory=dict)
 
 
 class HealthSettings(Strict):
@@ -183,9 +255,11 @@ class Config(Strict):
     store: str = "complaint-monitor.db"
     email: EmailSettings = Field(default_factory=EmailSettings)
     responders: list[Responder] = Field(default_factory=list)
-    rules: list[str] = Field(default_factory=list)
+    # Rule-pack files; absent: the packs shipped with the package. [] means no rules at all.
+    rules: list[str] | None = None
     thresholds: Thresholds = Field(default_factory=Thresholds)
     sentiment: SentimentSettings = Field(default_factory=SentimentSettings)
+    complaint: ComplaintSettings = Field(default_factory=ComplaintSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
@@ -202,6 +276,25 @@ class Config(Strict):
                 raise ValueError(f"sources.{name} must be a mapping of settings")
         return {name: section or {} for name, section in value.items()}
 
+    @model_validator(mode="after")
+    def _responders_can_be_reached(self) -> "Config":
+        # The outbox knows a responder by address and a brand by its exact name: a second entry with
+        # the same address, or a brand spelt another way, would silently never get its alerts.
+        names = [b.name for b in self.brands]
+        first: dict[str, int] = {}
+        for i, responder in enumerate(self.responders):
+            earlier = first.setdefault(responder.email.casefold(), i)
+            if earlier != i:
+                raise problem_at(("responders", i, "email"), f"{responder.email} is already responders.{earlier}:"
+                                 " one entry per address (list all its brands there)")
+            for j, name in enumerate([] if responder.brands == "all" else responder.brands):
+                if name not in names:
+                    close = ([n for n in names if n.casefold() == name.casefold()]
+                             or difflib.get_close_matches(name, names, n=1))
+                    hint = f"; did you mean {close[0]!r}?" if close else f" (brands: {', '.join(names)})"
+                    raise problem_at(("responders", i, "brands", j), f"{name!r} is not a configured brand{hint}")
+        return self
+
     def path(self, relative: str) -> Path:
         p = Path(relative).expanduser()
         return p if p.is_absolute() else self.base_dir / p
@@ -211,21 +304,60 @@ class Config(Strict):
         return self.path(self.store)
 
     @property
-    def rule_paths(self) -> list[Path]:
-        return [self.path(r) for r in self.rules]
+    def rule_paths(self) -> list[Path | Traversable]:
+        return shipped_rule_packs() if self.rules is None else [self.path(r) for r in self.rules]
+
+    @property
+    def complaint_model_path(self) -> Path:
+        return self.path(self.complaint.model)
 
     def brand(self, name: str) -> Brand | None:
         return next((b for b in self.brands if b.name == name), None)
 
 
-def format_validation_error(err: ValidationError, prefix: str = "") -> str:
+def shipped_rule_packs() -> list[Traversable]:
+    """The rule packs installed with the package (the repository's rules/ folder), in file-name order."""
+    return sorted((p for p in files("monitor.rule_packs").iterdir() if p.name.endswith(".yaml")),
+                  key=lambda p: p.name)
+
+
+def _alternatives(kind: Any) -> list[Any]:
+    """The members of a union (``X | None``), else the type itself."""
+    if get_origin(kind) in (Union, types.UnionType):
+        return [member for arg in get_args(kind) for member in _alternatives(arg)]
+    return [kind]
+
+
+def _models(kinds: list[Any]) -> list[type[BaseModel]]:
+    return [k for kind in kinds for k in _alternatives(kind) if isinstance(k, type) and issubclass(k, BaseModel)]
+
+
+def _known_keys(model: type[BaseModel], key_path: tuple) -> list[str]:
+    """The keys accepted in the mapping at ``key_path`` inside ``model``: what a misspelt key may have meant."""
+    kinds: list[Any] = [model]
+    for part in key_path:
+        inner = [f.annotation for m in _models(kinds) for name, f in m.model_fields.items() if part in (name, f.alias)]
+        # A list's item or a dict's value: the part was an index or a free-form key.
+        inner += [get_args(k)[-1] for kind in kinds for k in _alternatives(kind) if get_origin(k) in (list, dict)]
+        kinds = inner
+    return [f.alias or name for m in _models(kinds) for name, f in m.model_fields.items() if not f.exclude]
+
+
+def format_validation_error(err: ValidationError, prefix: str = "", model: type[BaseModel] | None = None) -> str:
+    """One line per problem, key path first; ``model`` (what was validated) lets a misspelt key get a suggestion."""
     lines = []
     for problem in err.errors():
-        loc = ".".join(str(p) for p in problem["loc"] if p != "from_") or "(top level)"
+        key_path = problem["loc"] + tuple((problem.get("ctx") or {}).get("key_path", ()))
+        loc = ".".join(str(p) for p in key_path if p != "from_") or "(top level)"
         loc = loc.replace(".from_", ".from")
         if prefix:
             loc = f"{prefix}.{loc}"
-        lines.append(f"{loc}: {problem['msg']}")
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden" and model is not None:
+            known = _known_keys(model, key_path[:-1])
+            close = difflib.get_close_matches(str(key_path[-1]), known, n=1)
+            message = f"unknown key; did you mean {close[0]!r}?" if close else f"unknown key (known: {', '.join(known)})"
+        lines.append(f"{loc}: {message}")
     return "\n".join(lines)
 
 
@@ -238,7 +370,7 @@ def parse_config(raw: Any, *, base_dir: Path, environ=os.environ) -> Config:
     try:
         config = Config.model_validate({**expanded, "base_dir": base_dir})
     except ValidationError as err:
-        raise ConfigError(format_validation_error(err)) from None
+        raise ConfigError(format_validation_error(err, model=Config)) from None
     return config
 
 

@@ -15,6 +15,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from .alert import Waiting
 from .logs import Redactor
 from .mail import FolderTransport, Transport, build_message
 from .store import Store
@@ -22,10 +23,22 @@ from .store import Store
 log = logging.getLogger("complaint_monitor.health")
 
 
+def subject_names(sources: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """What the operator calls a failing thing: a feed by its configured name, not its URL."""
+    names = {}
+    for source, section in sources.items():
+        for feed in (section or {}).get("feeds") or []:
+            if isinstance(feed, dict) and feed.get("url") and feed.get("name"):
+                names[f"{source} feed:{feed['url']}"] = f"feed \u201c{feed['name']}\u201d"
+    return names
+
+
 class Health:
     def __init__(self, *, store: Store, transport: Transport, fallback: FolderTransport, sender: str,
-                 operator: str | None, notify_after: float, redact: Redactor | None = None):
+                 operator: str | None, notify_after: float, redact: Redactor | None = None,
+                 names: dict[str, str] | None = None):
         self.store = store
+        self.names = dict(names or {})  # subject -> what the operator calls it (subject_names)
         self.transport = transport
         self.fallback = fallback  # where operator emails go when SMTP itself is what fails
         self.sender = sender
@@ -33,30 +46,41 @@ class Health:
         self.notify_after = notify_after
         # Error text is stored, printed by status and emailed: it is redacted first.
         self.redact = redact or Redactor()
+        # Subjects arrive redacted (a feed URL may carry a token): known by that form too.
+        self.names.update({self.redact(k): v for k, v in list(self.names.items())})
 
     def failed(self, subject: str, error: str, *, now: float | None = None) -> None:
         now = time.time() if now is None else now
         subject, error = self.redact(subject), self.redact(error)  # a feed URL may carry a token
         row = self.store.record_failure(subject, error, now)
         if self.operator and not row["notified"] and now - row["since"] >= self.notify_after:
+            name = self._name(subject)
+            # Short first line (a phone shows little of subject and preview); the details below it.
             self._tell_operator(
-                subject, f"complaint-monitor: {subject} failing since {_ts(row['since'])}",
-                f"{subject} has failed {row['count']} times since {_ts(row['since'])}.\n\n"
-                f"Last error ({_ts(row['last_at'])}):\n{error}\n\n"
+                subject, f"{name} failing since {_ts(row['since'], short=True)}",
+                f"{name} has failed {row['count']} times since {_ts(row['since'], short=True)}.\n\n"
+                f"What: {subject}\nLast error ({_ts(row['last_at'])}):\n{error}\n\n"
                 "You get one more email when it works again, none in between.\n", smtp_down=subject == "smtp")
             self.store.mark_failure_notified(subject)
 
     def succeeded(self, subject: str) -> None:
         row = self.store.clear_failure(self.redact(subject))
         if row is not None and row["notified"] and self.operator:
-            self._tell_operator(subject, f"complaint-monitor: {subject} works again",
-                                f"{subject} works again after failing since {_ts(row['since'])}"
-                                f" ({row['count']} failures).\n", smtp_down=False)
+            name = self._name(subject)
+            self._tell_operator(subject, f"{name} works again",
+                                f"{name} works again after {row['count']} failures since"
+                                f" {_ts(row['since'], short=True)}.\n\nWhat: {self.redact(subject)}\n",
+                                smtp_down=False)
+
+    def _name(self, subject: str) -> str:
+        return self.names.get(self.redact(subject)) or self.redact(subject)
 
     def _tell_operator(self, subject: str, title: str, body: str, *, smtp_down: bool) -> None:
         key = "".join(c if c.isalnum() else "-" for c in subject)[:60]
-        msg = build_message(sender=self.sender, recipient=self.operator, subject=title, text=body,
-                            html=f"<pre>{html.escape(body)}</pre>",
+        # Wrapped, not <pre>: a long URL or error must not run off a phone's screen.
+        msg = build_message(sender=self.sender, recipient=self.operator, subject=f"complaint-monitor: {title}",
+                            text=body, html=f'<div style="white-space: pre-wrap; overflow-wrap: anywhere;">'
+                                            f"{html.escape(body)}</div>",
                             message_id=f"<health-{key}-{int(time.time())}@complaint-monitor>")
         # While SMTP is what fails, the note goes to the outbox folder; once it works, by email.
         transport = self.fallback if smtp_down else self.transport
@@ -68,8 +92,11 @@ class Health:
             self.fallback.send(msg)
 
 
-def _ts(value: float | None) -> str:
-    return "never" if not value else f"{datetime.fromtimestamp(value, timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
+def _ts(value: float | None, *, short: bool = False) -> str:
+    if not value:
+        return "never"
+    return f"{datetime.fromtimestamp(value, timezone.utc):%b %d %H:%M UTC}" if short else \
+        f"{datetime.fromtimestamp(value, timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _next_run(due: float, now: float) -> str:
@@ -88,8 +115,27 @@ def _when(iso: str | None) -> str | None:
         return iso
 
 
-def status(store: Store, intervals: dict[str, float], *, now: float | None = None) -> dict[str, Any]:
-    """Everything ``complaint-monitor status`` prints, as data."""
+def waiting_lines(groups: list[Waiting], *, now: float | None = None) -> list[str]:
+    """Why queued alerts have not gone out, one line per recipient and reason: held on purpose or failing."""
+    now = time.time() if now is None else now
+    lines = []
+    for w in groups:
+        alerts = f"{w.count} alert{'s' if w.count != 1 else ''}"
+        if w.reason == "digest":
+            lines.append(f"held: {alerts} for the digest to {w.recipient}, "
+                         + ("due now" if w.until <= now else f"until {_ts(w.until)}"))
+        elif w.reason == "quiet hours":
+            lines.append(f"held: {alerts} to {w.recipient} through quiet hours, until {_ts(w.until)}")
+        elif w.reason == "failing":
+            lines.append(f"failing: {alerts} to {w.recipient}, next try {_ts(w.until)}; last error: {w.last_error}")
+        else:
+            lines.append(f"queued: {alerts} to {w.recipient}, not tried yet")
+    return lines
+
+
+def status(store: Store, intervals: dict[str, float], *, now: float | None = None,
+           waiting: list[Waiting] = ()) -> dict[str, Any]:
+    """Everything ``complaint-monitor status`` prints, as data; ``waiting``: why pending alerts wait."""
     now = time.time() if now is None else now
     hour_ago = now - 3600
     sources = {}
@@ -119,7 +165,9 @@ def status(store: Store, intervals: dict[str, float], *, now: float | None = Non
     return {
         "sources": sources,
         "outbox": {"pending": store.pending_count(), "oldest_pending": _ts(oldest),
-                   "failed": store.query("SELECT count(*) FROM alerts WHERE status = 'failed'")[0][0]},
+                   "failed": store.query("SELECT count(*) FROM alerts WHERE status = 'failed'")[0][0],
+                   "waiting": [{**w._asdict(), "until": _ts(w.until) if w.until else None,
+                                "line": line} for w, line in zip(waiting, waiting_lines(waiting, now=now))]},
         "failing": [{"subject": f["subject"], "since": _ts(f["since"]), "count": f["count"],
                      "last_error": f["last_error"]} for f in failing],
     }
@@ -193,6 +241,7 @@ def format_status(report: dict[str, Any]) -> str:
                          f" given up (older than backfill_hours) {st.get('dropped', 0)}")
     o = report["outbox"]
     lines.append(f"outbox: {o['pending']} pending (oldest {o['oldest_pending']}), {o['failed']} failed")
+    lines.extend(f"  {w['line']}" for w in o.get("waiting", ()))
     for f in report["failing"]:
         lines.append(f"failing: {f['subject']} since {f['since']} ({f['count']} times): {f['last_error']}")
     return "\n".join(lines)

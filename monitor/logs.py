@@ -15,6 +15,8 @@ import sys
 import time
 from typing import Any, Iterable
 
+from .links import SECRET_PARAM_NAME
+
 # Attributes a log call can attach with extra={...}; printed when present.
 FIELDS = ("source", "feed", "listing", "alert", "mention", "recipient")
 
@@ -22,8 +24,7 @@ FIELDS = ("source", "feed", "listing", "alert", "mention", "recipient")
 # Secrets that are not in the config but travel inside text: a password in a
 # URL, a token in a query string (a private feed's ?token=...), a bearer header.
 _URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@'\"]+:)[^@\s/'\"]+@")
-_SECRET_PARAM = re.compile(r"(?i)([?&;](?:[a-z0-9]+[_.-])*(?:token|secret|password|passwd|api_?key|apikey|key|signature|sig)"
-                           r"(?:[_.-][a-z0-9]+)*=)[^&#\s'\"]+")
+_SECRET_PARAM = re.compile(r"(?i)([?&;]" + SECRET_PARAM_NAME + r"=)[^&#\s'\"]+")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[a-z0-9._~+/=-]{8,}")
 _SECRET_NAME = re.compile(r"(?i)(secret|password|passwd|token|api_?key|apikey|private_?key|^key$|_key$|authorization)")
 
@@ -39,13 +40,22 @@ class Redactor:
         # Longest first, so a secret containing another is replaced whole.
         found = {s for s in secrets if s and len(s) >= 4} | set(self.secrets)
         self.secrets = sorted(found, key=len, reverse=True)
+        # Whole tokens only: a short secret ("test") must not blank part of a word ("latest", "testing").
+        self._known = re.compile("|".join(_whole_token(s) for s in self.secrets)) if self.secrets else None
 
     def __call__(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
+        if self._known is not None:
+            text = self._known.sub("***", text)
         text = _URL_PASSWORD.sub(r"\1***@", text)
         text = _SECRET_PARAM.sub(r"\1***", text)
         return _BEARER.sub(r"\1 ***", text)
+
+
+def _whole_token(secret: str) -> str:
+    """A pattern for ``secret`` where no word character goes on from its first or last one."""
+    before = r"(?<!\w)" if re.match(r"\w", secret[0]) else ""
+    after = r"(?!\w)" if re.match(r"\w", secret[-1]) else ""
+    return before + re.escape(secret) + after
 
 
 class EventFormatter(logging.Formatter):

@@ -72,7 +72,7 @@ def render(template: str, context: dict[str, Any]) -> tuple[str, str]:
 
 def build_message(*, sender: str, recipient: str, subject: str, text: str, html: str, message_id: str,
                   in_reply_to: str | None = None, references: list[str] | None = None,
-                  date: float | None = None) -> EmailMessage:
+                  date: float | None = None, thread_topic: str | None = None) -> EmailMessage:
     msg = EmailMessage(policy=email.policy.SMTP)
     msg["From"] = header_safe(sender)
     msg["To"] = header_safe(recipient)
@@ -82,6 +82,9 @@ def build_message(*, sender: str, recipient: str, subject: str, text: str, html:
     if in_reply_to:
         msg["In-Reply-To"] = header_safe(in_reply_to)
         msg["References"] = header_safe(" ".join(references or [in_reply_to]), limit=2000)
+    if thread_topic:
+        # Outlook groups a conversation by this topic, so the changing [P..] of a subject does not split it.
+        msg["Thread-Topic"] = header_safe(thread_topic)
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(text)
     msg.add_alternative(html, subtype="html")

@@ -28,6 +28,8 @@ from .store import Store, from_epoch, to_epoch
 
 log = logging.getLogger("complaint_monitor.pipeline")
 
+FOLLOW_UP_MIN_BASE = 10  # score + comments below this are too few to grow "n times" from
+
 
 @dataclass
 class Outcome:
@@ -52,6 +54,7 @@ class Pipeline:
         stored before it). Stage by stage, each stage's code and data stay in the CPU's caches: about 13%
         less time per mention than taking each through every stage (bench/bench_scoring.py)."""
         outcome = Outcome(seen=len(poll.mentions))
+        self.refresh_model()
         known = self.store.known(source, [m.source_id for m in poll.mentions])
         fresh = []
         for mention in poll.mentions:
@@ -70,11 +73,21 @@ class Pipeline:
             self.store.save_source_state(source, poll.state)
         return outcome
 
+    def refresh_model(self) -> None:
+        """A complaint model retrained since (``train --local``) is used from this poll on, without a restart."""
+        try:
+            if self.scorer.complaint.refresh():
+                log.info("complaint model %s loaded from %s", self.scorer.complaint.model.version,
+                         self.scorer.complaint.path)
+        except Exception:
+            log.exception("could not load the complaint model from %s; the one in use stays",
+                          self.scorer.complaint.configured)
+
     def update_engagement(self, source: str, fresh: list[Mention]) -> Outcome:
         """New numbers for mentions stored before: snapshot them, re-score, alert again if the priority rose.
 
-        Alerts are unique per (mention, recipient, priority), so a story sends at
-        most one email per priority level however often it is re-read.
+        A first alert is unique per (mention, recipient, priority); at a level already
+        reached only a follow-up on big growth goes out (``_follow_up_due``).
         """
         outcome = Outcome(seen=len(fresh))
         for update in fresh:
@@ -122,11 +135,12 @@ class Pipeline:
         if row is None:
             return 0
         mention = self.store.row_to_mention(row)
-        signals = _stored_signals(row)._replace(**signal_changes)
+        before = _stored_signals(row)
+        signals = before._replace(**signal_changes)
         scores = self.scorer.score(mention, self._match(mention), signals=signals)
         with self.store.transaction():
             self.store.update_scores(mention_id, scores)
-            return self._queue_alerts(mention_id, mention, scores)
+            return self._queue_alerts(mention_id, mention, scores, new_place=signals.sightings > before.sightings)
 
     def check_spikes(self, *, now: datetime | None = None) -> list[Volume]:
         """Each brand's volume; a spiking brand's latest mentions scored before the spike get its points."""
@@ -151,21 +165,49 @@ class Pipeline:
     def _match(self, mention: Mention) -> BrandMatch | None:
         return self.matcher.match(_haystack(mention))
 
-    def _queue_alerts(self, mention_id: int, mention: Mention, scores) -> int:
+    def _queue_alerts(self, mention_id: int, mention: Mention, scores, *, new_place: bool = False) -> int:
+        """A mention new at this level is an alert (every customer deserves an answer), a reply in its
+        story's thread when the story was alerted before; at a level the mention itself reached, only
+        news is, as a follow-up (``_follow_up_due``)."""
         queued = 0
-        for recipient, digest in recipients(self.config, brand=mention.brand, priority=scores.priority,
-                                            suppressed=scores.verdict.suppressed, notify=scores.verdict.notify):
-            # Only a rise in priority is news; a story never re-alerts at a level it already reached.
-            sent = self.store.query("SELECT priority FROM alerts WHERE mention_id = ? AND recipient = ?",
-                                    (mention_id, recipient))
-            if any(r["priority"] <= scores.priority for r in sent):
-                continue
-            if self.store.enqueue_alert(mention_id=mention_id, recipient=recipient, priority=scores.priority,
-                                        now=time.time(), urgency=scores.urgency, virality=scores.virality,
-                                        score=mention.engagement.score, comments=mention.engagement.comments,
-                                        digest=digest):
+        now = time.time()
+        priority = scores.alert_priority  # a complaint's priority, or a viral mention's spread
+        for recipient, digest in recipients(self.config, brand=mention.brand, priority=priority,
+                                            suppressed=scores.verdict.suppressed, notify=scores.verdict.notify,
+                                            about=scores.about):
+            thread = [a for a in self.store.thread_alerts(mention_id, recipient) if a["status"] != "superseded"]
+            own = [a for a in thread if a["mention_id"] == mention_id]
+            kind, due = "alert", now
+            if own and min(a["priority"] for a in own) <= priority:
+                due = self._follow_up_due(thread, own[-1], mention, new_place=new_place, now=now)
+                if due is None:
+                    continue
+                kind = "follow_up"
+            alert_id = self.store.enqueue_alert(
+                mention_id=mention_id, recipient=recipient, priority=priority, now=now,
+                urgency=scores.urgency, virality=scores.virality, score=mention.engagement.score,
+                comments=mention.engagement.comments, digest=digest, kind=kind, not_before=due, about=scores.about)
+            if alert_id:
                 queued += 1
+                if thread and priority < min(a["priority"] for a in thread):
+                    # The escalation tells all the news: a follow-up still waiting would only repeat it.
+                    self.store.supersede([a["id"] for a in thread if a["status"] == "pending"
+                                          and a["kind"] == "follow_up"])
         return queued
+
+    def _follow_up_due(self, thread: list, last_own, mention: Mention, *, new_place: bool,
+                       now: float) -> float | None:
+        """When a follow-up may go out, or None when there is no news. News: the mention's score + comments
+        grew ``follow_up_growth`` times since its last email, or its story reached a new place. One per
+        thread every ``follow_up_minutes``, so a story going viral is a few emails, not one per re-read."""
+        settings = self.config.email
+        if any(a["status"] == "pending" for a in thread):
+            return None  # the email still waiting is rendered from the story as it is when it goes out
+        before = (last_own["score"] or 0) + (last_own["comments"] or 0)
+        after = (mention.engagement.score or 0) + (mention.engagement.comments or 0)
+        if not (new_place or after >= settings.follow_up_growth * max(before, FOLLOW_UP_MIN_BASE)):
+            return None
+        return max(now, max(a["created_at"] for a in thread) + settings.follow_up_minutes * 60)
 
     def _match_new(self, mention: Mention) -> tuple[Mention, BrandMatch] | None:
         haystack = _haystack(mention)
@@ -190,13 +232,16 @@ class Pipeline:
             if mention_id is None:
                 return None
             story_id = self.stories.record(mention_id, mention, sighting, now=seen)
-            outcome.alerts += self._queue_alerts(mention_id, mention, scores)
-            if sighting.grew:
+            # Old news found by a first look (Mention.backfill) is kept for the record and alerts nobody.
+            if not mention.backfill:
+                outcome.alerts += self._queue_alerts(mention_id, mention, scores, new_place=sighting.grew)
+            if sighting.grew and not mention.backfill:
                 # Seen somewhere new: the story's earlier mentions are more viral now too.
                 for other in self.stories.others(story_id, mention_id):
                     outcome.alerts += self.rescore(other, sightings=sighting.sightings)
-        log.info("stored %s mention %s of %s: %s urgency %.0f virality %.0f", mention.source, mention.source_id,
-                 mention.brand, scores.priority, scores.urgency, scores.virality)
+        log.info("stored %s mention %s of %s: %s urgency %.0f virality %.0f%s", mention.source, mention.source_id,
+                 mention.brand, scores.priority, scores.urgency, scores.virality,
+                 " (backfill: no alert)" if mention.backfill else "")
         return mention_id
 
 

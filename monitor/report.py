@@ -60,6 +60,18 @@ def _safe_link(url: str | None) -> str | None:
     return url if isinstance(url, str) and url.lower().startswith(("http://", "https://")) else None
 
 
+def _day_axis(ax, days: pd.DatetimeIndex) -> None:
+    """The x axis spans the data's days, half a day either side: matplotlib's default around a single
+    day is years wide."""
+    import matplotlib.dates as mdates
+    ax.set_xlim(days.min() - pd.Timedelta(hours=12), days.max() + pd.Timedelta(hours=12))
+    locator = mdates.AutoDateLocator(minticks=1, maxticks=10)
+    if len(days) < 3:
+        locator = mdates.DayLocator()  # a tick for each day, not one every few hours
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%b %d", tz=timezone.utc))
+
+
 def chart_mentions_per_day(mentions: pd.DataFrame, out_dir: Path) -> Chart:
     plt = _pyplot()
     daily = (mentions.groupby([mentions["created_at"].dt.floor("D"), "brand"], observed=True).size()
@@ -71,6 +83,7 @@ def chart_mentions_per_day(mentions: pd.DataFrame, out_dir: Path) -> Chart:
     ax.set_ylabel("mentions")
     ax.set_xlabel("day (UTC)")
     ax.set_ylim(bottom=0)
+    _day_axis(ax, daily.index)
     ax.grid(alpha=0.3)
     ax.legend(title="brand", fontsize=8)
     fig.autofmt_xdate()
@@ -96,6 +109,7 @@ def chart_sentiment(mentions: pd.DataFrame, out_dir: Path) -> Chart:
     ax.set_ylim(-1.05, 1.05)
     ax.set_ylabel("VADER compound")
     ax.set_xlabel("day (UTC)")
+    _day_axis(ax, days)
     ax.grid(alpha=0.3)
     ax.legend(title="brand", fontsize=8)
     fig.autofmt_xdate()
@@ -118,11 +132,11 @@ def chart_urgency(mentions: pd.DataFrame, thresholds: Thresholds, out_dir: Path)
     hist.set_xlabel("urgency (0-100)")
     hist.set_ylabel("mentions")
     hist.legend(title="brand", fontsize=8)
-    counts = mentions["priority"].value_counts().reindex(list(PRIORITIES), fill_value=0)
+    counts = mentions["peak_priority"].value_counts().reindex(list(PRIORITIES), fill_value=0)
     bars.bar(counts.index, counts.values, color=[PRIORITY_COLOURS[p] for p in counts.index])
     for x, value in enumerate(counts.values):
         bars.text(x, value, str(value), ha="center", va="bottom", fontsize=9)
-    bars.set_title("by priority", fontsize=10)
+    bars.set_title("by highest priority reached", fontsize=10)
     bars.margins(y=0.15)
     return Chart(_save(fig, out_dir, "urgency.png"), "Urgency distribution",
                  f"Urgency of every mention (dashed: the P3/P2/P1 thresholds {thresholds.p3:g}, {thresholds.p2:g},"
@@ -135,11 +149,11 @@ def top_stories(mentions: pd.DataFrame, stories: pd.DataFrame, top: int) -> tupl
     if len(clustered):
         members = mentions.dropna(subset=["story_id"]).groupby("story_id")["id"].apply(list)
         rows = clustered.assign(mention_ids=[members.get(i, []) for i in clustered["id"]])
-        return rows[["title", "url", "brand", "priority", "virality", "mentions", "sightings", "first_seen",
+        return rows[["title", "url", "brand", "peak_priority", "virality", "mentions", "sightings", "first_seen",
                      "mention_ids"]], True
     rows = mentions.nlargest(top, "virality")
     return pd.DataFrame({"title": rows["title"], "url": rows["url"], "brand": rows["brand"],
-                         "priority": rows["priority"], "virality": rows["virality"], "mentions": 1,
+                         "peak_priority": rows["peak_priority"], "virality": rows["virality"], "mentions": 1,
                          "sightings": 1, "first_seen": rows["created_at"],
                          "mention_ids": [[i] for i in rows["id"]]}), False
 
@@ -186,25 +200,50 @@ def chart_stories(top: pd.DataFrame, snapshots: pd.DataFrame, out_dir: Path) -> 
 
 
 def chart_response(alerts: pd.DataFrame, out_dir: Path) -> Chart | None:
-    sent = alerts.dropna(subset=["response_time"])
+    # First alerts only: a follow-up is sent hours after the mention was found, on purpose.
+    sent = alerts[(alerts["kind"] == "alert")].dropna(subset=["response_time"])
     if sent.empty:
         return None
     plt = _pyplot()
     minutes = sent["response_time"].dt.total_seconds() / 60
-    present = [p for p in PRIORITIES if (sent["priority"] == p).any()]
-    fig, ax = plt.subplots(figsize=(10, 3.6))
-    box = ax.boxplot([minutes[sent["priority"] == p] for p in present], orientation="horizontal", patch_artist=True)
-    ax.set_yticks(range(1, len(present) + 1), present)
-    for patch, p in zip(box["boxes"], present):
+    # Held on purpose (digests, quiet hours) apart from the rest: a held P3 is not a slow P3.
+    groups = [(f"{p} held" if held else p, p, (sent["priority"] == p) & (sent["held"] == held))
+              for p in PRIORITIES for held in (False, True)]
+    groups = [g for g in groups if g[2].any()]
+    fig, ax = plt.subplots(figsize=(10, 1.2 + 0.45 * len(groups)))
+    box = ax.boxplot([minutes[rows] for _, _, rows in groups], orientation="horizontal", patch_artist=True)
+    ax.set_yticks(range(1, len(groups) + 1), [label for label, _, _ in groups])
+    for patch, (label, p, _) in zip(box["boxes"], groups):
         patch.set_facecolor(PRIORITY_COLOURS[p])
+        if label.endswith("held"):
+            patch.set_hatch("//")
+            patch.set_alpha(0.5)
     if minutes.max() > 100 * max(minutes.min(), 0.1):
         ax.set_xscale("log")
     ax.set_xlabel("minutes from the poll that found the mention to the alert email")
     ax.invert_yaxis()
     ax.grid(alpha=0.3, axis="x")
     return Chart(_save(fig, out_dir, "response.png"), "Response time",
-                 "Per priority: time from fetching the mention (mentions.fetched_at) to sending its alert"
-                 " (alerts.sent_at). The source's own delay before we could see a post is not included.")
+                 "Per priority: time from fetching the mention (mentions.fetched_at) to sending its first alert"
+                 " (alerts.sent_at). \u201cheld\u201d rows waited on purpose (a digest, quiet hours) and are"
+                 " no delay; the others are the monitor's own. The source's delay before we could see a post"
+                 " is not included.")
+
+
+def breakdown(mentions: pd.DataFrame, column: str, *, top: int = 10) -> list[dict[str, Any]]:
+    """Mentions per category (rule tags), place or source: how many, how many reached P2 or higher,
+    and their mean sentiment, largest first."""
+    frame = mentions[[column, "peak_priority", "compound"]]
+    if column == "tags":
+        frame = frame.assign(tags=[t if t else ["(no tag)"] for t in frame["tags"]]).explode("tags")
+    frame = frame.assign(**{column: frame[column].astype("string").fillna("(unknown)")})
+    grouped = frame.groupby(column, observed=True)
+    table = pd.DataFrame({"mentions": grouped.size(),
+                          "urgent": grouped["peak_priority"].apply(lambda p: int((p >= "P2").sum())),
+                          "compound": grouped["compound"].mean()})
+    table = table.sort_values(["mentions", "urgent"], ascending=False).head(top)
+    return [{"name": name, "mentions": int(r.mentions), "urgent": int(r.urgent),
+             "compound": f"{r.compound:+.2f}" if pd.notna(r.compound) else "\u2013"} for name, r in table.iterrows()]
 
 
 def _describe(filters: dict[str, Any]) -> str:
@@ -251,18 +290,22 @@ def build_report(where: str | Path | Config, out_dir: str | Path, *, top: int = 
         else:
             context["notes"].append("No alert has been sent yet, so no response times.")
         sent = alerts.dropna(subset=["response_time"])
+        first = sent[(sent["kind"] == "alert") & ~sent["held"]]
         context.update(
             mentions=len(mentions), brands=", ".join(str(b) for b in mentions["brand"].dropna().unique()),
             first=mentions["created_at"].min().strftime("%Y-%m-%d"),
             last=mentions["created_at"].max().strftime("%Y-%m-%d"),
-            by_priority=[(p, int((mentions["priority"] == p).sum()), PRIORITY_COLOURS[p]) for p in PRIORITIES],
-            alerts_sent=len(sent), median_response=_minutes(sent["response_time"].median()),
+            # The highest level each mention reached: its priority decays once the growth stops.
+            by_priority=[(p, int((mentions["peak_priority"] == p).sum()), PRIORITY_COLOURS[p]) for p in PRIORITIES],
+            alerts_sent=len(sent), median_response=_minutes(first["response_time"].median()),
+            breakdowns=[("Complaint category (rule tags)", breakdown(mentions, "tags")),
+                        ("Place", breakdown(mentions, "place")), ("Source", breakdown(mentions, "source"))],
             clustered=clustered,
-            stories=[{"title": r.title, "link": _safe_link(r.url), "brand": r.brand, "priority": r.priority,
+            stories=[{"title": r.title, "link": _safe_link(r.url), "brand": r.brand, "priority": r.peak_priority,
                       "virality": f"{r.virality:.0f}" if pd.notna(r.virality) else "–", "mentions": r.mentions,
                       "sightings": r.sightings, "first_seen": r.first_seen.strftime("%Y-%m-%d %H:%M")}
                      for r in top_rows.itertuples()],
-            urgent=[{"title": r.title, "link": _safe_link(r.url), "brand": r.brand, "priority": r.priority,
+            urgent=[{"title": r.title, "link": _safe_link(r.url), "brand": r.brand, "priority": r.peak_priority,
                      "urgency": f"{r.urgency:.0f}", "quote": r.quote, "source": r.source, "place": r.place,
                      "created_at": r.created_at.strftime("%Y-%m-%d %H:%M")}
                     for r in mentions.sort_values(["urgency", "created_at"], ascending=False).head(10).itertuples()],

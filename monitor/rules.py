@@ -61,6 +61,7 @@ FIELDS: dict[str, tuple[Any, str]] = {
     "negative_share": (_T.FLOAT, "share of sentences that are negative, 0..1"),
     "brand_compound": (_T.FLOAT, "compound of the sentences naming the brand"),
     "title_compound": (_T.FLOAT, "compound of the title alone"),
+    "complaint": (_T.FLOAT, "the complaint model's probability that someone unhappy wants an answer, 0..1"),
     "score": (_T.FLOAT, "score/upvotes now (0 where unknown)"),
     "comments": (_T.FLOAT, "number of comments now (0 where unknown)"),
     "upvote_ratio": (_T.FLOAT, "share of upvotes, 0..1 (1 where unknown)"),
@@ -587,7 +588,9 @@ class RuleBook:
             rules.extend(load_pack(path))
         return cls(rules)
 
-    def evaluate(self, facts: dict[str, Any]) -> Verdict:
+    def evaluate(self, facts: dict[str, Any], *, urgency: float = 0.0, virality: float = 0.0) -> Verdict:
+        """The rules' points added to ``urgency`` and ``virality`` (the continuous bases the complaint model and
+        the growth signals give), clamped to 0-100."""
         facts = dict(facts)
         tags = list(facts.get("tags") or ())
         facts["tags"] = tuple(tags)
@@ -605,7 +608,6 @@ class RuleBook:
                 positions += by_number.get(number, ())
         positions.sort()
         entries = self._entries
-        urgency = virality = 0.0
         reasons: list[Reason] = []
         notify: list[str] = []
         suppressed = False

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
-from .config import Config, Thresholds
+from .complaint import ModelFile
+from .config import ComplaintSettings, Config, Thresholds
 from .match import BrandMatch
 from .mention import Mention
 from .rules import Reason, RuleBook, Verdict
@@ -39,6 +40,7 @@ class Reading(NamedTuple):
 
     sentiment: Sentiment
     title_compound: float
+    complaint: float = 0.0  # the complaint model's probability, 0..1
 
 
 @dataclass
@@ -49,6 +51,20 @@ class Scores:
     verdict: Verdict
     priority: str
     facts: dict[str, Any] = field(repr=False, default_factory=dict)
+    complaint: float = 0.0
+    # A complaint is paged by ``priority``; anything else is P4 as a complaint, and ``viral_priority`` (its
+    # virality risk alone) is what a responder who asked for viral alerts hears about.
+    is_complaint: bool = False
+    viral_priority: str = "P4"
+
+    @property
+    def about(self) -> str:
+        """What an alert about it is: a complaint to answer, or a mention that spreads (praise, a joke, news)."""
+        return "complaint" if self.is_complaint else "viral"
+
+    @property
+    def alert_priority(self) -> str:
+        return self.priority if self.is_complaint else self.viral_priority
 
     @property
     def urgency(self) -> float:
@@ -67,6 +83,8 @@ class Scores:
             "priority": self.priority,
             "urgency": self.urgency,
             "virality": self.virality,
+            "complaint": self.complaint,
+            "is_complaint": self.is_complaint,
             "sentiment": {**self.sentiment.as_dict(), "title_compound": self.title_compound},
             "signals": self.signals.as_dict(),
             "reasons": [r.as_dict() for r in self.reasons],
@@ -85,6 +103,7 @@ def stored_explanation(row) -> dict[str, Any]:
         "mention_id": row["id"], "brand": row["brand"], "source": row["source"], "place": row["place"],
         "url": row["url"], "title": row["title"], "quote": row["quote"],
         "priority": row["priority"], "urgency": row["urgency"], "virality": row["virality"],
+        "complaint": row["complaint"], "is_complaint": bool(row["is_complaint"]),
         "sentiment": {c: row[c] for c in SENTIMENT_COLUMNS},
         "signals": json.loads(row["signals"] or "{}"),
         "reasons": json.loads(row["reasons"] or "[]"),
@@ -96,8 +115,11 @@ def stored_explanation(row) -> dict[str, Any]:
 def format_explanation(explained: dict[str, Any]) -> str:
     """An explanation for a person: the scores, then each rule with its points and each signal with its value."""
     compound = explained["sentiment"].get("compound") or 0.0
+    complaint = explained.get("complaint")
+    what = ("complaint" if explained.get("is_complaint") else "not a complaint") + (
+        f" {complaint:.2f}" if complaint is not None else "")
     lines = [f"{explained['priority']}  urgency {explained['urgency']:.0f}  virality {explained['virality']:.0f}"
-             f"  compound {compound:+.3f}  brand {explained.get('brand') or '(none matched)'}"
+             f"  {what}  compound {compound:+.3f}  brand {explained.get('brand') or '(none matched)'}"
              + ("  (suppressed)" if explained.get("suppressed") else "")]
     reasons = [Reason(**r) for r in explained["reasons"]]
     rules = [r for r in reasons if r.kind != "signal"]
@@ -115,8 +137,18 @@ def format_explanation(explained: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def complaint_level(urgency: float, virality: float) -> float:
+    """How much a complaint needs answering now, 0-100: it grows with its urgency and with its spread, either
+    alone enough to reach the top (a probabilistic "or": 60 urgency and 50 virality make 80)."""
+    return 100 - (100 - urgency) * (100 - virality) / 100
+
+
 def priority_for(urgency: float, virality: float, thresholds: Thresholds) -> str:
-    level = max(urgency, virality)
+    """A complaint's priority."""
+    return level_priority(complaint_level(urgency, virality), thresholds)
+
+
+def level_priority(level: float, thresholds: Thresholds) -> str:
     if level >= thresholds.p1:
         return "P1"
     if level >= thresholds.p2:
@@ -156,20 +188,24 @@ def signals_from_mention(mention: Mention, *, now: datetime | None = None, sight
 
 class Scorer:
     def __init__(self, *, rules: RuleBook, sentiment: SentimentScorer, thresholds: Thresholds,
+                 complaint: ModelFile | None = None, complaint_settings: ComplaintSettings | None = None,
                  own_account=lambda brand, author: False):
         self.rules = rules
         self.sentiment = sentiment
         self.thresholds = thresholds
+        self.complaint = complaint or ModelFile()  # the shipped model
+        self.complaint_settings = complaint_settings or ComplaintSettings()
         self._own_account = own_account
 
     @classmethod
     def from_config(cls, config: Config, *, own_account=lambda brand, author: False) -> "Scorer":
         return cls(rules=RuleBook.from_files(config.rule_paths),
                    sentiment=SentimentScorer(lexicon=config.sentiment.lexicon),
-                   thresholds=config.thresholds, own_account=own_account)
+                   thresholds=config.thresholds, complaint=ModelFile(config.complaint_model_path),
+                   complaint_settings=config.complaint, own_account=own_account)
 
     def facts(self, mention: Mention, match: BrandMatch | None, sentiment: Sentiment,
-              title_compound: float, signals: Signals) -> dict[str, Any]:
+              title_compound: float, signals: Signals, complaint: float = 0.0) -> dict[str, Any]:
         e = mention.engagement
         extra = mention.extra
         # One dict display, in FIELDS order (a test holds it to FIELDS): no defaults copied and overwritten.
@@ -181,6 +217,7 @@ class Scorer:
             "compound": sentiment.compound, "negative": sentiment.negative, "positive": sentiment.positive,
             "min_sentence": sentiment.min_sentence, "negative_share": sentiment.negative_share,
             "brand_compound": sentiment.brand_compound, "title_compound": title_compound,
+            "complaint": complaint,
             "score": float(e.score or 0), "comments": float(e.comments or 0),
             "upvote_ratio": float(e.upvote_ratio if e.upvote_ratio is not None else 1.0),
             "awards": float(e.awards or 0), "reach": float(mention.reach or 0),
@@ -202,17 +239,32 @@ class Scorer:
         title_compound = self.sentiment.vader(mention.title)["compound"] if mention.title else 0.0
         if mention.title and (not mention.text or mention.text.isspace()):
             sentiment = self.sentiment.score(mention.title)
-        return Reading(sentiment, title_compound)
+        # The model reads the title too: on Reddit and in feeds the title is often the complaint itself.
+        words = f"{mention.title}\n{mention.text}" if mention.title else mention.text
+        complaint = rounded(self.complaint.model.probability(words, sentiment), 4)
+        return Reading(sentiment, title_compound, complaint)
 
     def rank(self, mention: Mention, match: BrandMatch | None, reading: Reading, *,
              signals: Signals | None = None) -> Scores:
         """The second stage: the reading and the signals through the rules, to urgency, virality and priority."""
         signals = signals or signals_from_mention(mention)
-        facts = self.facts(mention, match, reading.sentiment, reading.title_compound, signals)
-        verdict = self.rules.evaluate(facts)
+        facts = self.facts(mention, match, reading.sentiment, reading.title_compound, signals, reading.complaint)
+        settings = self.complaint_settings
+        # Every mention starts from what the model says, so no clear complaint sits at 0 and no two tie for no
+        # reason; rules add severity (legal, safety, money, leaving...) on top.
+        base = rounded(reading.complaint * settings.urgency_points, 1)
+        verdict = self.rules.evaluate(facts, urgency=base)
+        verdict.reasons.insert(0, Reason("model", "complaint", urgency=base,
+                                         detail=f"complaint model {reading.complaint:.2f}"))
         verdict.reasons.extend(_signal_reasons(signals, mention))
-        return Scores(reading.sentiment, reading.title_compound, signals, verdict,
-                      priority_for(verdict.urgency, verdict.virality, self.thresholds), facts)
+        # A rule may vouch for a complaint the model doubts (tag "complaint": the rules are right when they fire),
+        # or say that it is none whatever the model thinks (tag "not-complaint": a joke, praise, our own post).
+        tags = verdict.tags
+        is_complaint = (reading.complaint >= settings.threshold or "complaint" in tags) and "not-complaint" not in tags
+        priority = priority_for(verdict.urgency, verdict.virality, self.thresholds) if is_complaint else "P4"
+        return Scores(reading.sentiment, reading.title_compound, signals, verdict, priority, facts,
+                      complaint=reading.complaint, is_complaint=is_complaint,
+                      viral_priority=level_priority(verdict.virality, self.thresholds))
 
     def score(self, mention: Mention, match: BrandMatch | None = None, *, signals: Signals | None = None) -> Scores:
         """Both stages for one mention. Many at once go faster stage by stage (see ``Pipeline.process``)."""

@@ -93,7 +93,7 @@ def validate_source_settings(config: Config) -> dict[str, tuple[type, BaseModel]
         try:
             validated[name] = (cls, cls.Settings.model_validate(section))
         except ValidationError as err:
-            problems.append(format_validation_error(err, prefix=f"sources.{name}"))
+            problems.append(format_validation_error(err, prefix=f"sources.{name}", model=cls.Settings))
     if problems:
         raise ConfigError("\n".join(problems))
     return validated

@@ -142,6 +142,53 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX mentions_story_place ON mentions (story_id, source, place);
     """,
+    # 9: follow-ups at a level already alerted (a story that grew a lot or reached a new place), so the
+    #    one-per-level rule becomes a partial index on first alerts; the subject a thread keeps; the
+    #    highest priority a mention reached (its priority decays once the growth stops)
+    """
+    CREATE TABLE alerts_9 (
+        id INTEGER PRIMARY KEY,
+        mention_id INTEGER NOT NULL REFERENCES mentions (id),
+        recipient TEXT NOT NULL,
+        priority TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',   -- pending, sent, failed, superseded
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        last_error TEXT,
+        message_id TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        sent_at REAL,
+        urgency REAL, virality REAL, score INTEGER, comments INTEGER,
+        digest INTEGER NOT NULL DEFAULT 0,
+        kind TEXT NOT NULL DEFAULT 'alert',       -- alert (first at its level) or follow_up
+        subject TEXT,                             -- the subject it was sent with: its thread keeps the words
+        held_until REAL                           -- held on purpose (quiet hours, follow-up spacing) until then
+    );
+    INSERT INTO alerts_9 (id, mention_id, recipient, priority, status, attempts, next_attempt_at, last_error,
+                          message_id, created_at, sent_at, urgency, virality, score, comments, digest)
+        SELECT id, mention_id, recipient, priority, status, attempts, next_attempt_at, last_error, message_id,
+               created_at, sent_at, urgency, virality, score, comments, digest FROM alerts;
+    DROP TABLE alerts;
+    ALTER TABLE alerts_9 RENAME TO alerts;
+    CREATE INDEX alerts_pending ON alerts (status, next_attempt_at);
+    CREATE UNIQUE INDEX alerts_once_per_level ON alerts (mention_id, recipient, priority) WHERE kind = 'alert';
+    CREATE INDEX alerts_recipient_mention ON alerts (recipient, mention_id);
+    ALTER TABLE mentions ADD COLUMN peak_priority TEXT;
+    UPDATE mentions SET peak_priority = min(priority, coalesce(
+        (SELECT min(a.priority) FROM alerts a WHERE a.mention_id = mentions.id), priority));
+    """,
+    # 10: the complaint model's reading, what kind of alert was sent, and people's labels to learn from
+    """
+    ALTER TABLE mentions ADD COLUMN complaint REAL;
+    ALTER TABLE mentions ADD COLUMN is_complaint INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE alerts ADD COLUMN about TEXT NOT NULL DEFAULT 'complaint';  -- complaint, or viral (not a complaint)
+    CREATE TABLE labels (
+        mention_id INTEGER PRIMARY KEY REFERENCES mentions (id),
+        label INTEGER NOT NULL,        -- 1 complaint, 0 not
+        labelled_at REAL NOT NULL,
+        labelled_by TEXT NOT NULL DEFAULT ''
+    );
+    """,
 ]
 
 
@@ -251,6 +298,8 @@ class Store:
             "min_sentence": s.min_sentence, "negative_share": s.negative_share,
             "brand_compound": s.brand_compound, "title_compound": scores.title_compound,
             "urgency": scores.urgency, "virality": scores.virality, "priority": scores.priority,
+            "complaint": scores.complaint, "is_complaint": int(scores.is_complaint),
+            "peak_priority": scores.priority,
             "reasons": json.dumps([r.as_dict() for r in scores.reasons]),
             "tags": json.dumps(scores.verdict.tags), "signals": json.dumps(scores.signals.as_dict()),
             "suppressed": int(scores.verdict.suppressed),
@@ -287,13 +336,17 @@ class Store:
         s = scores.sentiment
         with self.transaction() as db:
             db.execute(
-                "UPDATE mentions SET urgency = ?, virality = ?, priority = ?, reasons = ?, tags = ?, signals = ?,"
+                # peak_priority keeps the highest level reached ("P1" < "P2" as text): what was alerted.
+                "UPDATE mentions SET urgency = ?, virality = ?, priority = ?, peak_priority = min(coalesce("
+                " peak_priority, ?3), ?3), reasons = ?, tags = ?, signals = ?,"
                 " suppressed = ?, compound = ?, negative = ?, neutral = ?, positive = ?, min_sentence = ?,"
-                " negative_share = ?, brand_compound = ?, title_compound = ? WHERE id = ?",
+                " negative_share = ?, brand_compound = ?, title_compound = ?, complaint = ?, is_complaint = ?"
+                " WHERE id = ?",
                 (scores.urgency, scores.virality, scores.priority, json.dumps([r.as_dict() for r in scores.reasons]),
                  json.dumps(scores.verdict.tags), json.dumps(scores.signals.as_dict()),
                  int(scores.verdict.suppressed), s.compound, s.negative, s.neutral, s.positive, s.min_sentence,
-                 s.negative_share, s.brand_compound, scores.title_compound, mention_id))
+                 s.negative_share, s.brand_compound, scores.title_compound, scores.complaint,
+                 int(scores.is_complaint), mention_id))
 
     def update_text(self, mention_id: int, mention: Mention) -> None:
         """An edited mention's text, quote and extra (which keeps the text first read)."""
@@ -315,16 +368,38 @@ class Store:
             reach=row["reach"], extra=json.loads(row["extra"]), brand=row["brand"], quote=row["quote"],
         )
 
+    # -- people's labels -------------------------------------------------
+
+    def set_label(self, mention_id: int, label: bool, *, now: float, by: str = "") -> bool:
+        """Record that a mention is (or is not) a complaint; the latest word counts. False: no such mention."""
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM mentions WHERE id = ?", (mention_id,)).fetchone() is None:
+                return False
+            db.execute("INSERT OR REPLACE INTO labels (mention_id, label, labelled_at, labelled_by) VALUES (?,?,?,?)",
+                       (mention_id, int(label), now, by))
+            return True
+
+    def labelled(self) -> list[sqlite3.Row]:
+        """Labelled mentions with the words the complaint model reads, in the order labelled."""
+        return self.query("SELECT m.id, m.title, m.text, l.label, l.labelled_at, l.labelled_by FROM labels l"
+                          " JOIN mentions m ON m.id = l.mention_id ORDER BY l.labelled_at, m.id")
+
     # -- alert outbox ---------------------------------------------------
 
     def enqueue_alert(self, *, mention_id: int, recipient: str, priority: str, now: float, urgency: float = 0,
                       virality: float = 0, score: int | None = None, comments: int | None = None,
-                      digest: bool = False) -> int | None:
+                      digest: bool = False, kind: str = "alert", not_before: float | None = None,
+                      about: str = "complaint") -> int | None:
+        """``kind`` "alert" is the first at its level (once per mention, recipient and level);
+        "follow_up" is news at a level already alerted, sent from ``not_before`` on. ``about``: a complaint,
+        or a mention that spreads without being one ("viral")."""
         with self.transaction() as db:
             cur = db.execute(
                 "INSERT OR IGNORE INTO alerts (mention_id, recipient, priority, next_attempt_at, message_id,"
-                " created_at, urgency, virality, score, comments, digest) VALUES (?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?)",
-                (mention_id, recipient, priority, now, now, urgency, virality, score, comments, int(digest)))
+                " created_at, urgency, virality, score, comments, digest, kind, held_until, about)"
+                " VALUES (?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (mention_id, recipient, priority, max(now, not_before or now), now, urgency, virality, score, comments,
+                 int(digest), kind, not_before if not_before and not_before > now else None, about))
             if cur.rowcount == 0:
                 return None
             alert_id = cur.lastrowid
@@ -338,27 +413,46 @@ class Store:
                        " AND status = 'pending' AND priority > ?", (mention_id, recipient, priority))
             return alert_id
 
+    def supersede(self, alert_ids: list[int]) -> None:
+        """Pending alerts replaced by a later one that tells the same news."""
+        with self.transaction() as db:
+            db.executemany("UPDATE alerts SET status = 'superseded' WHERE id = ? AND status = 'pending'",
+                           [(i,) for i in alert_ids])
+
     def due_alerts(self, now: float, limit: int = 200) -> list[sqlite3.Row]:
         return self.query("SELECT * FROM alerts WHERE status = 'pending' AND digest = 0 AND next_attempt_at <= ?"
                           " ORDER BY priority, id LIMIT ?", (now, limit))
 
     def pending_digest_alerts(self) -> list[sqlite3.Row]:
-        return self.query("SELECT * FROM alerts WHERE status = 'pending' AND digest = 1 ORDER BY recipient, id")
+        # Highest priority first ('P3' < 'P4'): the top of a digest is what most deserves a look.
+        return self.query("SELECT * FROM alerts WHERE status = 'pending' AND digest = 1"
+                          " ORDER BY recipient, priority, id")
+
+    # The mention and, when it belongs to a story, every mention of that story: one incident, one thread.
+    _THREAD = ("recipient = ? AND mention_id IN (SELECT ? UNION SELECT id FROM mentions WHERE story_id ="
+               " (SELECT story_id FROM mentions WHERE id = ?))")
 
     def earlier_alerts(self, alert: sqlite3.Row) -> list[sqlite3.Row]:
-        """Alerts already sent to the same recipient about the same mention: the thread to reply in."""
-        return self.query("SELECT * FROM alerts WHERE mention_id = ? AND recipient = ? AND status = 'sent'"
-                          " AND id < ? ORDER BY id", (alert["mention_id"], alert["recipient"], alert["id"]))
+        """Alerts already sent to the same recipient about the same mention or its story: the thread to reply in."""
+        return self.query(f"SELECT * FROM alerts WHERE {self._THREAD} AND status = 'sent' AND id < ? ORDER BY id",
+                          (alert["recipient"], alert["mention_id"], alert["mention_id"], alert["id"]))
+
+    def thread_alerts(self, mention_id: int, recipient: str) -> list[sqlite3.Row]:
+        """Every alert (any status) queued for the recipient about the mention or its story, oldest first."""
+        return self.query(f"SELECT * FROM alerts WHERE {self._THREAD} ORDER BY id", (recipient, mention_id, mention_id))
 
     def postpone(self, alert_id: int, until: float) -> None:
+        """Held on purpose (quiet hours): analysts tell that wait from a delay by ``held_until``."""
         with self.transaction() as db:
-            db.execute("UPDATE alerts SET next_attempt_at = ? WHERE id = ?", (until, alert_id))
+            db.execute("UPDATE alerts SET next_attempt_at = ?, held_until = ? WHERE id = ?", (until, until, alert_id))
 
-    def mark_sent(self, alert_ids: int | list[int], now: float) -> None:
+    def mark_sent(self, alert_ids: int | list[int], now: float, *, subject: str | None = None) -> None:
+        """``subject``: the subject the email carried; the rest of its thread keeps its words."""
         ids = [alert_ids] if isinstance(alert_ids, int) else alert_ids
         with self.transaction() as db:
             db.executemany("UPDATE alerts SET status = 'sent', sent_at = ?, attempts = attempts + 1,"
-                           " last_error = NULL WHERE id = ?", [(now, i) for i in ids])
+                           " last_error = NULL, subject = coalesce(?, subject) WHERE id = ?",
+                           [(now, subject, i) for i in ids])
 
     def mark_failed(self, alert_id: int, error: str, *, retry_at: float | None) -> None:
         with self.transaction() as db:
@@ -368,6 +462,9 @@ class Store:
             else:
                 db.execute("UPDATE alerts SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?"
                            " WHERE id = ?", (error, retry_at, alert_id))
+
+    def pending_alerts(self) -> list[sqlite3.Row]:
+        return self.query("SELECT * FROM alerts WHERE status = 'pending' ORDER BY recipient, priority, id")
 
     def pending_count(self) -> int:
         return self.query("SELECT count(*) FROM alerts WHERE status = 'pending'")[0][0]

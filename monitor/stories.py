@@ -17,10 +17,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .config import StorySettings
-from .links import is_tracking_param
+from .links import link_key
 from .mention import Mention
 from .store import Store, to_epoch
 
@@ -36,27 +35,8 @@ CANDIDATES = 300  # at most this many recent stories of the brand are compared
 
 
 def normalise_url(url: str | None) -> str | None:
-    """A link without tracking noise: host lower-cased without ``www.``, no fragment, sorted query."""
-    if not url or not url.strip():
-        return None
-    try:
-        parts = urlsplit(url.strip())
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        return None
-    host = parts.hostname.lower()
-    for prefix in ("www.", "m.", "old.", "amp."):
-        if host.startswith(prefix) and host.count(".") > 1:
-            host = host[len(prefix):]
-            break
-    if parts.port and parts.port not in (80, 443):
-        host = f"{host}:{parts.port}"
-    query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-                   if not is_tracking_param(k))
-    path = re.sub(r"/+$", "", parts.path) or ""
-    # http and https are the same story; keep the key scheme-free.
-    return urlunsplit(("", host, path, urlencode(query), "")).lstrip("/")
+    """A link as a story key: ``links.link_key`` without scheme, ``www.`` or tracking noise; None for no web link."""
+    return link_key(url, same_story=True)
 
 
 def story_links(mention: Mention) -> list[str]:
@@ -69,6 +49,28 @@ def story_links(mention: Mention) -> list[str]:
         if key and key not in links:
             links.append(key)
     return links
+
+
+# A Reddit post's id in its links: reddit.com/r/sub/comments/ID/..., reddit.com/comments/ID, redd.it/ID.
+_REDDIT_POST = re.compile(r"(?:\breddit\.com/(?:r/[^/\s)\]]+/)?comments/|\bredd\.it/)([a-z0-9]{2,12})\b",
+                          re.IGNORECASE)
+
+
+def reddit_posts(mention: Mention) -> list[str]:
+    """The Reddit posts a mention belongs to: a post itself, a comment's post, a post an entry links to.
+
+    Keyed by the post's id, so a news item linking ``redd.it/abc`` and the post ``reddit.com/r/x/comments/abc/``
+    are one story whatever form the link takes."""
+    extra = mention.extra or {}
+    ids: list[str] = []
+    if mention.kind == "post" and mention.source_id.startswith("t3_"):
+        ids.append(mention.source_id[3:])
+    elif mention.kind == "comment" and str(extra.get("link_id") or "").startswith("t3_"):
+        ids.append(str(extra["link_id"])[3:])
+    else:
+        for text in (extra.get("canonical_url"), extra.get("link_url"), mention.url, mention.text):
+            ids.extend(m.group(1) for m in _REDDIT_POST.finditer(text if isinstance(text, str) else ""))
+    return list(dict.fromkeys(i.lower() for i in ids))[:5]
 
 
 def title_tokens(title: str) -> frozenset[str]:
@@ -112,14 +114,16 @@ class Stories:
 
     def keys(self, mention: Mention) -> tuple[str, ...]:
         keys = [f"url:{link}" for link in story_links(mention)]
+        keys += [f"reddit:{post}" for post in reddit_posts(mention)]
         tokens = title_tokens(mention.title)
         if len(tokens) >= MIN_TITLE_TOKENS:
             keys.append(_title_key(mention.brand, tokens))
         return tuple(keys)
 
     def clusterable(self, mention: Mention) -> bool:
-        """A comment without a title or a link of its own is part of its thread, not a story."""
-        return bool(mention.title.strip()) or bool((mention.extra or {}).get("canonical_url"))
+        """A comment belongs to its post's story; one without a post, title or link of its own has none."""
+        extra = mention.extra or {}
+        return bool(mention.title.strip()) or bool(extra.get("canonical_url")) or bool(reddit_posts(mention))
 
     def find(self, mention: Mention, *, now: datetime) -> Sighting:
         """The story this mention belongs to, and its sightings once this mention counts."""
@@ -130,7 +134,8 @@ class Stories:
         if story_id is None:
             return Sighting(None, 1, keys)
         before = self.sightings(story_id)
-        new_place = not self.store.query(
+        # A comment in its post's thread is where the post already is, not a new place.
+        new_place = mention.kind != "comment" and not self.store.query(
             "SELECT 1 FROM mentions WHERE story_id = ? AND source = ? AND place = ? LIMIT 1",
             (story_id, mention.source, mention.place))
         return Sighting(story_id, before + new_place, keys, previous_sightings=before)
@@ -146,7 +151,8 @@ class Stories:
                 cur = db.execute(
                     "INSERT OR IGNORE INTO stories (brand, key, title, url, first_seen, last_seen, sightings)"
                     " VALUES (?, ?, ?, ?, ?, ?, 1)",
-                    (mention.brand, sighting.keys[0], mention.title, mention.url, seen, seen))
+                    (mention.brand, sighting.keys[0], mention.title or _post(mention, "post_title", ""),
+                     _post(mention, "post_url", mention.url), seen, seen))
                 story_id = cur.lastrowid if cur.rowcount else db.execute(
                     "SELECT id FROM stories WHERE key = ?", (sighting.keys[0],)).fetchone()[0]
             else:
@@ -194,3 +200,9 @@ class Stories:
             if score >= best_score:
                 best, best_score = row["id"], score
         return best
+
+
+def _post(mention: Mention, key: str, default: str) -> str:
+    """A comment's post title or link (``extra``), for a story a comment starts before its post is seen."""
+    value = (mention.extra or {}).get(key)
+    return value if isinstance(value, str) and value else default

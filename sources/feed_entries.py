@@ -14,6 +14,7 @@ import calendar
 import hashlib
 import io
 import logging
+import re
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urljoin
@@ -21,7 +22,7 @@ from urllib.parse import urljoin
 import feedparser
 import html2text
 
-from monitor.links import canonical_url
+from monitor.links import canonical_url, public_url
 from monitor.mention import Mention
 
 log = logging.getLogger("complaint_monitor.sources.rss")
@@ -38,7 +39,38 @@ def html_to_text(html: str, *, base_url: str = "") -> str:
     return converter.handle(html).strip()
 
 
+# A numeric character reference, optionally followed by a second one (the two halves of a surrogate pair).
+_CHARREFS = re.compile(rb"&#([xX][0-9a-fA-F]{1,8}|[0-9]{1,10});(?:&#([xX][0-9a-fA-F]{1,8}|[0-9]{1,10});)?")
+_REPLACEMENT = b"&#xFFFD;"
+
+
+def _codepoint(ref: bytes) -> int:
+    return int(ref[1:], 16) if ref[:1] in (b"x", b"X") else int(ref)
+
+
+def _surrogate(code: int) -> bool:
+    return 0xD800 <= code <= 0xDFFF
+
+
+def _fix_surrogate_refs(match: re.Match) -> bytes:
+    first, second = _codepoint(match[1]), _codepoint(match[2]) if match[2] else None
+    if 0xD800 <= first <= 0xDBFF and second is not None and 0xDC00 <= second <= 0xDFFF:
+        # A UTF-16 pair written as two references (a truncated or naive encoder): the character it means.
+        return b"&#x%X;" % (0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00))
+    if not _surrogate(first) and (second is None or not _surrogate(second)):
+        return match[0]
+    return b"".join(_REPLACEMENT if _surrogate(code) else b"&#x%X;" % code
+                    for code in (first, second) if code is not None)
+
+
+def without_surrogate_refs(body: bytes) -> bytes:
+    """``&#xD83D;`` (half an emoji) is no character: feedparser's fallback parser raises on it and the whole
+    feed would fail on every poll. Each such reference becomes U+FFFD, the rest of the text stays."""
+    return _CHARREFS.sub(_fix_surrogate_refs, body) if b"&#" in body else body
+
+
 def parse_feed(body: bytes, *, content_type: str | None) -> feedparser.FeedParserDict:
+    body = without_surrogate_refs(body)
     headers = {"content-type": content_type} if content_type else {}
     # A stream, never bytes: feedparser treats a bare string or bytes as a file name or URL to open.
     # Its HTML sanitiser is skipped (a third of the parsing time): html2text drops scripts and styles
@@ -76,17 +108,29 @@ def entry_text(entry: Any, *, base_url: str = "") -> str:
     return html_to_text(entry.get("summary") or "", base_url=base_url)
 
 
+def newest_entries(entries: list[Any], limit: int, *, now: datetime) -> list[Any]:
+    """The ``limit`` newest entries (an entry without a date counts as new), in the feed's order."""
+    if len(entries) <= limit:
+        return entries
+    ranked = sorted(range(len(entries)), key=lambda i: entry_time(entries[i]) or now, reverse=True)
+    return [entries[i] for i in sorted(ranked[:limit])]
+
+
 def entry_mentions(parsed: feedparser.FeedParserDict, *, source: str, feed_id: str, feed_name: str,
-                   base_url: str, reach: float, now: datetime) -> list[Mention]:
-    """One Mention per entry; ``feed_id`` (the configured URL) keeps ids stable when the feed moves.
+                   base_url: str, reach: float, now: datetime, limit: int | None = None) -> list[Mention]:
+    """One Mention per entry (the ``limit`` newest); ``feed_id`` (the configured URL) keeps ids stable when the
+    feed moves.
 
     A date in the future (a wrong time zone, a typo) is taken as now, so age and velocity stay sane.
 
-    ``base_url`` is where the feed came from: relative links are resolved against it.
+    ``base_url`` is where the feed came from: relative links are resolved against it, without the credentials
+    it may carry (a ``user:password@`` would otherwise reach every stored and emailed link).
     """
+    base_url = public_url(base_url)
     title = feed_name or html_to_text(parsed.feed.get("title") or "") or feed_id
     mentions = []
-    for entry in parsed.entries:
+    entries = parsed.entries if limit is None else newest_entries(parsed.entries, limit, now=now)
+    for entry in entries:
         try:
             link = urljoin(base_url, entry["link"]) if entry.get("link") else base_url
             mentions.append(Mention(

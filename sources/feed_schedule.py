@@ -1,6 +1,6 @@
 """Each feed's own schedule: when it is due, backoff after failures, and when it is given up.
 
-The state is a plain dict stored under ``feed:<configured URL>`` in the
+The state is a plain dict stored under ``feed:<configured URL without credentials>`` in the
 ``source_state`` table; ``complaint-monitor status`` prints its
 ``last_success``, ``last_error``, ``next_poll`` and ``disabled_reason``.
 Times are ISO 8601 strings in UTC so the stored state reads well as it is.

@@ -32,6 +32,7 @@ from monitor.source import Poll, SourceContext
 
 from .reddit_growth import GrowthSchedule, SubscriberCache, reread_posts
 from .reddit_items import BadItem, created_epoch, fullname, mention_from_thing
+from .reddit_odd import ItemByItemObjector, ShallowJsonRequestor
 from .reddit_pace import MIN_WAIT, RateWindow, RequestBudget
 from .reddit_stream import SiteStream
 
@@ -82,7 +83,7 @@ def search_query(terms: list[str]) -> str:
     return " OR ".join(f'"{t}"' if " " in t else t for t in terms)
 
 
-class TimeoutRequestor(prawcore.Requestor):
+class TimeoutRequestor(ShallowJsonRequestor):
     """A requestor that keeps our timeout: praw 8 does not hand its ``timeout`` setting to prawcore,
     which then uses the default it read from PRAWCORE_TIMEOUT at import (16 s) for every request.
     It also shows every response to ``window``: the request budget counts them all."""
@@ -109,6 +110,8 @@ def reddit_client(settings: RedditSettings) -> praw.Reddit:
                          requestor_kwargs={"timeout": settings.timeout, "window": window})
     reddit.read_only = True
     reddit.rate_window = window
+    # praw has no public hook for this: one item it cannot build must not cost its whole page.
+    reddit._objector = ItemByItemObjector(reddit, reddit._objector.parsers)
     return reddit
 
 
@@ -243,6 +246,10 @@ class RedditSource:
                 log.error("reddit: %s: check sources.reddit.client_id and client_secret; the Reddit source waits"
                           " %.0fs before trying again (doubling up to %.0fs)", reason, wait, CREDENTIALS_MAX_WAIT)
             return False
+        except Exception as err:  # noqa: BLE001 - anything else odd costs this listing, not the poll
+            poll.failed[subject] = f"{type(err).__name__}: {err}"
+            log.exception("reddit %s failed", subject)
+            return True
         poll.succeeded.append(subject)
         return True
 
@@ -264,7 +271,8 @@ class RedditSource:
         # more than one page since the last poll is read whole.
         for thing in listing():
             try:
-                created, name = created_epoch(thing), fullname(thing)
+                # Never ahead of now: an item dated in the future would put the cursor past everything after it.
+                created, name = min(created_epoch(thing), now), fullname(thing)
             except BadItem as err:
                 log.warning("reddit: skipped an item in %s: %s", key, err)
                 continue

@@ -8,6 +8,9 @@ request per item. A thing missing a field we cannot do without raises
 
 from __future__ import annotations
 
+import functools
+import logging
+import math
 from datetime import datetime, timezone
 from typing import Any
 
@@ -16,6 +19,10 @@ from monitor.mention import Engagement, Mention
 PERMALINK_BASE = "https://www.reddit.com"
 # What Reddit puts in place of a body or author that is gone; not words anybody wrote.
 GONE = {"[deleted]", "[removed]"}
+# Reddit's clock and ours may differ a little; a creation time further ahead than this is wrong.
+FUTURE_SLACK = 86400.0
+
+log = logging.getLogger("complaint_monitor.sources.reddit")
 
 
 class BadItem(ValueError):
@@ -36,9 +43,12 @@ def required(thing: Any, name: str) -> Any:
 
 def created_epoch(thing: Any) -> float:
     try:
-        return float(required(thing, "created_utc"))
+        created = float(required(thing, "created_utc"))
     except (TypeError, ValueError) as err:
         raise BadItem(f"{field(thing, 'name', '?')} has a bad created_utc: {err}") from None
+    if not math.isfinite(created):
+        raise BadItem(f"{field(thing, 'name', '?')} has a bad created_utc: {created}")
+    return created
 
 
 def fullname(thing: Any) -> str:
@@ -48,8 +58,23 @@ def fullname(thing: Any) -> str:
     return name
 
 
-def _created(thing: Any) -> datetime:
-    return datetime.fromtimestamp(created_epoch(thing), timezone.utc)
+def _created(thing: Any, now: datetime) -> datetime:
+    """When it was posted; a time further ahead than a day (``1e20``, a broken clock) is taken as now."""
+    created = created_epoch(thing)
+    if created > now.timestamp() + FUTURE_SLACK:
+        _odd_field(thing, "created_utc", created, "taken as now")
+        return now
+    return datetime.fromtimestamp(created, timezone.utc)
+
+
+def _odd_field(thing: Any, name: str, value: Any, outcome: str) -> None:
+    _say_once(str(field(thing, "name", "?")), name, repr(value)[:40], outcome)
+
+
+@functools.lru_cache(maxsize=4096)
+def _say_once(fullname: str, name: str, value: str, outcome: str) -> None:
+    """Logged once per item and field (as long as it stays among the last 4096 said), not at every growth re-read."""
+    log.warning("reddit: %s has a bad %s (%s): %s", fullname, name, value, outcome)
 
 
 def _author(thing: Any) -> str:
@@ -69,11 +94,33 @@ def _words(text: Any) -> str:
 
 def _edited_at(thing: Any) -> float | None:
     edited = field(thing, "edited")  # False, or when it was last edited
-    return float(edited) if edited not in (None, False) and not isinstance(edited, bool) else None
+    if edited is None or isinstance(edited, bool):  # True: edited, but Reddit did not say when
+        return None
+    return _number(thing, "edited")
 
 
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+def _number(thing: Any, name: str) -> float | None:
+    """An optional number; one Reddit sent as a numeric string is read, anything else is left out (logged):
+    a wrong optional field never costs the mention."""
+    value = field(thing, name)
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    try:
+        number = float(value) if isinstance(value, str) else math.nan
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        _odd_field(thing, name, value, "left out")
+        return None
+    _odd_field(thing, name, value, f"read as {number:g}")
+    return number
+
+
+def _count(thing: Any, name: str) -> int | None:
+    number = _number(thing, name)
+    return None if number is None else int(number)
 
 
 def _gone(thing: Any, body: Any) -> str | None:
@@ -97,11 +144,11 @@ def mention_from_submission(source: str, post: Any, *, now: datetime) -> Mention
     return Mention(
         source=source, source_id=fullname(post), kind="post",
         url=PERMALINK_BASE + str(required(post, "permalink")),
-        title=str(field(post, "title") or ""), text=text, author=_author(post), created_at=_created(post),
-        fetched_at=now, place=f"r/{sub}", reach=_number(field(post, "subreddit_subscribers")),
-        engagement=Engagement(score=field(post, "score"), comments=field(post, "num_comments"),
-                              upvote_ratio=field(post, "upvote_ratio"),
-                              awards=field(post, "total_awards_received")),
+        title=str(field(post, "title") or ""), text=text, author=_author(post), created_at=_created(post, now),
+        fetched_at=now, place=f"r/{sub}", reach=_number(post, "subreddit_subscribers"),
+        engagement=Engagement(score=_count(post, "score"), comments=_count(post, "num_comments"),
+                              upvote_ratio=_number(post, "upvote_ratio"),
+                              awards=_count(post, "total_awards_received")),
         extra={"subreddit": sub, "link_url": field(post, "url"), "nsfw": bool(field(post, "over_18", False)),
                "quarantined": bool(field(post, "quarantine", False)),
                "crosspost_parent": field(post, "crosspost_parent"),
@@ -110,14 +157,26 @@ def mention_from_submission(source: str, post: Any, *, now: datetime) -> Mention
     )
 
 
+def _post_url(comment: Any, permalink: str) -> str:
+    """The link of the post a comment belongs to: Reddit's ``link_permalink``, else the comment's own
+    permalink (``/r/sub/comments/POST/slug/COMMENT/``) without its last step."""
+    link = field(comment, "link_permalink")
+    if isinstance(link, str) and link.startswith(("https://", "http://")):
+        return link
+    return PERMALINK_BASE + permalink.rstrip("/").rsplit("/", 1)[0] + "/"
+
+
 def mention_from_comment(source: str, comment: Any, *, now: datetime) -> Mention:
     sub = _subreddit(comment)
+    permalink = str(required(comment, "permalink"))
     return Mention(
         source=source, source_id=fullname(comment), kind="comment",
-        url=PERMALINK_BASE + str(required(comment, "permalink")),
-        title="", text=_words(field(comment, "body")), author=_author(comment), created_at=_created(comment),
-        fetched_at=now, place=f"r/{sub} (comment)", engagement=Engagement(score=field(comment, "score")),
+        url=PERMALINK_BASE + permalink,
+        title="", text=_words(field(comment, "body")), author=_author(comment), created_at=_created(comment, now),
+        fetched_at=now, place=f"r/{sub} (comment)", engagement=Engagement(score=_count(comment, "score")),
+        # The post it answers: the responder sees the thread's title, and stories put it in the post's story.
         extra={"subreddit": sub, "link_id": field(comment, "link_id"), "edited_at": _edited_at(comment),
+               "post_title": str(field(comment, "link_title") or ""), "post_url": _post_url(comment, permalink),
                "gone": _gone(comment, field(comment, "body"))},
     )
 

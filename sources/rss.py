@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from http import HTTPStatus
 from typing import Any
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from monitor.links import public_url, with_credentials_of
 from monitor.mention import Mention, utcnow
 from monitor.source import Poll, SourceContext
 
@@ -42,6 +43,11 @@ class FeedSettings(BaseModel):
     # This feed's own interval in seconds (default: the source's `interval`).
     interval: float | None = Field(default=None, gt=0)
 
+    @property
+    def identity(self) -> str:
+        """The configured URL without its credentials: what the store, the logs and emails know it by."""
+        return public_url(self.url)
+
 
 class RssSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -57,6 +63,10 @@ class RssSettings(BaseModel):
     per_host: int = Field(default=2, ge=1, le=16)
     # Longest wait between tries of a failing feed (the backoff doubles up to this), in seconds.
     max_backoff: float = Field(default=6 * 3600, gt=0)
+    # A feed's first poll stores what it finds but alerts only on entries younger than this.
+    backfill_hours: float = Field(default=24, ge=0)
+    # Entries read per feed per poll, newest first: a 100,000-entry feed costs no more than this.
+    max_entries: int = Field(default=200, ge=1)
     feeds: list[FeedSettings] = Field(default_factory=list)
 
     @field_validator("feeds")
@@ -65,9 +75,9 @@ class RssSettings(BaseModel):
         # The URL is a feed's identity (its stored state, its mentions' ids): twice would be polled twice.
         seen = set()
         for feed in feeds:
-            if feed.url in seen:
-                raise ValueError(f"{feed.url} is listed twice")
-            seen.add(feed.url)
+            if feed.identity in seen:
+                raise ValueError(f"{feed.identity} is listed twice")
+            seen.add(feed.identity)
         return feeds
 
 
@@ -89,18 +99,19 @@ def make_client(settings: RssSettings) -> httpx.Client:
 @dataclass
 class FeedJob:
     feed: FeedSettings
-    key: str  # "feed:<configured URL>": the feed's identity, even after it moves
+    key: str  # "feed:<configured URL without credentials>": the feed's identity, even after it moves
     state: FeedState
     mentions: list[Mention] = field(default_factory=list)
     error: str | None = None
 
     @property
     def url(self) -> str:
-        return self.state.current_url or self.feed.url
+        # A feed that moved is asked at its new place with its configured credentials (kept in the config only).
+        return with_credentials_of(self.state.current_url, self.feed.url) if self.state.current_url else self.feed.url
 
     @property
     def label(self) -> str:
-        return f"{self.feed.name} ({self.feed.url})" if self.feed.name else self.feed.url
+        return f"{self.feed.name} ({self.feed.identity})" if self.feed.name else self.feed.identity
 
 
 class RssSource:
@@ -128,7 +139,7 @@ class RssSource:
         slack = max(1.0, 0.5 * self.interval)
         jobs = []
         for feed in self.settings.feeds:
-            key = f"feed:{feed.url}"
+            key = f"feed:{feed.identity}"
             feed_state = FeedState.from_dict(state.get(key))
             if feed_state.is_due(now, slack=slack):
                 jobs.append(FeedJob(feed=feed, key=key, state=feed_state))
@@ -136,7 +147,7 @@ class RssSource:
         done = run_per_host(jobs, lambda job: self._poll_feed(job, now, slow_hosts), host=lambda job: host_of(job.url),
                             workers=self.settings.workers, per_host=self.settings.per_host)
         poll = Poll()
-        configured = {f"feed:{feed.url}" for feed in self.settings.feeds}
+        configured = {f"feed:{feed.identity}" for feed in self.settings.feeds}
         for key in state:
             if key.startswith("feed:") and key not in configured:
                 poll.state[key] = None  # a feed taken out of the config leaves status and the store
@@ -193,8 +204,16 @@ class RssSource:
             problems.append(f"{type(parsed.bozo_exception).__name__}: {parsed.bozo_exception}")
         if parsed.bozo and not parsed.entries and not parsed.version:
             raise ValueError(f"not a feed ({'; '.join(problems)})")
-        job.mentions = entry_mentions(parsed, source=self.name, feed_id=job.feed.url, feed_name=job.feed.name,
-                                      base_url=fetched.base_url, reach=job.feed.weight * 1000, now=now)
+        if len(parsed.entries) > self.settings.max_entries:
+            # Worded the same every poll, so it is logged once, not at every poll.
+            problems.append(f"more than {self.settings.max_entries} entries: read the newest (max_entries)")
+        job.mentions = entry_mentions(parsed, source=self.name, feed_id=job.feed.identity, feed_name=job.feed.name,
+                                      base_url=fetched.base_url, reach=job.feed.weight * 1000, now=now,
+                                      limit=self.settings.max_entries)
+        if job.state.last_success is None:  # the first look at this feed: its archive is no news
+            oldest_news = now - timedelta(hours=self.settings.backfill_hours)
+            for mention in job.mentions:
+                mention.backfill = mention.created_at < oldest_news
         problem = "; ".join(problems) or None
         if problem and problem != job.state.last_problem:  # once per new problem, not every poll
             log.warning("feed %s: %s; kept %d entries", job.label, problem, len(job.mentions))
@@ -203,9 +222,10 @@ class RssSource:
         job.state.succeeded(now, interval=interval, problem=problem)
 
     def _follow_move(self, job: FeedJob, fetched: Fetched) -> None:
-        if fetched.moved_to and fetched.moved_to != job.url:
-            log.info("feed %s moved permanently to %s; asking there from now on", job.label, fetched.moved_to)
-            job.state.current_url = fetched.moved_to
+        moved_to = public_url(fetched.moved_to) if fetched.moved_to else None
+        if moved_to and moved_to != public_url(job.url):
+            log.info("feed %s moved permanently to %s; asking there from now on", job.label, moved_to)
+            job.state.current_url = moved_to
 
     def _fail(self, job: FeedJob, now: datetime, interval: float, reason: str, *,
               retry_after: float | None = None) -> None:

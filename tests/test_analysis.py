@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -18,17 +19,18 @@ from monitor.config import load_config
 from monitor.mail import transport_for
 from monitor.mention import Engagement, Mention
 from monitor.pipeline import Pipeline
-from monitor.report import build_report
+from monitor.report import _day_axis, breakdown, build_report
 from monitor.source import Poll
 from monitor.store import Store, to_epoch
 from tests.conftest import ROOT
 
-# Priorities on demand, as in test_alerts: the words pick the urgency.
+# Priorities on demand, as in test_alerts: the words pick the urgency and vouch for a complaint.
 PACK = textwrap.dedent("""
     rules:
-      - {name: red, when: 'text =~~ "RED"', urgency: 80, tags: [fire]}
-      - {name: amber, when: 'text =~~ "AMBER"', urgency: 55, tags: [billing]}
-      - {name: grey, when: 'text =~~ "GREY"', urgency: 30}
+      - {name: red, when: 'text =~~ "RED"', urgency: 80, tags: [fire, complaint]}
+      - {name: amber, when: 'text =~~ "AMBER"', urgency: 55, tags: [billing, complaint]}
+      - {name: grey, when: 'text =~~ "GREY"', urgency: 30, tags: [complaint]}
+      - {name: faint, when: 'text =~~ "FAINT"', urgency: 5, tags: [complaint]}
       - {name: growing, when: score_velocity >= 100, virality: 80}
 """)
 # Alerts are queued on the real clock, so the stories are told relative to it.
@@ -51,7 +53,7 @@ def built(tmp_path, write_config):
     pack.write_text(PACK)
     config = load_config(write_config({
         "brands": [{"name": "Acme", "keywords": ["acme"]}, {"name": "Globex", "keywords": ["globex"]}],
-        "rules": [str(pack)],
+        "rules": [str(pack)], "complaint": {"urgency_points": 0},
         "responders": [{"email": "oncall@test.local", "brands": "all", "min_priority": "P2"}],
     }))
     store = Store(config.store_path)
@@ -307,3 +309,72 @@ def test_growth_curve_starts_at_the_first_reading_even_before_first_seen():
     curve = growth_curve(snapshots, [1, 2], first_seen=t0 + pd.Timedelta(hours=1))
     assert list(curve.index) == [0.0, 2.0, 3.0]
     assert list(curve) == [10.0, 60.0, 66.0], "each mention's last reading carries forward into the total"
+
+
+@pytest.fixture
+def decayed(tmp_path, write_config):
+    """One mention alerted at P1 while it grew, back at P3 once the growth stopped; a P4 held for a digest."""
+    pack = tmp_path / "pack.yaml"
+    pack.write_text(PACK)
+    config = load_config(write_config({
+        "rules": [str(pack)], "complaint": {"urgency_points": 0},
+        "responders": [{"email": "oncall@test.local", "min_priority": "P4", "digest_below": "P3"}]}))
+    store = Store(config.store_path)
+    pipeline = Pipeline(config=config, store=store)
+    first = post("reddit", "d1", "GREY seat broke", score=5, comments=1)
+    first.created_at = first.fetched_at = datetime.now(timezone.utc) - timedelta(minutes=30)
+    pipeline.process("reddit", Poll(mentions=[first, post("reddit", "q1", "FAINT nothing much", days_old=0.1)]))
+    for minutes, score in ((20, 900), (90, 905)):  # takes off, then stops
+        update = post("reddit", "d1", "", score=score, comments=300)
+        update.fetched_at = first.fetched_at + timedelta(minutes=minutes)
+        pipeline.update_engagement("reddit", [update])
+    deliver_pending(store, transport_for(config.email, base_dir=config.base_dir), config)
+    store.close()
+    return config
+
+
+def test_the_highest_priority_reached_is_kept_in_loaders_explain_and_report(decayed, tmp_path):
+    mentions = load_mentions(decayed).set_index("source_id")
+    assert mentions["peak_priority"].dtype == PRIORITY_DTYPE
+    assert (mentions.loc["d1", "priority"], mentions.loc["d1", "peak_priority"]) == ("P3", "P1")
+    assert load_stories(decayed)["peak_priority"].dtype == PRIORITY_DTYPE
+    explained = cli(decayed.base_dir / "config.yaml", "explain", str(mentions.loc["d1", "id"]))
+    assert "highest priority reached: P1 (alerted: P1)" in explained.stdout, explained.stdout + explained.stderr
+    html = build_report(decayed, tmp_path / "report").read_text(encoding="utf-8")
+    cards = dict((name, int(count)) for count, name in
+                 re.findall(r'<b style="color: [^"]+">(\d+)</b><span>(P\d)</span>', html))
+    assert cards == {"P1": 1, "P2": 0, "P3": 0, "P4": 1}
+
+
+def test_alerts_held_on_purpose_are_told_from_delays(decayed):
+    alerts = load_alerts(decayed)
+    assert alerts["held"].dtype == bool and isinstance(alerts["kind"].dtype, pd.CategoricalDtype)
+    by_priority = alerts.set_index("priority")
+    assert bool(by_priority.loc["P4", "held"]) and bool(by_priority.loc["P4", "digest"]), "waits for the digest"
+    assert not alerts[alerts["priority"] == "P1"]["held"].any()
+
+
+def test_breakdown_by_category_place_and_source(built, tmp_path):
+    mentions = load_mentions(built)
+    tags = {r["name"]: r for r in breakdown(mentions, "tags")}
+    assert tags["fire"]["mentions"] == 2 and tags["fire"]["urgent"] == 2  # r1 and g1
+    assert tags["billing"]["mentions"] == 2 and "(no tag)" in tags
+    assert {r["name"]: r["mentions"] for r in breakdown(mentions, "source")} == {"reddit": 4, "rss": 2}
+    assert breakdown(mentions, "place")[0] == {"name": "r/test", "mentions": 3, "urgent": 2,
+                                               "compound": breakdown(mentions, "place")[0]["compound"]}
+    html = build_report(built, tmp_path / "report").read_text(encoding="utf-8")
+    assert "Where the complaints are" in html and "Complaint category (rule tags)" in html
+
+
+def test_one_day_of_data_gets_a_one_day_axis():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+    day = pd.DatetimeIndex([pd.Timestamp("2026-11-20", tz="UTC")])
+    fig, ax = plt.subplots()
+    ax.plot(day, [3], marker="o")
+    _day_axis(ax, day)
+    low, high = ax.get_xlim()
+    plt.close(fig)
+    assert high - low <= 1.01, f"{mdates.num2date(low)} .. {mdates.num2date(high)}"

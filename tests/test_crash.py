@@ -115,11 +115,12 @@ def test_sigkill_at_random_moments_loses_nothing_and_sends_each_alert(reddit, fe
 # Priorities that follow the numbers alone, so a rise is caused only by growth and never falls back.
 GROWTH_PACK = """
 rules:
-  - {name: mentioned, when: 'brand == "Acme"', urgency: 30}
+  - {name: mentioned, when: 'brand == "Acme"', urgency: 30, tags: [complaint]}
   - {name: noticed, when: score >= 100, virality: 55}
   - {name: viral, when: score >= 1000, virality: 80}
 """
 GROWTH_STEPS = [(40, 3), (150, 12), (420, 30), (1100, 75), (1800, 160)]
+GROWTH_TITLES = ["Acme kettle leaks", "Acme charged twice", "Acme lost my parcel", "Acme support hung up"]
 
 
 def test_sigkill_while_posts_grow_keeps_growth_tracking_and_escalates_once(reddit, smtp, write_config, tmp_path):
@@ -135,7 +136,7 @@ def test_sigkill_while_posts_grow_keeps_growth_tracking_and_escalates_once(reddi
         "email": {"smtp": {"host": "127.0.0.1", "port": smtp.port, "timeout": 5}, "send_interval": 1},
         "responders": [{"email": "oncall@test.local", "brands": "all", "min_priority": "P4"},
                        {"email": "lead@test.local", "brands": "all", "min_priority": "P2"}],
-        "rules": [str(pack)],
+        "rules": [str(pack)], "complaint": {"urgency_points": 0},
     })
     db = load_config(path).store_path
     # Every (score, comments) each post ever had on the server: a snapshot must be one of them.
@@ -143,7 +144,8 @@ def test_sigkill_while_posts_grow_keeps_growth_tracking_and_escalates_once(reddi
     step: dict[str, int] = {}
 
     def add_post(n: int) -> None:
-        post = complaint_post(n)
+        # Titles far apart: each post its own story, so each has its own thread.
+        post = {**complaint_post(n), "title": GROWTH_TITLES[n]}
         reddit.add_post(subreddit="CustomerService", author=f"user{n}", score=1, num_comments=0, **post)
         history[f"t3_{post['id']}"], step[f"t3_{post['id']}"] = [(1, 0)], 0
         reddit.add_post(subreddit="CustomerService", id=f"n{n}", title="Weekend plans", selftext="Going hiking.")
@@ -229,13 +231,14 @@ def test_sigkill_while_posts_grow_keeps_growth_tracking_and_escalates_once(reddi
             for i, alert in enumerate(thread):
                 msg = emails[alert["message_id"]]
                 assert msg["To"] == recipient
+                title = mention["title"]  # names the brand: the subject does not repeat it
                 if i == 0:
-                    assert str(msg["Subject"]).startswith(f"[{alert['priority']}] Acme:"), msg["Subject"]
+                    assert str(msg["Subject"]) == f"[{alert['priority']}] {title}", msg["Subject"]
                     assert msg["In-Reply-To"] is None
                 else:
                     escalations += 1
                     before = thread[i - 1]
-                    assert str(msg["Subject"]).startswith(f"[{alert['priority']} up from {before['priority']}] Acme:")
+                    assert str(msg["Subject"]) == f"[{alert['priority']} up from {before['priority']}] {title}"
                     assert msg["In-Reply-To"] == before["message_id"]
                     assert str(msg["References"]).split() == [a["message_id"] for a in thread[:i]]
     assert escalations >= 3, "the three stories whose first email went out before they grew each rose in a thread"

@@ -15,12 +15,12 @@ from monitor.config import load_config
 from monitor.daemon import EXIT_ALREADY_RUNNING, REPEAT_SIGNAL_WINDOW, build_scheduler
 from tests.conftest import ROOT
 from tests.daemon_process import Daemon, wait_for
-from tests.servers.feeds import rss
+from tests.servers.feeds import recent, rss
 from tests.servers.smtp import free_port
 
 COMPLAINT = {"title": "Acme lost my luggage", "link": "https://blog.example/acme-bag", "guid": "bag-1",
              "description": "Acme lost my bag. Five emails, no answer. Talking to a lawyer. Furious.",
-             "pubDate": "Sun, 22 Nov 2026 10:00:00 GMT"}
+             "pubDate": recent()}
 
 
 def reddit_section(reddit, **extra):

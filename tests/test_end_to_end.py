@@ -8,7 +8,7 @@ import time
 
 from monitor import load_mentions
 from tests.conftest import ROOT
-from tests.servers.feeds import rss
+from tests.servers.feeds import recent, rss
 
 COMPLAINT = ("Acme charged me twice for the same order and support hung up on me. Third time I call, "
              "still no refund. Absolutely furious, never again.")
@@ -35,9 +35,12 @@ def test_once_delivers_each_complaint_once_and_ranks_praise_lower(reddit, feeds,
     feed_url = feeds.serve("/acme.xml", rss([
         {"title": "Acme lost my luggage and nobody answers", "link": "https://blog.example/acme-luggage",
          "guid": "luggage-1", "description": "<p>Acme lost my bag. I have emailed them 5 times. "
-                                              "I'm talking to a lawyer.</p>", "pubDate": "Sun, 22 Nov 2026 10:00:00 GMT"},
+                                              "I'm talking to a lawyer.</p>", "pubDate": recent()},
     ]))
     config = write_config({
+        # A second brand, so one responder watches a brand nobody mentions.
+        "brands": [{"name": "Acme", "keywords": ["acme", "@acmesupport"], "own_accounts": ["acmesupport"]},
+                   {"name": "Globex"}],
         "sources": {
             "reddit": {"client_id": "test-id", "client_secret": "test-secret", "user_agent": "complaint-monitor tests",
                        "subreddits": ["CustomerService"], "oauth_url": reddit.url, "reddit_url": reddit.url,
@@ -90,15 +93,24 @@ def test_once_delivers_each_complaint_once_and_ranks_praise_lower(reddit, feeds,
 
 
 def test_run_with_shipped_config_offline_stays_up(tmp_path):
-    """No network, no Reddit credentials: the daemon logs why and keeps running."""
+    """The shipped config with no Reddit credentials and its feeds unreachable: the daemon logs why and keeps
+    running. Its feeds are pointed at a closed port on 127.0.0.1, never at their real hosts: whether those
+    answer must not decide a test."""
     import os
     import shutil
     import signal
-    shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
+
+    import yaml
+
+    from tests.servers.smtp import free_port
+    shipped = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
+    closed = f"http://127.0.0.1:{free_port()}"
+    for n, feed in enumerate(shipped["sources"]["rss"]["feeds"]):
+        feed["url"] = f"{closed}/feed{n}.xml"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(shipped, sort_keys=False), encoding="utf-8")
     shutil.copytree(ROOT / "rules", tmp_path / "rules")
     env = {k: v for k, v in os.environ.items() if not k.startswith("REDDIT_")}
     env["PYTHONPATH"] = str(ROOT)
-    # Feeds point at hosts that cannot resolve here; make that fast and certain.
     proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "run"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -11,12 +11,12 @@ import time
 from monitor.app import Monitor
 from monitor.config import load_config
 from tests.conftest import ROOT
-from tests.servers.feeds import rss
+from tests.servers.feeds import recent, rss
 from tests.servers.smtp import SmtpServer, free_port
 
 COMPLAINT = {"title": "Acme charged me twice", "link": "https://blog.example/acme-twice", "guid": "twice-1",
              "description": "Acme charged me twice and support hung up. Still no refund. Furious.",
-             "pubDate": "Sun, 22 Nov 2026 10:00:00 GMT"}
+             "pubDate": recent()}
 
 
 def status(config, *args):
@@ -45,17 +45,22 @@ def test_repeated_failure_is_one_operator_email_then_one_on_recovery(feeds, smtp
             monitor.poll("rss")
         told = smtp.to("ops@test.local")
         assert len(told) == 1, [str(m["Subject"]) for m in told]
-        assert "failing since" in str(told[0]["Subject"])
-        assert "feed:" + feed_url in str(told[0]["Subject"])
+        # Short enough for a phone: the feed's configured name, not its URL (which is in the body).
+        subject = str(told[0]["Subject"])
+        assert subject.startswith("complaint-monitor: feed \u201cFlaky blog\u201d failing since ")
+        assert feed_url not in subject and len(subject) <= 70, subject
         body = told[0].get_body(("plain",)).get_content()
-        assert "500" in body and "3 times" in body  # sent by the first failure past notify_after
+        assert body.splitlines()[0].startswith("feed \u201cFlaky blog\u201d has failed 3 times since ")
+        assert len(body.splitlines()[0]) <= 80
+        assert "500" in body and feed_url in body  # sent by the first failure past notify_after
+        assert "<pre>" not in told[0].get_body(("html",)).get_content()  # pre does not wrap on a phone
 
         feeds.serve("/down.xml", rss([COMPLAINT]))
         monitor.poll("rss")
         monitor.poll("rss")
         told = smtp.to("ops@test.local")
         assert len(told) == 2, [str(m["Subject"]) for m in told]
-        assert "works again" in str(told[1]["Subject"])
+        assert str(told[1]["Subject"]) == "complaint-monitor: feed \u201cFlaky blog\u201d works again"
 
         # A short failure that recovers before notify_after costs no email at all.
         feeds.serve("/down.xml", "again", status=503, content_type="text/plain")
@@ -169,3 +174,22 @@ def test_status_says_when_no_daemon_has_polled_for_a_while(tmp_path):
     assert "overdue by 55 min: is the daemon running?" in report["sources"]["rss"]["next_run"]
     fresh = status_report(store, {"rss": 300}, now=now - 3500)
     assert "overdue" not in fresh["sources"]["rss"]["next_run"]
+
+
+def test_a_feed_whose_url_carries_a_token_is_still_named_and_the_token_never_shown(tmp_path):
+    import email
+    import email.policy
+    from monitor.health import Health, subject_names
+    from monitor.logs import Redactor
+    from monitor.mail import FolderTransport
+    from monitor.store import Store
+    url = "https://feeds.example/private.xml?token=s3cr3t-t0ken-value"
+    outbox = FolderTransport(folder=tmp_path / "outbox")
+    health = Health(store=Store(tmp_path / "store.db"), transport=outbox, fallback=outbox, sender="m@test.local",
+                    operator="ops@test.local", notify_after=0, redact=Redactor(),
+                    names=subject_names({"rss": {"feeds": [{"url": url, "name": "Private feed"}]}}))
+    health.failed(f"rss feed:{url}", "HTTPStatusError: 500")
+    [sent] = (tmp_path / "outbox").iterdir()
+    msg = email.message_from_bytes(sent.read_bytes(), policy=email.policy.default)
+    assert str(msg["Subject"]).startswith("complaint-monitor: feed \u201cPrivate feed\u201d failing since")
+    assert "s3cr3t" not in sent.read_text(errors="replace")

@@ -7,6 +7,7 @@ import email.policy
 import os
 from datetime import datetime, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -63,7 +64,11 @@ def test_golden_alert_email(tmp_path, write_config):
         tmp_path, write_config, title="Acme charged me twice and nobody answers",
         text="I was charged twice by Acme for one order. Third time I call and still no refund. "
              "Never again, switching to Globex.")
-    text, html = render("alert", alert_context(store, alert, store.mention(alert["mention_id"])))
+    # In the responder's timezone (UTC beside it), led by what happened rather than the scores.
+    text, html = render("alert", alert_context(store, alert, store.mention(alert["mention_id"]),
+                                               zone=ZoneInfo("Europe/Berlin")))
+    assert text.startswith("Acme charged me twice and nobody answers\n")
+    assert "2026-11-20 10:30 CET (09:30 UTC)" in text
     # Ids differ by nothing but are not the point of the format.
     for name, body in (("alert.txt", text), ("alert.html", html)):
         golden = GOLDEN / name

@@ -11,12 +11,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from monitor.app import Monitor
 from monitor.config import load_config
 from tests.daemon_process import Daemon, wait_for
-from tests.servers.feeds import rss
+from tests.servers.feeds import recent, rss
 from tests.servers.smtp import free_port
 
 COMPLAINT = {"title": "Acme charged me twice", "link": "https://blog.example/acme-twice", "guid": "twice-1",
              "description": "Acme charged me twice and support hung up. Still no refund. Furious.",
-             "pubDate": "Sun, 22 Nov 2026 10:00:00 GMT"}
+             "pubDate": recent()}
 
 
 def scrape(port: int) -> dict[tuple[str, tuple], float]:

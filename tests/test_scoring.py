@@ -211,7 +211,8 @@ def test_rule_book_fires_what_rule_engine_fires_on_real_texts():
         fired_anywhere.update(expected)
     assert len(texts) > 8_000
     assert fired_anywhere >= {"repeated-contact", "service-failure", "named-employee", "going-public", "joking",
-                              "brand-own-account", "strong-negative-sentiment", "praise", "angry-and-spreading"}
+                              "brand-own-account", "legal-or-safety", "praise", "complaint-evidence",
+                              "angry-and-spreading"}
 
 
 def test_fast_path_tries_regexes_where_their_literals_start_with_the_same_answers(tmp_path):
@@ -279,7 +280,8 @@ def test_score_reads_a_megabyte_from_stdin(write_config):
     out = json.loads(result.stdout)
     assert out["brand"] == "Acme"
     assert out["sentiment"]["sentences"] == 1_000_000 // len(sentence)
-    assert {r["name"] for r in out["reasons"] if r["kind"] == "rule"} >= {"negative-sentiment"}
+    assert {r["name"] for r in out["reasons"] if r["kind"] == "rule"} >= {"service-failure"}
+    assert out["is_complaint"] and out["complaint"] >= 0.7  # the model reads the first 4,000 characters
     assert set(out["signals"]) >= {"score_velocity", "sightings", "brand_spike"}
 
 
@@ -300,12 +302,15 @@ def test_explain_a_stored_mention(write_config):
     out = json.loads(result.stdout)
     rules = {r["name"]: r for r in out["reasons"] if r["kind"] == "rule"}
     assert rules["legal-or-safety"]["urgency"] == 30 and rules["large-audience"]["virality"] == 20
-    assert out["urgency"] == min(100, sum(r["urgency"] for r in rules.values()))
+    model = [r for r in out["reasons"] if r["kind"] == "model"]
+    assert [r["name"] for r in model] == ["complaint"] and model[0]["urgency"] > 0 and out["is_complaint"]
+    assert model[0]["urgency"] == round(out["complaint"] * config.complaint.urgency_points, 1)
+    assert out["urgency"] == min(100, sum(r["urgency"] for r in rules.values()) + model[0]["urgency"])
     assert out["signals"]["sightings"] == 1
 
     text = cli(config_path, "explain", str(mention_id))
     assert text.returncode == 0, text.stderr
-    assert "rule legal-or-safety: urgency +30" in text.stdout
+    assert "rule legal-or-safety: urgency +30" in text.stdout and f"complaint {out['complaint']:.2f}" in text.stdout
     assert "reach: 2,000,000" in text.stdout and "sightings = 1" in text.stdout
 
     missing = cli(config_path, "explain", "999")
@@ -379,7 +384,7 @@ def test_facts_hold_every_rule_field_in_order_with_its_type():
     defaults = default_facts()
     assert {k: type(v) for k, v in bare.items()} == {k: type(v) for k, v in defaults.items()}
     unset = {"upvote_ratio", "sightings", "text", "length", "compound", "positive", "min_sentence",
-             "brand_compound", "age_hours", "kind", "source"}  # set by this mention or its scores
+             "brand_compound", "age_hours", "kind", "source", "complaint"}  # set by this mention or its scores
     assert {k: v for k, v in bare.items() if k not in unset} == {k: v for k, v in defaults.items() if k not in unset}
     assert bare["upvote_ratio"] == 1.0 and bare["sightings"] == 1.0  # unknown ratio, seen once
     full = scorer.score(Mention(source="reddit", source_id="2", url="", title="T", text="x", author="bob",

@@ -43,3 +43,19 @@ def test_a_store_from_a_newer_release_is_refused(tmp_path):
     db.close()
     with pytest.raises(RuntimeError, match="newer than this program"):
         Store(path)
+
+
+def test_migration_9_allows_follow_ups_at_a_level_and_keeps_the_highest_priority_reached(tmp_path):
+    path = tmp_path / "old.db"
+    _first_release_store(path)
+    db = sqlite3.connect(path)
+    db.execute("UPDATE mentions SET priority = 'P4'")  # the story calmed down after its P2 alert
+    db.commit()
+    db.close()
+    store = Store(path)
+    assert store.mention(1)["peak_priority"] == "P2", "the alerted level, not the decayed one"
+    [old] = store.query("SELECT * FROM alerts")
+    assert (old["id"], old["kind"], old["message_id"]) == (1, "alert", "<alert-1-m1@complaint-monitor>")
+    again = dict(mention_id=1, recipient="oncall@test.local", priority="P2", now=1.8e9)
+    assert store.enqueue_alert(**again) is None, "one first alert per mention, recipient and level"
+    assert store.enqueue_alert(**again, kind="follow_up") is not None

@@ -133,7 +133,9 @@ def test_brand_spike_against_its_own_baseline(tmp_path, write_config):
     before = store.query("SELECT * FROM mentions WHERE source_id = 'm101'")[0]
     assert "brand-spike" in {r["name"] for r in json.loads(crossing["reasons"])}
     assert "brand-spike" not in {r["name"] for r in json.loads(before["reasons"])}
-    assert crossing["priority"] < before["priority"]  # "P3" < "P4": the spike raised it
+    assert crossing["virality"] > before["virality"]  # the spike raised it
+    # Chatter is no complaint: a storm of it raises virality, but is never paged as a complaint.
+    assert not crossing["is_complaint"] and crossing["priority"] == before["priority"] == "P4"
 
     volumes = pipeline.check_spikes(now=now)  # what the daemon's spikes job runs
     assert [(v.brand, v.last_hour, v.spiking) for v in volumes] == [("Acme", 4, True)]

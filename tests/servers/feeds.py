@@ -42,6 +42,8 @@ class Resource:
     compress: str | None = None  # "gzip" or "deflate": Content-Encoding
     # A body made on the fly (huge or slow), sent after ``body`` without Content-Length.
     stream: Callable[[], Iterable[bytes]] | None = None
+    # (user, password) a private feed asks for with HTTP Basic auth: 401 without them.
+    basic_auth: tuple[str, str] | None = None
 
     @property
     def etag(self) -> str:
@@ -85,6 +87,9 @@ class FeedServer(LocalHttpServer):
                     return self._send(404, b"not found", {"Content-Type": "text/plain"})
                 if resource.delay and server.stopping.wait(resource.delay):
                     return
+                if resource.basic_auth and self.headers.get("Authorization") != basic_header(*resource.basic_auth):
+                    return self._send(401, b"who are you?", {"Content-Type": "text/plain",
+                                                             "WWW-Authenticate": 'Basic realm="feeds"'})
                 headers = {"Content-Type": resource.content_type, **resource.headers}
                 if resource.conditional and resource.status == 200:
                     if resource.send_etag:
@@ -150,6 +155,11 @@ class FeedServer(LocalHttpServer):
         super().stop()
 
 
+def recent(hours: float = 1.0) -> str:
+    """An RFC 822 date ``hours`` ago: an entry that date is news, younger than the first poll's backfill_hours."""
+    return formatdate(time.time() - hours * 3600, usegmt=True)
+
+
 def rss(items: list[dict], *, title: str = "Test feed") -> str:
     """An RSS 2.0 document; each item dict has title, link, description, guid, pubDate."""
     from xml.sax.saxutils import escape
@@ -173,6 +183,11 @@ def atom(entries: list[dict], *, title: str = "Test Atom feed") -> str:
             f"<content type=\"html\">{escape(e.get('content', ''))}</content></entry>")
     parts.append("</feed>")
     return "".join(parts)
+
+
+def basic_header(user: str, password: str) -> str:
+    import base64
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def gzip_bytes(data: bytes) -> bytes:

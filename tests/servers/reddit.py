@@ -36,6 +36,27 @@ class ManualClock:
         self.now += seconds
 
 
+class RawJson:
+    """JSON text a thing's field is sent as, exactly: e.g. nested deeper than Python's json encodes."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+
+def _dumps(payload: dict) -> str:
+    raws: list[str] = []
+
+    def placeholder(value):
+        if not isinstance(value, RawJson):
+            raise TypeError(f"not JSON serialisable: {value!r}")
+        raws.append(value.text)
+        return f"\0raw{len(raws) - 1}\0"
+    body = json.dumps(payload, default=placeholder)
+    for i, text in enumerate(raws):
+        body = body.replace(json.dumps(f"\0raw{i}\0"), text)
+    return body
+
+
 class RedditServer(LocalHttpServer):
     def __init__(self, *, token_lifetime: int = 3600, client_id: str = "test-id",
                  client_secret: str = "test-secret", page_size_limit: int = 100):
@@ -250,7 +271,7 @@ class RedditServer(LocalHttpServer):
                 pass
 
             def _reply(self, status: int, payload: dict, headers: dict | None = None):
-                body = json.dumps(payload).encode()
+                body = _dumps(payload).encode()
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json; charset=UTF-8")
