@@ -149,8 +149,8 @@ def live(seconds: float = 120, tail: float = 45) -> dict:
                     seen_messages = len(smtp.messages)
                 for _, message in fresh:
                     body = message.get_body(("plain",)).get_content()
-                    found = permalink_id.search(body)
-                    if found:
+                    # One alert, or a storm summary of many (email.storm_threshold): each link is one item.
+                    for found in permalink_id.finditer(body):
                         kind = "t1" if "/abc/post/" in found.group(0) else "t3"
                         emailed_at.setdefault(f"{kind}_{found.group(1)}", now)
                 requests.append((now, server.count() - server.count("/api/v1/access_token")))
@@ -192,7 +192,9 @@ def live(seconds: float = 120, tail: float = 45) -> dict:
 
 
 def pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100)[q - 1] if len(values) >= 2 else (values[0] if values else float("nan"))
+    if len(values) < 2:
+        return values[0] if values else float("nan")
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 def main() -> None:
