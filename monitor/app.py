@@ -78,6 +78,8 @@ class Monitor:
             if self.metrics:
                 self.metrics.polled(name, report, started)
             return report
+        if poll.idle:
+            return report
         report.errors.extend(self.redact(e) for e in poll.errors)
         report.outcome = self.pipeline.process(name, poll)
         self.store.record_poll(source=name, started_at=started, finished_at=time.time(), items=report.outcome.seen,

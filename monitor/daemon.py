@@ -24,6 +24,7 @@ import fcntl
 import logging
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from .app import Monitor
@@ -105,15 +108,24 @@ class JobSpec:
     first_run: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
 
-def daemon_jobs(monitor: Monitor) -> list[JobSpec]:
+def poll_then_wake(monitor: Monitor, name: str, wake_delivery: Callable[[], None]) -> None:
+    """One poll; when it queued alerts the deliver job runs now, not up to ``send_interval`` later
+    (the job itself sends, so there is still one sender)."""
+    report = monitor.poll(name)
+    if report.outcome is not None and report.outcome.alerts:
+        wake_delivery()
+
+
+def daemon_jobs(monitor: Monitor, *, wake_delivery: Callable[[], None] = lambda: None) -> list[JobSpec]:
     """Everything the daemon does periodically."""
     now = datetime.now(timezone.utc)
     config = monitor.config
     jobs = []
     for name, source in monitor.sources.items():
         # Jitter spreads sources that share an interval; small against the interval itself.
-        jobs.append(JobSpec(id=f"poll:{name}", name=f"poll {name}", func=monitor.poll, args=(name,),
-                            seconds=source.interval, jitter=min(MAX_JITTER, source.interval / 10), first_run=now))
+        jobs.append(JobSpec(id=f"poll:{name}", name=f"poll {name}", func=poll_then_wake,
+                            args=(monitor, name, wake_delivery), seconds=source.interval,
+                            jitter=min(MAX_JITTER, source.interval / 10), first_run=now))
     # Growth re-reads have no job of their own: adapters return fresh numbers for
     # stored items from their normal poll (Poll.updates), handled in Pipeline.process.
     jobs.append(JobSpec(id="deliver", name="deliver alerts", func=monitor.deliver,
@@ -130,14 +142,48 @@ def daemon_jobs(monitor: Monitor) -> list[JobSpec]:
     return jobs
 
 
+class SkippedTickFilter(logging.Filter):
+    """Drops APScheduler's warning that a run of one of ``job_ids`` was skipped because the last still runs.
+
+    A source that paces itself (the site-wide Reddit stream) is asked every second so that it can read
+    when it is due; a poll that takes longer than that makes the next tick a no-op by design, not news."""
+
+    def __init__(self):
+        super().__init__()
+        self.job_ids: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        job = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        return not ("maximum number of running instances" in str(record.msg) and getattr(job, "id", None)
+                    in self.job_ids)
+
+
+# One filter on APScheduler's logger for the process (a test builds many schedulers).
+SKIPPED_TICKS = SkippedTickFilter()
+logging.getLogger("apscheduler.scheduler").addFilter(SKIPPED_TICKS)
+
+
 def build_scheduler(monitor: Monitor) -> BackgroundScheduler:
-    jobs = daemon_jobs(monitor)
+    def move_deliver_to_now() -> None:
+        try:
+            scheduler.modify_job("deliver", next_run_time=datetime.now(timezone.utc))
+        except (JobLookupError, SchedulerNotRunningError):
+            pass  # shutting down: the alerts stay queued for the next start
+
+    def wake_delivery() -> None:
+        # Not from the job's own thread: shutdown(wait=True) holds the scheduler's job store lock while it
+        # waits for running jobs, so a job that asked for that lock would never finish.
+        threading.Thread(target=move_deliver_to_now, name="wake-deliver", daemon=True).start()
+
+    jobs = daemon_jobs(monitor, wake_delivery=wake_delivery)
     scheduler = BackgroundScheduler(
         # One thread per job: no job ever waits in the pool's queue behind a slow one.
         executors={"default": ThreadPoolExecutor(max_workers=len(jobs))},
         job_defaults=JOB_DEFAULTS,
         timezone="UTC",
     )
+    SKIPPED_TICKS.job_ids |= {f"poll:{name}" for name, source in monitor.sources.items()
+                              if getattr(source, "paces_itself", False)}
     for job in jobs:
         scheduler.add_job(job.func, "interval", args=list(job.args), id=job.id, name=job.name,
                           seconds=job.seconds, jitter=job.jitter, next_run_time=job.first_run)

@@ -158,6 +158,7 @@ def status(store: Store, intervals: dict[str, float], *, now: float | None = Non
             # The interval the daemon ran the source at (an RSS source runs at its most frequent feed's).
             "next_run": _next_run(last[0]["started_at"] + (last[0]["interval"] or interval), now) if last else "at start",
             "feeds": feeds,
+            "stream": _stream(store, name),
         }
     oldest = store.oldest_pending()
     failing = [dict(r) for r in store.query("SELECT * FROM failures ORDER BY since")]
@@ -195,6 +196,25 @@ def _feeds(store: Store, name: str, hour_ago: float) -> dict[str, dict[str, Any]
     return feeds
 
 
+def _stream(store: Store, name: str) -> dict[str, dict[str, Any]]:
+    """Per site-wide listing (``stream:comments``, ``stream:new`` in the state): its rate, how far behind
+    real time it read, and the ids of gaps not yet read back."""
+    streams = {}
+    for key, value in store.source_state(name).items():
+        if not key.startswith("stream:") or not isinstance(value, dict):
+            continue
+        gaps = value.get("gaps") or []
+        read_at, newest = value.get("read_at"), value.get("newest_created")
+        streams[key[7:]] = {
+            "rate": round(value.get("rate") or 0.0, 1), "last_read": _ts(read_at),
+            "lag_seconds": round(read_at - newest, 1) if read_at and newest else None,
+            "unfilled_ids": int(sum(gap[1] - gap[0] + 1 for gap in gaps)),
+            "unfilled_since": _ts(min(gap[2] for gap in gaps)) if gaps else None,
+            **(value.get("counts") or {}),
+        }
+    return streams
+
+
 def format_status(report: dict[str, Any]) -> str:
     lines = []
     for name, s in report["sources"].items():
@@ -212,6 +232,13 @@ def format_status(report: dict[str, Any]) -> str:
                          f" {'looked at again' if feed.get('disabled') else 'next poll'}"
                          f" {feed.get('next_poll') or 'at the next run'}"
                          f"{moved}{problem}")
+        for listing, st in s.get("stream", {}).items():
+            gap = (f"{st['unfilled_ids']} ids not read back yet (the oldest gap ends {st['unfilled_since']})"
+                   if st["unfilled_ids"] else "none")
+            lines.append(f"  stream {listing}: {st['rate']} items/s; lag {st['lag_seconds']} s at the last read"
+                         f" ({st['last_read']}); unfilled gap: {gap}; read {st.get('read', 0)},"
+                         f" read back {st.get('filled', 0)}, invisible {st.get('invisible', 0)},"
+                         f" given up (older than backfill_hours) {st.get('dropped', 0)}")
     o = report["outbox"]
     lines.append(f"outbox: {o['pending']} pending (oldest {o['oldest_pending']}), {o['failed']} failed")
     lines.extend(f"  {w['line']}" for w in o.get("waiting", ()))

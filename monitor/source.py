@@ -44,6 +44,8 @@ class Poll:
     # and what worked, so a failure that repeats is reported once and its recovery too.
     failed: dict[str, str] = field(default_factory=dict)
     succeeded: list[str] = field(default_factory=list)
+    # Nothing was due (a source that is asked every second and paces itself): nothing to store or record.
+    idle: bool = False
 
     @property
     def errors(self) -> list[str]:

@@ -25,12 +25,16 @@ import praw
 import prawcore
 from pydantic import BaseModel, ConfigDict, Field
 
+from monitor.config import Brand
+from monitor.match import BrandMatcher
 from monitor.mention import Mention
 from monitor.source import Poll, SourceContext
 
 from .reddit_growth import GrowthSchedule, SubscriberCache, reread_posts
 from .reddit_items import BadItem, created_epoch, fullname, mention_from_thing
 from .reddit_odd import ItemByItemObjector, ShallowJsonRequestor
+from .reddit_pace import MIN_WAIT, RateWindow, RequestBudget
+from .reddit_stream import SiteStream
 
 log = logging.getLogger("complaint_monitor.sources.reddit")
 
@@ -60,6 +64,14 @@ class RedditSettings(BaseModel):
     track_max_minutes: float = Field(default=60, gt=0)
     track_max_posts: int = Field(default=2000, ge=0)
     reach_refresh_hours: float = Field(default=24, gt=0)
+    # Site-wide: every new post and comment on Reddit (r/all/new, r/all/comments), matched here; subreddits
+    # and search are then not read (the stream holds them). See sources/reddit_stream.py.
+    all: bool = False
+    # What the source lets itself ask of Reddit (which allows about 100 a minute per OAuth client): the
+    # stream spends what growth re-reads and subreddit sizes leave.
+    requests_per_minute: float = Field(default=90, gt=0)
+    # The longest a site-wide listing waits between reads, however quiet it is: the latency's bound.
+    stream_max_wait: float = Field(default=5, ge=1)
     oauth_url: str = "https://oauth.reddit.com"
     reddit_url: str = "https://www.reddit.com"
 
@@ -73,19 +85,31 @@ def search_query(terms: list[str]) -> str:
 
 class TimeoutRequestor(ShallowJsonRequestor):
     """A requestor that keeps our timeout: praw 8 does not hand its ``timeout`` setting to prawcore,
-    which then uses the default it read from PRAWCORE_TIMEOUT at import (16 s) for every request."""
+    which then uses the default it read from PRAWCORE_TIMEOUT at import (16 s) for every request.
+    It also shows every response to ``window``: the request budget counts them all."""
+
+    def __init__(self, *args: Any, window: RateWindow | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.window = window
 
     def request(self, *args: Any, timeout: float | None = None, **kwargs: Any):
-        return super().request(*args, timeout=self.timeout, **kwargs)
+        response = super().request(*args, timeout=self.timeout, **kwargs)
+        if self.window is not None:
+            self.window.saw(str(response.url), response.headers)
+        return response
 
 
 def reddit_client(settings: RedditSettings) -> praw.Reddit:
-    """A read-only (application-only OAuth) praw client for these settings."""
+    """A read-only (application-only OAuth) praw client for these settings; ``rate_window`` on it counts
+    its requests and keeps what Reddit's X-Ratelimit-* headers said."""
+    window = RateWindow()
     reddit = praw.Reddit(client_id=settings.client_id, client_secret=settings.client_secret,
                          user_agent=settings.user_agent, oauth_url=settings.oauth_url,
                          reddit_url=settings.reddit_url, check_for_updates=False, check_for_async=False,
-                         requestor_class=TimeoutRequestor, requestor_kwargs={"timeout": settings.timeout})
+                         requestor_class=TimeoutRequestor,
+                         requestor_kwargs={"timeout": settings.timeout, "window": window})
     reddit.read_only = True
+    reddit.rate_window = window
     # praw has no public hook for this: one item it cannot build must not cost its whole page.
     reddit._objector = ItemByItemObjector(reddit, reddit._objector.parsers)
     return reddit
@@ -104,6 +128,17 @@ class RedditSource:
         self._brand_terms = sorted({t.strip().lower() for terms in self._search_terms.values() for t in terms
                                     if t.strip()})
         self._clock = clock  # the growth schedule and waits run on it
+        self._stream = None
+        self.paces_itself = False
+        if settings.all and reddit is not None:
+            # The stream's pace is its own (sources/reddit_pace.py): the daemon only has to ask often.
+            self.interval, self.paces_itself = MIN_WAIT, True
+            matcher = BrandMatcher([Brand(name=brand, keywords=terms) for brand, terms in self._search_terms.items()])
+            budget = RequestBudget(per_minute=settings.requests_per_minute,
+                                   window=getattr(reddit, "rate_window", None), now=clock())
+            self._stream = SiteStream(reddit=reddit, source=name, matcher=matcher, budget=budget,
+                                      max_wait=settings.stream_max_wait, backfill_hours=settings.backfill_hours,
+                                      listings=("comments", "new") if settings.comments else ("new",))
 
     @classmethod
     def from_settings(cls, settings: RedditSettings, *, context: SourceContext) -> "RedditSource":
@@ -113,6 +148,9 @@ class RedditSource:
             context.log.error("reddit: no %s configured (set them in config.yaml, e.g. from ${REDDIT_CLIENT_ID} and"
                               " ${REDDIT_CLIENT_SECRET}); the Reddit source stays idle", " and ".join(missing))
             return cls(name=context.name, settings=settings, reddit=None)
+        if settings.all and (settings.subreddits or settings.search):
+            context.log.info("reddit: all: true reads every new post and comment on Reddit; subreddits and search"
+                             " are not read as well")
         return cls(name=context.name, settings=settings, reddit=reddit_client(settings),
                    search_terms=context.search_terms)
 
@@ -155,11 +193,17 @@ class RedditSource:
                                   max_posts=s.track_max_posts)
         reach = SubscriberCache(state.get(SUBSCRIBERS_KEY), max_age=s.reach_refresh_hours * 3600)
         reach.prune(now)
-        steps = [(f"listing:{key}", lambda key=key, listing=listing: self._read_listing(
-                     key, listing, state.get(key), poll, schedule, now=now, when=when))
-                 for key, listing in self.listings()]
-        steps.append(("growth", lambda: poll.updates.extend(
-            reread_posts(self._reddit, schedule, self.name, now=now, when=when))))
+        requests = []
+        if self._stream is not None:
+            steps = [("stream", lambda: requests.append(self._stream.read(
+                state, poll, now=now, when=when, on_post=lambda name, created: schedule.track(name, created, now))))]
+        else:
+            steps = [(f"listing:{key}", lambda key=key, listing=listing: self._read_listing(
+                         key, listing, state.get(key), poll, schedule, now=now, when=when))
+                     for key, listing in self.listings()]
+        if self._stream is None or schedule.due(now):  # the stream polls every second: ask only when due
+            steps.append(("growth", lambda: poll.updates.extend(
+                reread_posts(self._reddit, schedule, self.name, now=now, when=when))))
         steps.append(("reach", lambda: self._fill_reach(reach, poll, now)))
         poll.state[PAUSE_KEY] = None
         for subject, step in steps:
@@ -168,6 +212,9 @@ class RedditSource:
         else:
             if paused:  # the wait is over and Reddit answers again
                 poll.succeeded.append(paused["kind"])
+        if self._stream is not None and not paused and requests == [0] and not poll.mentions:
+            # Nothing was due: no request, nothing to store, no cursor moved; not worth a poll record.
+            return Poll(idle=True)
         schedule.prune(now)
         poll.state[TRACKED_KEY] = schedule.tracked
         poll.state[SUBSCRIBERS_KEY] = reach.known

@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
 from tests.servers.http import LocalHttpServer
+from tests.servers.site_stream import SyntheticStream
 
 
 class ManualClock:
@@ -69,6 +70,9 @@ class RedditServer(LocalHttpServer):
         self._order: list[str] = []  # insertion order, tie-breaker for equal times
         self._tokens: set[str] = set()
         self._failures: list[dict] = []
+        self.streams: dict[str, SyntheticStream] = {}  # "t1"/"t3" -> the site-wide stream r/all serves
+        # What every answer says in its X-Ratelimit-* headers.
+        self.ratelimit = {"remaining": "995.0", "used": "5", "reset": "300"}
         self._lock = threading.RLock()
         self._serve(self._handler())
 
@@ -127,6 +131,11 @@ class RedditServer(LocalHttpServer):
         }
         self._add("t1", data)
         return data
+
+    def add_stream(self, stream: SyntheticStream) -> None:
+        """Serve ``stream`` as r/all/new (posts) or r/all/comments (comments), and through /api/info."""
+        with self._lock:
+            self.streams[stream.kind] = stream
 
     def add_raw(self, kind: str, data: dict) -> None:
         """A thing exactly as given, e.g. one missing fields real Reddit always sends."""
@@ -206,6 +215,11 @@ class RedditServer(LocalHttpServer):
         if parts[:1] == ["r"] and len(parts) >= 3:
             subs = {s.lower() for s in parts[1].split("+")}
             what = parts[2]
+            stream = self.streams.get({"new": "t3", "comments": "t1"}.get(what, "")) if subs == {"all"} else None
+            if stream is not None:
+                limit = min(int(query.get("limit", ["25"])[0]), self.page_size_limit)
+                return 200, {"kind": "Listing", "data": {"after": None, "before": None,
+                                                        "children": stream.listing(limit)}}
             if what == "new":
                 return 200, self._listing(self._newest("t3", subs), query)
             if what == "comments":
@@ -225,6 +239,8 @@ class RedditServer(LocalHttpServer):
             names = [n.lower() for n in query.get("sr_name", [""])[0].split(",") if n][:100]
             with self._lock:
                 found = [self.things[i] for i in ids if i in self.things]
+                for stream in self.streams.values():
+                    found += stream.info(ids)
                 found += [{"kind": "t5", "data": self.subreddits[n]} for n in names if n in self.subreddits]
             return 200, {"kind": "Listing", "data": {"after": None, "before": None, "dist": len(found),
                                                     "children": [{"kind": t["kind"], "data": dict(t["data"])}
@@ -247,6 +263,9 @@ class RedditServer(LocalHttpServer):
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body are two writes: with Nagle on, the body waits for the client's delayed ACK
+            # (40 ms a request), which a stream read every second of simulated time cannot afford.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args):
                 pass
@@ -257,9 +276,8 @@ class RedditServer(LocalHttpServer):
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json; charset=UTF-8")
                     self.send_header("Content-Length", str(len(body)))
-                    self.send_header("x-ratelimit-remaining", "995.0")
-                    self.send_header("x-ratelimit-used", "5")
-                    self.send_header("x-ratelimit-reset", "300")
+                    for name, value in server.ratelimit.items():
+                        self.send_header(f"x-ratelimit-{name}", value)
                     for k, v in (headers or {}).items():
                         self.send_header(k, v)
                     if self.close_connection:
