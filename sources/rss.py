@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from http import HTTPStatus
 from typing import Any
 
@@ -43,7 +44,7 @@ class FeedSettings(BaseModel):
     # This feed's own interval in seconds (default: the source's `interval`).
     interval: float | None = Field(default=None, gt=0)
 
-    @property
+    @cached_property
     def identity(self) -> str:
         """The configured URL without its credentials: what the store, the logs and emails know it by."""
         return public_url(self.url)
