@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from monitor.mention import Mention
 from .feed_entries import entry_mentions, parse_feed
 
 log = logging.getLogger("complaint_monitor.sources.rss")
+
+PARENT_CHECK_SECONDS = 1.0  # how often a worker looks whether the daemon still lives
 
 
 @dataclass
@@ -91,6 +94,15 @@ def _worker_init() -> None:
     # The worker only collects what it logs and returns it: nothing is printed from here.
     logging.getLogger().handlers.clear()
     log.propagate = False
+    # A daemon killed with SIGKILL cannot stop its workers, and they would wait for work for good.
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True, name="parent-watch").start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    while True:
+        time.sleep(PARENT_CHECK_SECONDS)
+        if os.getppid() != parent:
+            os._exit(0)
 
 
 class Reading:

@@ -629,3 +629,45 @@ def test_feeds_read_in_worker_processes_give_what_reading_them_in_the_thread_giv
     assert workers.failed.keys() == thread.failed.keys() and len(workers.failed) == 1
     assert [s.split("next try")[0] for s in worker_logs] == [s.split("next try")[0] for s in thread_logs]
     assert any("not well-formed" in m for m in worker_logs), "what a worker logs is logged here"
+
+
+KILLED_WITH_WORKERS = """
+import os, signal, sys
+from datetime import datetime, timezone
+from sources.feed_workers import FeedReaders
+
+readers = FeedReaders(2)
+reading = readers.submit(sys.stdin.buffer.read(), content_type="application/xml", source="rss", feed_id="f",
+                         feed_name="", base_url="http://127.0.0.1/", reach=1000.0, now=datetime.now(timezone.utc),
+                         limit=200)
+readers.flush()
+assert reading.result().mentions
+print(" ".join(str(pid) for pid in readers._pool._processes), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)   # no close(): the daemon killed with kill -9
+"""
+
+
+def test_worker_processes_exit_when_the_daemon_is_killed(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_WITH_WORKERS)
+    done = subprocess.run([sys.executable, str(script)], input=DIALECTS["/rss20.xml"][0], capture_output=True,
+                          cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=60)
+    assert done.returncode == -9, done.stderr
+    pids = [int(p) for p in done.stdout.split()]
+    assert pids  # started as work comes: one here
+
+    def alive(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+        except FileNotFoundError:
+            return False
+    deadline = time.monotonic() + 15
+    while any(map(alive, pids)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(map(alive, pids)), "workers left behind"
