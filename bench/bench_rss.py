@@ -15,9 +15,11 @@ lock with them (rss2email runs as its own process too).
 The two do different amounts of email by design: rss2email mails every
 entry, complaint-monitor only the entries that name a brand. Both counts are
 printed. If rss2email would take too long for all feeds, it polls a subset
-and its time is scaled up linearly; the output says so.
+and its time is scaled up linearly; the output says so. The machine may be
+shared: the two take turns, each side's best round counts (``--rounds`` first
+cycles, three cycles of 304s after each).
 
-Run: .venv/bin/python bench/bench_rss.py [--feeds 1000] [--entries 5] [--r2e-budget 35]
+Run: .venv/bin/python bench/bench_rss.py [--feeds 1000] [--entries 5] [--r2e-budget 35] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -118,8 +120,12 @@ def _serve(conn, feeds: int, entries: int) -> None:
             conn.send(len(smtp.messages))
 
 
+QUIET_ROUNDS = 3  # the cycle of 304s is short: each side runs it this many times, its best counts
+
+
 def time_complaint_monitor(urls: list[str], servers: Servers, work: Path) -> tuple[Run, float, int]:
     """Our two cycles, plus the polling part of the first (fetch, parse, score, store) and mentions stored."""
+    work.mkdir()
     config_path = work / "config.yaml"
     config_path.write_text(yaml.safe_dump({
         "brands": [{"name": "Acme", "keywords": ["acme"]}],
@@ -145,15 +151,18 @@ def time_complaint_monitor(urls: list[str], servers: Servers, work: Path) -> tup
             if not delivery.sent or not delivery.pending:
                 break
         first = time.perf_counter() - started
-        started = time.perf_counter()
-        again = monitor.poll("rss")
-        monitor.deliver()
-        second = time.perf_counter() - started
+        second = float("inf")
+        for _ in range(QUIET_ROUNDS):
+            time.sleep(1.0)  # the 1 s interval: every feed due again
+            started = time.perf_counter()
+            again = monitor.poll("rss")
+            monitor.deliver()
+            second = min(second, time.perf_counter() - started)
+            assert again.outcome.seen == 0, "the later cycles should have been all 304s"
     finally:
         monitor.close()
     assert not report.errors and not again.errors, (report.errors + again.errors)[:3]
     assert sent == len(report.outcome.stored), (sent, len(report.outcome.stored))
-    assert again.outcome.seen == 0, "the second cycle should have been all 304s"
     return Run(seconds=first, emails=servers.emails() - before, unchanged_seconds=second), polled, sent
 
 
@@ -168,13 +177,18 @@ def time_rss2email(r2e: Path, urls: list[str], servers: Servers, work: Path) -> 
     config.write_text("\n".join(lines))
     before = servers.emails()
     times = []
-    for _ in range(2):  # the second run finds nothing new (rss2email sends ETags too)
+    for _ in range(1 + QUIET_ROUNDS):  # the later runs find nothing new (rss2email sends ETags too)
         started = time.perf_counter()
         done = subprocess.run([str(r2e), "-c", str(config), "-d", str(data), "run"], capture_output=True, text=True)
         times.append(time.perf_counter() - started)
         if done.returncode != 0:
             raise SystemExit(f"r2e run failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    return Run(seconds=times[0], emails=servers.emails() - before, unchanged_seconds=times[1])
+    return Run(seconds=times[0], emails=servers.emails() - before, unchanged_seconds=min(times[1:]))
+
+
+def best(a: Run, b: Run) -> Run:
+    return Run(seconds=min(a.seconds, b.seconds), emails=a.emails,
+               unchanged_seconds=min(a.unchanged_seconds, b.unchanged_seconds))
 
 
 def main() -> None:
@@ -183,6 +197,7 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=5, help="entries per feed")
     parser.add_argument("--r2e-budget", type=float, default=35.0,
                         help="seconds rss2email may take; beyond that it polls a subset and is scaled")
+    parser.add_argument("--rounds", type=int, default=2, help="first cycles per side; the best counts")
     args = parser.parse_args()
     r2e = ensure_rss2email()
     work = Path(tempfile.mkdtemp(prefix="bench-rss-"))
@@ -190,20 +205,27 @@ def main() -> None:
         with Servers(args.feeds, args.entries) as servers:
             urls = servers.urls
             n = len(urls)
-            ours, polled, stored = time_complaint_monitor(urls, servers, work)
+            # A short pilot tells how many feeds rss2email can poll within the budget.
+            pilot = urls[:min(50, n)]
+            pilot_run = time_rss2email(r2e, pilot, servers, work / "pilot")
+            affordable = int(args.r2e_budget / (pilot_run.seconds / len(pilot)))
+            sample = urls[len(pilot):len(pilot) + affordable] if affordable < n else urls
+            # The machine is shared: the two take turns, and each one's best round counts (every field apart).
+            ours = theirs = None
+            polled = float("inf")
+            for r in range(args.rounds):
+                run, poll_seconds, stored = time_complaint_monitor(urls, servers, work / f"ours-{r}")
+                ours = run if ours is None else best(ours, run)
+                polled = min(polled, poll_seconds)
+                # rss2email keeps what it saw in its data file: each round starts from a new one.
+                run = time_rss2email(r2e, sample, servers, work / f"sample-{r}")
+                theirs = run if theirs is None else best(theirs, run)
             defaults = RssSettings()
             print(f"complaint-monitor: {n} feeds ({n * args.entries} entries), {defaults.workers} workers, at most"
                   f" {defaults.per_host} per host (all feeds share 127.0.0.1)")
             print(f"  first cycle {ours.seconds:.2f} s: fetch, parse, score and store {polled:.2f} s"
                   f" ({n / polled:.0f} feeds/s), then {stored} alerts mailed ({ours.emails} emails)")
             print(f"  second cycle, nothing new (304s): {ours.unchanged_seconds:.2f} s", flush=True)
-
-            # A short pilot tells how many feeds rss2email can poll within the budget.
-            pilot = urls[:min(50, n)]
-            pilot_run = time_rss2email(r2e, pilot, servers, work / "pilot")
-            affordable = int(args.r2e_budget / (pilot_run.seconds / len(pilot)))
-            sample = urls[len(pilot):len(pilot) + affordable] if affordable < n else urls
-            theirs = time_rss2email(r2e, sample, servers, work / "sample")
             scale = n / len(sample)
             print(f"rss2email: {len(sample)} feeds, one after another, every entry mailed ({theirs.emails} emails)")
             print(f"  first cycle {theirs.seconds:.2f} s; second cycle, nothing new: {theirs.unchanged_seconds:.2f} s")
@@ -215,6 +237,8 @@ def main() -> None:
                   f" it mails {theirs.emails / len(sample):.1f} emails per feed, we {ours.emails / n:.1f})")
             print(f"ratio, first cycle without our alert mailing: {theirs.seconds * scale / polled:.1f}x")
             print(f"ratio, second cycle (all 304): {theirs.unchanged_seconds * scale / ours.unchanged_seconds:.1f}x")
+            print(f"(best of {args.rounds} first cycles and {args.rounds * QUIET_ROUNDS} cycles of 304s per side,"
+                  " taking turns)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

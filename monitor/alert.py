@@ -352,6 +352,14 @@ def _send_storms(store: Store, transport: Transport, config: Config, due: list, 
 def deliver_pending(store: Store, transport: Transport, config: Config, *, now: float | None = None) -> Delivery:
     """Send every due alert once; a storm of them as one summary per responder."""
     now = time.time() if now is None else now
+    # One SMTP connection for the round. Each alert is still recorded as sent in its own commit before the
+    # next one goes (a commit in WAL mode without fsync costs far less than the email): a crash mid-round
+    # resends at most the one email in flight, with the same Message-ID.
+    with transport.session():
+        return _deliver_due(store, transport, config, now)
+
+
+def _deliver_due(store: Store, transport: Transport, config: Config, now: float) -> Delivery:
     due, sent = _send_storms(store, transport, config, store.due_alerts(now), now)
     connection_error = None
     for alert in due:
@@ -393,6 +401,12 @@ def deliver_digests(store: Store, transport: Transport, config: Config, *, now: 
     by_recipient: dict[str, list] = {}
     for alert in store.pending_digest_alerts():
         by_recipient.setdefault(alert["recipient"], []).append(alert)
+    with transport.session():
+        return _deliver_digests(store, transport, config, by_recipient, now)
+
+
+def _deliver_digests(store: Store, transport: Transport, config: Config, by_recipient: dict[str, list],
+                     now: float) -> int:
     sent = 0
     for recipient, alerts in by_recipient.items():
         # Everything about one responder's digest is inside the try: a failure costs that digest, never the round.

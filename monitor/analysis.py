@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
@@ -18,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .config import PRIORITIES, Config, load_config
+from .store import RULE_NAMES
 
 # Ordered so that P1 is the highest: ``df[df.priority >= "P2"]`` keeps P1 and P2.
 PRIORITY_DTYPE = pd.CategoricalDtype(list(reversed(PRIORITIES)), ordered=True)
@@ -60,14 +62,12 @@ REASON_TYPE = pa.list_(pa.struct([("kind", pa.string()), ("name", pa.string()), 
                                   ("virality", pa.float64()), ("detail", pa.string())]))
 
 _MENTION_SELECT = {
+    # The names of the rules that fired: kept by the store beside the reasons (migration 11). Pulling them
+    # out of the reasons here, even in SQLite's C, cost as much as the whole rest of the load.
     **{c: f"m.{c}" for c in MENTION_COLUMNS},
-    # The names of the rules that fired, pulled out of the reasons by SQLite's
-    # JSON functions in C rather than by json.loads per row in Python; reasons
-    # without the word "rule" in them are not parsed at all.
-    "rules": "CASE WHEN instr(m.reasons, '\"rule\"') > 0 THEN"
-             " (SELECT json_group_array(json_extract(j.value, '$.name')) FROM json_each(m.reasons) j"
-             " WHERE json_extract(j.value, '$.kind') = 'rule') ELSE '[]' END",
 }
+# A store not yet migrated (a daemon of an older version still runs on it) has no rules column.
+_MENTION_SELECT_UNMIGRATED = {**_MENTION_SELECT, "rules": RULE_NAMES.format(reasons="m.reasons")}
 _ALERT_SELECT = {
     **{c: f"a.{c}" for c in ALERT_COLUMNS}, "brand": "m.brand", "source": "m.source",
     "mention_created_at": "m.created_at", "mention_fetched_at": "m.fetched_at",
@@ -163,23 +163,38 @@ def _read(path: Path, sql: str, params: list[Any]) -> pa.Table:
         return cur.fetch_arrow_table()
 
 
+def _has_column(path: Path, table: str, column: str) -> bool:
+    import sqlite3
+
+    if not path.exists():
+        return False  # _read says there is no store
+    with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+        return any(row[1] == column for row in db.execute(f"PRAGMA table_info({table})"))
+
+
 _ARROW_TYPE = {"int": pa.int64(), "Int64": pa.int64(), "bool": pa.int64(), "float": pa.float64(),
                "time": pa.float64(), "timedelta": pa.float64()}
 
 
-def _lists(values: pd.Series) -> list[list]:
+def _lists(values: pa.ChunkedArray) -> list[list]:
     # A column of JSON lists repeats a handful of distinct values (tag sets,
     # rule sets): parse each distinct text once, then hand every row its own copy.
-    codes, uniques = pd.factorize(values, use_na_sentinel=False)
-    parsed = [json.loads(u) if isinstance(u, str) else [] for u in uniques]
-    return [parsed[c].copy() for c in codes.tolist()]
+    # Arrow finds the distinct texts (in C++, without a Python string per row).
+    encoded = values.combine_chunks().dictionary_encode(null_encoding="encode")
+    parsed = [json.loads(u) if isinstance(u, str) else [] for u in encoded.dictionary.to_pylist()]
+    # map() over C callables: no Python frame per row.
+    return list(map(list.copy, map(parsed.__getitem__, encoded.indices.to_numpy(zero_copy_only=False).tolist())))
 
 
 def _typed(table: pa.Table, spec: dict[str, str]) -> pd.DataFrame:
     # Cast first: an empty or all-NULL column arrives from the driver as int64.
     table = table.cast(pa.schema([(c, _ARROW_TYPE.get(kind, pa.string())) for c, kind in spec.items()]))
+    lists = {c: _lists(table.column(c)) for c, kind in spec.items() if kind == "list"}
+    table = table.drop_columns(list(lists))
     df = table.to_pandas()
     for column, kind in spec.items():
+        if column in lists:
+            continue
         values = df[column]
         if kind == "time":
             df[column] = pd.to_datetime(values, unit="s", utc=True).astype("datetime64[ns, UTC]")
@@ -193,8 +208,8 @@ def _typed(table: pa.Table, spec: dict[str, str]) -> pd.DataFrame:
             df[column] = values.astype("Int64")
         elif kind == "bool":
             df[column] = values.astype(bool)
-        elif kind == "list":
-            df[column] = pd.Series(_lists(values), index=df.index, dtype=object)
+    for column, values in lists.items():
+        df.insert(list(spec).index(column), column, pd.Series(values, index=df.index, dtype=object))
     return df
 
 
@@ -217,8 +232,9 @@ def load_mentions(where: str | Path | Config, *, brand: str | Iterable[str] | No
     clauses, params = _where(brand_col="m.brand", source_col="m.source", since_col="m.created_at",
                              until_col="m.created_at", priority_col="m.priority", brand=brand, since=since,
                              until=until, source=source, min_priority=min_priority)
-    table = _read(store_path_of(where), f"SELECT {_select(_MENTION_SELECT)} FROM mentions m{_sql_where(clauses)}"
-                  " ORDER BY m.id", params)
+    path = store_path_of(where)
+    columns = _MENTION_SELECT if _has_column(path, "mentions", "rules") else _MENTION_SELECT_UNMIGRATED
+    table = _read(path, f"SELECT {_select(columns)} FROM mentions m{_sql_where(clauses)} ORDER BY m.id", params)
     return _typed(table, MENTION_COLUMNS)
 
 

@@ -87,8 +87,7 @@ class Monitor:
         self.health.succeeded(f"source:{name}")
         for subject, reason in poll.failed.items():
             self.health.failed(f"{name} {subject}", reason)
-        for subject in poll.succeeded:
-            self.health.succeeded(f"{name} {subject}")
+        self.health.succeeded_all([f"{name} {subject}" for subject in poll.succeeded])
         if self.metrics:
             self.metrics.polled(name, report, started)
         # A poll that found nothing and failed exactly as the last one did is not news:

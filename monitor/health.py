@@ -63,6 +63,17 @@ class Health:
                 "You get one more email when it works again, none in between.\n", smtp_down=subject == "smtp")
             self.store.mark_failure_notified(subject)
 
+    def succeeded_all(self, subjects: list[str]) -> None:
+        """``succeeded`` for many subjects (a poll's feeds) at the cost of one read: only a subject with a
+        recorded failure has anything to clear, so a poll where nothing failed writes nothing."""
+        if not subjects:
+            return
+        failing = {row["subject"] for row in self.store.query("SELECT subject FROM failures")}
+        if failing:
+            for subject in subjects:
+                if self.redact(subject) in failing:
+                    self.succeeded(subject)
+
     def succeeded(self, subject: str) -> None:
         row = self.store.clear_failure(self.redact(subject))
         if row is not None and row["notified"] and self.operator:

@@ -17,12 +17,14 @@ import os
 import smtplib
 import ssl as ssl_module
 import tempfile
+import threading
 import unicodedata
+from contextlib import contextmanager, nullcontext
 from email.message import EmailMessage
-from email.parser import BytesParser
-from email.utils import formatdate
+from email.parser import BytesHeaderParser
+from email.utils import formatdate, getaddresses
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, ContextManager, Iterator, Protocol
 
 import jinja2
 
@@ -36,12 +38,15 @@ def header_safe(value: str | None, limit: int = 200) -> str:
     """One line of printable text, with no way to start an encoded word."""
     if not value:
         return ""
-    cleaned = []
-    for ch in value:
-        category = unicodedata.category(ch)
-        # Cc: controls (CR, LF, TAB, NUL...), Zl/Zp: Unicode line and paragraph separators.
-        cleaned.append(" " if category in ("Cc", "Zl", "Zp") else ch)
-    text = " ".join("".join(cleaned).split())
+    if value.isprintable():  # no Cc, Zl or Zp in it (nor other non-printables): nothing to replace
+        text = " ".join(value.split())
+    else:
+        cleaned = []
+        for ch in value:
+            category = unicodedata.category(ch)
+            # Cc: controls (CR, LF, TAB, NUL...), Zl/Zp: Unicode line and paragraph separators.
+            cleaned.append(" " if category in ("Cc", "Zl", "Zp") else ch)
+        text = " ".join("".join(cleaned).split())
     text = text.replace("=?", "= ?").replace("?=", "? =")
     if len(text) > limit:
         text = text[: limit - 1].rstrip() + "…"
@@ -57,9 +62,11 @@ def trim(text: str, limit: int = BODY_LIMIT) -> str:
 
 
 _templates = Path(__file__).parent / "templates"
-_html_env = jinja2.Environment(loader=jinja2.FileSystemLoader(_templates), autoescape=True,
+# The templates ship with the package and do not change under a running process: compiled once, never
+# checked for changes again (auto_reload would stat both files for every email of a storm).
+_html_env = jinja2.Environment(loader=jinja2.FileSystemLoader(_templates), autoescape=True, auto_reload=False,
                                undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-_text_env = jinja2.Environment(loader=jinja2.FileSystemLoader(_templates), autoescape=False,
+_text_env = jinja2.Environment(loader=jinja2.FileSystemLoader(_templates), autoescape=False, auto_reload=False,
                                undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                                keep_trailing_newline=True)
 
@@ -70,10 +77,17 @@ def render(template: str, context: dict[str, Any]) -> tuple[str, str]:
             _html_env.get_template(f"{template}.html").render(**context))
 
 
+class BuiltEmail(EmailMessage):
+    """An email from ``build_message``, with the bytes it goes out as: serialised once, for the header check,
+    and sent as they are (serialising costs more than the SMTP exchange on a local server). Not changed
+    after it is built."""
+    wire: bytes = b""
+
+
 def build_message(*, sender: str, recipient: str, subject: str, text: str, html: str, message_id: str,
                   in_reply_to: str | None = None, references: list[str] | None = None,
-                  date: float | None = None, thread_topic: str | None = None) -> EmailMessage:
-    msg = EmailMessage(policy=email.policy.SMTP)
+                  date: float | None = None, thread_topic: str | None = None) -> BuiltEmail:
+    msg = BuiltEmail(policy=email.policy.SMTP)
     msg["From"] = header_safe(sender)
     msg["To"] = header_safe(recipient)
     msg["Subject"] = header_safe(subject)
@@ -88,22 +102,44 @@ def build_message(*, sender: str, recipient: str, subject: str, text: str, html:
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(text)
     msg.add_alternative(html, subtype="html")
-    _refuse_injected_headers(msg)
+    msg.wire = _refuse_injected_headers(msg)
     return msg
 
 
-def _refuse_injected_headers(msg: EmailMessage) -> None:
+def _refuse_injected_headers(msg: EmailMessage) -> bytes:
+    """The serialised email, once its headers parse back as the ones set."""
     expected = [k.lower() for k in msg.keys()]
-    parsed = BytesParser(policy=email.policy.default).parsebytes(msg.as_bytes())
+    wire = msg.as_bytes()
+    # Only the top-level headers are compared, so only they are parsed back: parsing the MIME parts
+    # too cost two thirds of building an alert email.
+    parsed = BytesHeaderParser(policy=email.policy.default).parsebytes(wire)
     found = [k.lower() for k in parsed.keys()]
     if found != expected:
         raise ValueError(f"refusing an email whose headers changed when serialised: {found} != {expected}")
+    return wire
+
+
+def _send(smtp: smtplib.SMTP, msg: EmailMessage) -> None:
+    """``send_message``, without serialising a built email again. Addresses that are not ASCII (which need
+    SMTPUTF8, negotiated by ``send_message``) take the general path."""
+    wire = getattr(msg, "wire", b"")
+    sender = getaddresses([str(msg["From"])])
+    recipients = [address for _, address in getaddresses([str(v) for v in msg.get_all("To", [])])]
+    if not wire or len(sender) != 1 or not all(a.isascii() for a in [sender[0][1], *recipients]) \
+            or msg["Cc"] is not None or msg["Bcc"] is not None:
+        smtp.send_message(msg)
+        return
+    smtp.sendmail(sender[0][1], recipients, wire)
 
 
 class Transport(Protocol):
     description: str
 
     def send(self, msg: EmailMessage) -> None: ...
+
+    def session(self) -> ContextManager[None]:
+        """Sends inside it may share one connection (a delivery round)."""
+        ...
 
 
 SmtpFactory = Callable[[], smtplib.SMTP]
@@ -124,18 +160,86 @@ def smtp_factory(settings: SmtpSettings) -> SmtpFactory:
 
 
 class SmtpTransport:
+    """Outside a ``session`` each email has a connection of its own. Inside one (a delivery round) the
+    emails of the calling thread share one connection, opened at the first email and closed at the end:
+    a login and TLS handshake per email cost more than the email itself. Other threads (the operator's
+    health emails from a poll) keep their own connections."""
+
     def __init__(self, *, settings: SmtpSettings, connect: SmtpFactory | None = None):
         self.settings = settings
         self._connect = connect or smtp_factory(settings)
         self.description = f"SMTP {settings.host}:{settings.port}"
+        self._local = threading.local()
 
-    def send(self, msg: EmailMessage) -> None:
-        with self._connect() as smtp:
+    def _open(self) -> smtplib.SMTP:
+        smtp = self._connect()
+        try:
             if self.settings.starttls and not self.settings.ssl:
                 smtp.starttls(context=tls_context(self.settings))
             if self.settings.username:
                 smtp.login(self.settings.username, self.settings.password or "")
-            smtp.send_message(msg)
+        except BaseException:
+            _close(smtp)
+            raise
+        return smtp
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        if getattr(self._local, "active", False):  # nested: the outer session owns the connection
+            yield
+            return
+        self._local.active, self._local.smtp, self._local.used = True, None, 0
+        try:
+            yield
+        finally:
+            if self._local.smtp is not None:
+                _close(self._local.smtp)
+            self._local.active, self._local.smtp = False, None
+
+    def send(self, msg: EmailMessage) -> None:
+        if not getattr(self._local, "active", False):
+            with self._open() as smtp:
+                _send(smtp, msg)
+            return
+        reused = self._local.smtp is not None and self._local.used > 0
+        try:
+            self._session_send(msg)
+        except (smtplib.SMTPServerDisconnected, smtplib.SMTPSenderRefused) as err:
+            # A server may end a long-lived connection (idle timeout, a limit of messages per connection:
+            # 421 or a plain close). A connection that served before gets one fresh try; a message the
+            # server had not accepted is not sent twice, and one it had is the same email (same Message-ID).
+            if not reused or (isinstance(err, smtplib.SMTPSenderRefused) and err.smtp_code != 421):
+                raise
+            self._session_send(msg)
+
+    def _session_send(self, msg: EmailMessage) -> None:
+        if self._local.smtp is None:
+            self._local.smtp = self._open()
+            self._local.used = 0
+        try:
+            _send(self._local.smtp, msg)
+        except smtplib.SMTPRecipientsRefused:
+            raise  # refused recipients: smtplib reset the transaction, the connection serves on
+        except smtplib.SMTPResponseException as err:
+            if err.smtp_code == 421:  # the server is closing the connection
+                self._drop()
+            raise  # else a refusal of this message: smtplib reset the transaction, the connection serves on
+        except BaseException:
+            self._drop()  # state unknown (timeout, broken pipe): the next email opens a new connection
+            raise
+        self._local.used += 1
+
+    def _drop(self) -> None:
+        smtp, self._local.smtp = self._local.smtp, None
+        if smtp is not None:
+            _close(smtp)
+
+
+def _close(smtp: smtplib.SMTP) -> None:
+    try:
+        smtp.quit()
+    except Exception:
+        smtp.close()
 
 
 class FolderTransport:
@@ -145,6 +249,9 @@ class FolderTransport:
         self.folder = folder
         self.description = f"folder {folder}"
 
+    def session(self) -> ContextManager[None]:
+        return nullcontext()
+
     def send(self, msg: EmailMessage) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         name = "".join(c if c.isalnum() or c in "-." else "_" for c in str(msg["Message-ID"]).strip("<>"))
@@ -152,7 +259,7 @@ class FolderTransport:
         # Written whole or not at all; a resend of the same alert overwrites its own file.
         fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            f.write(msg.as_bytes())
+            f.write(getattr(msg, "wire", b"") or msg.as_bytes())
         os.replace(tmp, target)
 
 

@@ -12,6 +12,7 @@ import json
 import logging
 import sqlite3
 import time
+from collections import OrderedDict
 from datetime import datetime
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -29,6 +30,7 @@ from .store import Store, from_epoch, to_epoch
 log = logging.getLogger("complaint_monitor.pipeline")
 
 FOLLOW_UP_MIN_BASE = 10  # score + comments below this are too few to grow "n times" from
+READINGS_KEPT = 5000  # mentions whose reading is kept for re-scores (a few MB)
 
 
 @dataclass
@@ -47,6 +49,10 @@ class Pipeline:
         self.matcher = matcher or BrandMatcher(config.brands)
         self.scorer = scorer or Scorer.from_config(config, own_account=self.matcher.is_own_account)
         self.stories = Stories(store, settings=config.stories)
+        # What the words of recently stored mentions say (sentiment, complaint model), by mention id: a story
+        # seen somewhere new re-scores its earlier mentions with a new sightings count, and reading their
+        # words again was two thirds of a first RSS cycle's scoring (bench/bench_rss.py).
+        self._readings: OrderedDict[int, tuple[tuple, Reading]] = OrderedDict()
 
     def process(self, source: str, poll: Poll, *, now: datetime | None = None) -> Outcome:
         """The poll's new mentions go through the stages together: all are matched, then all the matched
@@ -137,7 +143,8 @@ class Pipeline:
         mention = self.store.row_to_mention(row)
         before = _stored_signals(row)
         signals = before._replace(**signal_changes)
-        scores = self.scorer.score(mention, self._match(mention), signals=signals)
+        match = self._match(mention)
+        scores = self.scorer.rank(mention, match, self._read(mention_id, mention, match), signals=signals)
         with self.store.transaction():
             self.store.update_scores(mention_id, scores)
             return self._queue_alerts(mention_id, mention, scores, new_place=signals.sightings > before.sightings)
@@ -164,6 +171,27 @@ class Pipeline:
 
     def _match(self, mention: Mention) -> BrandMatch | None:
         return self.matcher.match(_haystack(mention))
+
+    def _read(self, mention_id: int, mention: Mention, match: BrandMatch | None) -> Reading:
+        """``scorer.read``, kept for the mention while its words, its brand match and the model stay the same."""
+        key = self._reading_key(mention, match)
+        known = self._readings.get(mention_id)
+        if known is not None and known[0][0] is key[0] and known[0][1:] == key[1:]:
+            self._readings.move_to_end(mention_id)
+            return known[1]
+        reading = self.scorer.read(mention, match)
+        self._remember(mention_id, key, reading)
+        return reading
+
+    def _reading_key(self, mention: Mention, match: BrandMatch | None) -> tuple:
+        span = (match.start, match.end) if match is not None else None
+        return (self.scorer.complaint.model, mention.title, mention.text, span)
+
+    def _remember(self, mention_id: int, key: tuple, reading: Reading) -> None:
+        self._readings[mention_id] = (key, reading)
+        self._readings.move_to_end(mention_id)
+        while len(self._readings) > READINGS_KEPT:
+            self._readings.popitem(last=False)
 
     def _queue_alerts(self, mention_id: int, mention: Mention, scores, *, new_place: bool = False) -> int:
         """A mention new at this level is an alert (every customer deserves an answer), a reply in its
@@ -233,6 +261,7 @@ class Pipeline:
             mention_id = self.store.add_mention(mention, scores)
             if mention_id is None:
                 return None
+            self._remember(mention_id, self._reading_key(mention, match), reading)
             story_id = self.stories.record(mention_id, mention, sighting, now=seen)
             # Old news found by a first look (Mention.backfill) is kept for the record and alerts nobody.
             if not mention.backfill:

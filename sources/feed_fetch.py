@@ -101,6 +101,10 @@ def fetch(client: httpx.Client, url: str, *, headers: dict[str, str], max_bytes:
                     break
                 if time.monotonic() > give_up_at:
                     raise DeadlineExceeded(f"no complete answer within {deadline:g} s")
+        elif response.status_code == 304:
+            # No body by definition; reading its (empty) end lets the connection serve the next feed, where
+            # closing an unread response would drop it and cost every unchanged feed a new connection.
+            response.read()
         return Fetched(status=response.status_code, url=str(response.url), headers=response.headers,
                        body=bytes(body), moved_to=permanent_target(response), truncated=truncated)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from http import HTTPStatus
 from typing import Any
 
@@ -21,10 +22,10 @@ from monitor.links import public_url, with_credentials_of
 from monitor.mention import Mention, utcnow
 from monitor.source import Poll, SourceContext
 
-from .feed_entries import entry_mentions, parse_feed
 from .feed_fetch import (DeadlineExceeded, Fetched, SlowHosts, conditional_headers, fetch, host_of,
                          retry_after_seconds, run_per_host)
 from .feed_schedule import FeedState
+from .feed_workers import FeedRead, FeedReaders, ReadFailed, Reading
 
 log = logging.getLogger("complaint_monitor.sources.rss")
 
@@ -43,7 +44,7 @@ class FeedSettings(BaseModel):
     # This feed's own interval in seconds (default: the source's `interval`).
     interval: float | None = Field(default=None, gt=0)
 
-    @property
+    @cached_property
     def identity(self) -> str:
         """The configured URL without its credentials: what the store, the logs and emails know it by."""
         return public_url(self.url)
@@ -103,6 +104,10 @@ class FeedJob:
     state: FeedState
     mentions: list[Mention] = field(default_factory=list)
     error: str | None = None
+    # A body being read in a worker process while other feeds are fetched; finished by ``RssSource.poll``.
+    fetched: Fetched | None = None
+    reading: Reading | None = None
+    was_gone: bool = False
 
     @property
     def url(self) -> str:
@@ -117,12 +122,15 @@ class FeedJob:
 class RssSource:
     Settings = RssSettings
 
-    def __init__(self, *, name: str = "rss", settings: RssSettings, client: httpx.Client):
+    def __init__(self, *, name: str = "rss", settings: RssSettings, client: httpx.Client,
+                 processes: int | None = None):
         self.name = name
         self.settings = settings
         # The job runs as often as the most eager feed wants; the others wait until they are due.
         self.interval = min([settings.interval, *(f.interval for f in settings.feeds if f.interval)])
         self._client = client
+        # Feeds are parsed in worker processes (feedparser and html2text are pure Python: one core each).
+        self._readers = FeedReaders(processes)
 
     @classmethod
     def from_settings(cls, settings: RssSettings, *, context: SourceContext) -> "RssSource":
@@ -130,6 +138,7 @@ class RssSource:
 
     def close(self) -> None:
         self._client.close()
+        self._readers.close()
 
     def poll(self, state: dict[str, Any]) -> Poll:
         now = utcnow()
@@ -146,6 +155,10 @@ class RssSource:
         slow_hosts = SlowHosts(limit=HOST_TIMEOUTS_BEFORE_SKIP)
         done = run_per_host(jobs, lambda job: self._poll_feed(job, now, slow_hosts), host=lambda job: host_of(job.url),
                             workers=self.settings.workers, per_host=self.settings.per_host)
+        self._readers.flush()
+        for job in done:
+            if job.reading is not None:
+                self._finish_read(job, now)
         poll = Poll()
         configured = {f"feed:{feed.identity}" for feed in self.settings.feeds}
         for key in state:
@@ -163,7 +176,7 @@ class RssSource:
     def _poll_feed(self, job: FeedJob, now: datetime, slow_hosts: SlowHosts) -> FeedJob:
         """Fetch and read one feed, recording the outcome in ``job``; never raises."""
         interval = job.feed.interval or self.settings.interval
-        was_gone = job.state.disabled
+        job.was_gone = job.state.disabled
         try:
             fetched = self._fetch(job, slow_hosts)
             self._follow_move(job, fetched)
@@ -175,12 +188,32 @@ class RssSource:
                 self._fail(job, now, interval, f"HTTP {fetched.status} {status_phrase(fetched.status)}".strip(),
                            retry_after=retry_after_seconds(fetched.headers) if fetched.status in (429, 503) else None)
             else:
-                self._read_entries(job, fetched, now, interval)
+                # Parsed in a worker process while this thread fetches the next feed; finished by poll().
+                job.fetched = fetched
+                job.reading = self._readers.submit(
+                    fetched.body, content_type=fetched.headers.get("content-type"), source=self.name,
+                    feed_id=job.feed.identity, feed_name=job.feed.name, base_url=fetched.base_url,
+                    reach=job.feed.weight * 1000, now=now, limit=self.settings.max_entries)
+                return job
         except Exception as err:  # one broken feed never stops the others
             self._fail(job, now, interval, f"{type(err).__name__}: {err}")
-        if was_gone and not job.state.disabled:
-            log.warning("feed %s is back (it had answered 410 Gone): read again", job.label)
+        self._back(job)
         return job
+
+    def _finish_read(self, job: FeedJob, now: datetime) -> None:
+        """The rest of a feed whose body was read in a worker process; never raises."""
+        interval = job.feed.interval or self.settings.interval
+        try:
+            self._read_entries(job, job.fetched, job.reading.result(), now, interval)
+        except ReadFailed as err:  # what reading the feed raised, as "ExceptionName: message"
+            self._fail(job, now, interval, str(err))
+        except Exception as err:  # one broken feed never stops the others
+            self._fail(job, now, interval, f"{type(err).__name__}: {err}")
+        self._back(job)
+
+    def _back(self, job: FeedJob) -> None:
+        if job.was_gone and not job.state.disabled:
+            log.warning("feed %s is back (it had answered 410 Gone): read again", job.label)
 
     def _fetch(self, job: FeedJob, slow_hosts: SlowHosts) -> Fetched:
         host = host_of(job.url)
@@ -194,22 +227,19 @@ class RssSource:
         slow_hosts.answered(host)
         return fetched
 
-    def _read_entries(self, job: FeedJob, fetched: Fetched, now: datetime, interval: float) -> None:
-        parsed = parse_feed(fetched.body, content_type=fetched.headers.get("content-type"))
+    def _read_entries(self, job: FeedJob, fetched: Fetched, read: FeedRead, now: datetime, interval: float) -> None:
         problems = []
         if fetched.truncated:
             problems.append(f"body cut off at {self.settings.max_bytes} bytes (max_bytes)")
-        if parsed.bozo:
+        if read.problem:
             # Not well-formed XML (SAXParseException), a declared encoding that was wrong, ...
-            problems.append(f"{type(parsed.bozo_exception).__name__}: {parsed.bozo_exception}")
-        if parsed.bozo and not parsed.entries and not parsed.version:
+            problems.append(read.problem)
+        if read.problem and not read.entries and not read.version:
             raise ValueError(f"not a feed ({'; '.join(problems)})")
-        if len(parsed.entries) > self.settings.max_entries:
+        if read.entries > self.settings.max_entries:
             # Worded the same every poll, so it is logged once, not at every poll.
             problems.append(f"more than {self.settings.max_entries} entries: read the newest (max_entries)")
-        job.mentions = entry_mentions(parsed, source=self.name, feed_id=job.feed.identity, feed_name=job.feed.name,
-                                      base_url=fetched.base_url, reach=job.feed.weight * 1000, now=now,
-                                      limit=self.settings.max_entries)
+        job.mentions = read.mentions
         if job.state.last_success is None:  # the first look at this feed: its archive is no news
             oldest_news = now - timedelta(hours=self.settings.backfill_hours)
             for mention in job.mentions:

@@ -124,6 +124,52 @@ def test_crash_between_acceptance_and_commit_resends_with_same_message_id(setup,
         assert len(ids) == 2 and ids[0] == ids[1]
 
 
+CRASH_MID_ROUND = """
+import os, sys
+from monitor.alert import deliver_pending
+from monitor.config import load_config
+from monitor.mail import SmtpTransport
+from monitor.store import Store
+
+class CrashMidRound(SmtpTransport):
+    sent = 0
+    def send(self, msg):
+        super().send(msg)
+        self.sent += 1
+        if self.sent == int(sys.argv[2]):
+            os._exit(9)   # mid-round, over the round's one connection: this email's commit never happens
+
+config = load_config(sys.argv[1])
+deliver_pending(Store(config.store_path), CrashMidRound(settings=config.email.smtp), config)
+"""
+
+
+def test_a_round_shares_one_connection_and_a_kill_mid_round_loses_nothing(setup, tmp_path):
+    with SmtpServer() as server:
+        config, store, pipeline, transport = setup(smtp_port=server.port, storm_threshold=100)
+        pipeline.process("reddit", Poll(mentions=[mention(f"m{i}", "RED") for i in range(12)]))
+        ids = {a["message_id"] for a in store.query("SELECT message_id FROM alerts")}
+        assert len(ids) == 12
+        store.close()
+        script = tmp_path / "crash.py"
+        script.write_text(CRASH_MID_ROUND)
+        crashed = subprocess.run([sys.executable, str(script), str(config.base_dir / "config.yaml"), "5"], cwd=ROOT,
+                                 env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=60)
+        assert crashed.returncode == 9
+        assert len(server.messages) == 5
+        assert len(set(server.peers)) == 1, "the round's emails share one connection"
+
+        store = Store(config.store_path)  # the restart: the 4 committed stay sent, the rest go now
+        assert deliver_pending(store, transport, config)[:2] == (8, 0)
+        assert deliver_pending(store, transport, config, now=LATER)[:2] == (0, 0)
+        assert len(set(server.peers[5:])) == 1
+        received = [str(m["Message-ID"]) for _, m in server.messages]
+        assert set(received) == ids, "no alert lost"
+        # The one duplicate is the email in flight when the process died, with its Message-ID.
+        duplicates = [i for i in set(received) if received.count(i) > 1]
+        assert len(received) == 13 and duplicates == [received[4]]
+
+
 def test_queued_alert_survives_a_crash_before_sending(setup):
     with SmtpServer() as server:
         config, store, pipeline, transport = setup(smtp_port=server.port)

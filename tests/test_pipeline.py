@@ -68,3 +68,25 @@ def test_one_broken_mention_in_any_stage_costs_only_itself(write_config, caplog)
     assert failed == ["could not process test m5 (https://example.test/5)",
                       "could not process test m6 (https://example.test/6)"]
     assert pipeline.store.source_state("test") == {"cursor": "after-m6"}  # the poll still counts as done
+
+
+def test_a_re_score_from_the_kept_reading_equals_one_that_reads_the_words_again(write_config, tmp_path):
+    import shutil
+
+    config = load_config(write_config())
+    pipeline = Pipeline(config=config, store=Store(config.store_path))
+    pipeline.process("test", Poll(mentions=[_mention(i, t) for i, t in enumerate(TEXTS)]), now=NOW)
+    ids = [r["id"] for r in pipeline.store.query("SELECT id FROM mentions ORDER BY id")]
+    # The same store twice: one re-scored by the pipeline that stored it (the readings kept), one by a new
+    # pipeline (a restarted daemon: every reading from the words).
+    pipeline.store.query("PRAGMA wal_checkpoint(TRUNCATE)")  # all of it in the file itself, for the copy
+    shutil.copy(config.store_path, tmp_path / "copy.db")
+    fresh = Pipeline(config=config, store=Store(tmp_path / "copy.db"))
+    for mention_id in ids:
+        assert pipeline.rescore(mention_id, sightings=4, brand_spike=5.0) == \
+            fresh.rescore(mention_id, sightings=4, brand_spike=5.0)
+    columns = "id, compound, min_sentence, complaint, urgency, virality, priority, reasons, tags, signals"
+    kept = pipeline.store.query(f"SELECT {columns} FROM mentions ORDER BY id")
+    again = fresh.store.query(f"SELECT {columns} FROM mentions ORDER BY id")
+    assert [tuple(r) for r in kept] == [tuple(r) for r in again]
+    assert all('"sightings"' in r["reasons"] for r in kept), "re-scored with the new signals"

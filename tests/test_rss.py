@@ -600,3 +600,74 @@ def test_status_shows_each_feeds_last_success_error_and_next_poll(feeds, monitor
             f" mentions last hour 1; next poll {ok_state['next_poll']}") in report
     assert (f"feed {down}: failing; last success never; last error {down_state['last_error_at']}:"
             f" HTTP 502 Bad Gateway (1 in a row); mentions last hour 0; next poll {down_state['next_poll']}") in report
+
+
+def test_feeds_read_in_worker_processes_give_what_reading_them_in_the_thread_gives(feeds, caplog):
+    """feedparser and html2text read in the calling thread are the oracle for the worker processes."""
+    bodies = {**{path: body for path, (body, _) in DIALECTS.items()}, "/broken.xml": samples.ILLFORMED,
+              "/enc.xml": samples.WINDOWS_1252, "/garbage": b"\x00\x01 this is <<< not xml at all"}
+    settings = RssSettings(feeds=[{"url": feeds.serve(path, body, content_type="application/xml")}
+                                  for path, body in bodies.items()])
+    polls = {}
+    for processes in (1, 2):
+        source = RssSource(settings=settings, client=make_client(settings), processes=processes)
+        try:
+            with caplog.at_level(logging.WARNING, logger="complaint_monitor.sources.rss"):
+                caplog.clear()
+                polls[processes] = (source.poll({}), sorted(r.getMessage() for r in caplog.records))
+        finally:
+            source.close()
+    (thread, thread_logs), (workers, worker_logs) = polls[1], polls[2]
+
+    def comparable(mention):
+        # An entry without a date is as old as its poll: the two polls ran at different moments.
+        undated = mention.created_at == mention.fetched_at
+        return {k: "now" if k == "created_at" and undated else getattr(mention, k)
+                for k in mention.__slots__ if k != "fetched_at"}
+    assert sorted(map(repr, map(comparable, workers.mentions))) == sorted(map(repr, map(comparable, thread.mentions)))
+    assert len(thread.mentions) >= len(DIALECTS) + 2
+    assert workers.failed.keys() == thread.failed.keys() and len(workers.failed) == 1
+    assert [s.split("next try")[0] for s in worker_logs] == [s.split("next try")[0] for s in thread_logs]
+    assert any("not well-formed" in m for m in worker_logs), "what a worker logs is logged here"
+
+
+KILLED_WITH_WORKERS = """
+import os, signal, sys
+from datetime import datetime, timezone
+from sources.feed_workers import FeedReaders
+
+readers = FeedReaders(2)
+reading = readers.submit(sys.stdin.buffer.read(), content_type="application/xml", source="rss", feed_id="f",
+                         feed_name="", base_url="http://127.0.0.1/", reach=1000.0, now=datetime.now(timezone.utc),
+                         limit=200)
+readers.flush()
+assert reading.result().mentions
+print(" ".join(str(pid) for pid in readers._pool._processes), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)   # no close(): the daemon killed with kill -9
+"""
+
+
+def test_worker_processes_exit_when_the_daemon_is_killed(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_WITH_WORKERS)
+    done = subprocess.run([sys.executable, str(script)], input=DIALECTS["/rss20.xml"][0], capture_output=True,
+                          cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=60)
+    assert done.returncode == -9, done.stderr
+    pids = [int(p) for p in done.stdout.split()]
+    assert pids  # started as work comes: one here
+
+    def alive(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+        except FileNotFoundError:
+            return False
+    deadline = time.monotonic() + 15
+    while any(map(alive, pids)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(map(alive, pids)), "workers left behind"

@@ -59,3 +59,34 @@ def test_migration_9_allows_follow_ups_at_a_level_and_keeps_the_highest_priority
     again = dict(mention_id=1, recipient="oncall@test.local", priority="P2", now=1.8e9)
     assert store.enqueue_alert(**again) is None, "one first alert per mention, recipient and level"
     assert store.enqueue_alert(**again, kind="follow_up") is not None
+
+
+REASONS = ('[{"kind": "model", "name": "complaint", "urgency": 40.0, "virality": 0.0, "detail": "p 0.9"},'
+           ' {"kind": "rule", "name": "refund", "urgency": 20.0, "virality": 0.0, "detail": ""},'
+           ' {"kind": "signal", "name": "velocity", "urgency": 0.0, "virality": 5.0, "detail": "rule of thumb"},'
+           ' {"kind": "rule", "name": "legal", "urgency": 30.0, "virality": 0.0, "detail": ""}]')
+
+
+def test_migration_11_keeps_the_rule_names_beside_the_reasons_and_unmigrated_stores_still_load(tmp_path):
+    from monitor.analysis import load_mentions
+
+    path = tmp_path / "old.db"
+    _first_release_store(path)
+    db = sqlite3.connect(path)
+    for number in range(1, 10):  # the store as release 10 left it
+        db.executescript(MIGRATIONS[number])
+    db.execute("UPDATE mentions SET reasons = ?", (REASONS,))
+    db.execute("PRAGMA user_version = 10")
+    db.commit()
+    db.close()
+    # An analyst's newer package on a store an older daemon still runs: the names come from the reasons.
+    assert load_mentions(path)["rules"].tolist() == [["refund", "legal"]]
+
+    store = Store(path)
+    assert store.query("SELECT rules FROM mentions")[0][0] == '["refund","legal"]', "filled by the migration"
+    with store.transaction() as db:  # whoever writes reasons, the names follow
+        db.execute("UPDATE mentions SET reasons = ? WHERE id = 1", (REASONS.replace('"refund"', '"charged-twice"'),))
+        db.execute("INSERT INTO mentions (source, source_id, kind, url, title, text, place, created_at, fetched_at,"
+                   " quote, extra, reasons) VALUES ('rss', 'e2', 'entry', 'u', '', 't', 'p', 1, 1, '', '{}', '[]')")
+    store.close()
+    assert load_mentions(path)["rules"].tolist() == [["charged-twice", "legal"], []]

@@ -42,6 +42,7 @@ class _Handler:
                 return "451 4.3.0 try again later"
             msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
             self.server.messages.append((list(envelope.rcpt_tos), msg))
+            self.server.peers.append(session.peer)
         return "250 OK"
 
 
@@ -50,6 +51,7 @@ class SmtpServer:
                  ca_dir: Path | None = None):
         self.port = port or free_port()
         self.messages: list[tuple[list[str], EmailMessage]] = []
+        self.peers: list[tuple] = []  # the client's address and port of each message: its connection
         self.reject_next = 0
         self.unknown_recipients: set[str] = set()  # answered 550, a permanent refusal
         self.logins: list[str] = []  # user names that logged in successfully
