@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from monitor.config import Brand
 from monitor.match import BrandMatcher
 from monitor.mention import Mention
-from monitor.source import Poll, SourceContext
+from monitor.source import Poll, SourceContext, SourceField
 
 from .reddit_growth import GrowthSchedule, SubscriberCache, reread_posts
 from .reddit_items import BadItem, created_epoch, fullname, mention_from_thing
@@ -117,6 +117,20 @@ def reddit_client(settings: RedditSettings) -> praw.Reddit:
 
 class RedditSource:
     Settings = RedditSettings
+    extra_keys = {
+        "subreddit": SourceField("string", "the subreddit's name (rules read it as `subreddit`)"),
+        "link_url": SourceField("string", "a link post's target (a story is also known by it)"),
+        "nsfw": SourceField("boolean", "marked over 18"),
+        "quarantined": SourceField("boolean", "posted in a quarantined subreddit"),
+        "crosspost_parent": SourceField("string", "a crosspost's original (fullname), whose text it takes"),
+        "crosspost_from": SourceField("string", "the subreddit of a crosspost's original"),
+        "edited_at": SourceField("float", "when its author last edited it (a re-read that shows a later edit re-reads it)"),
+        "first_text": SourceField("string", "the text first read, kept when an edit replaced it (the email shows both)"),
+        "gone": SourceField("string", "deleted or removed since: why its text is empty"),
+        "link_id": SourceField("string", "a comment's post (fullname)"),
+        "post_title": SourceField("string", "the title of a comment's post (the email's 'In:' line)"),
+        "post_url": SourceField("string", "the link of a comment's post (stories put the comment in its post's story)"),
+    }
 
     def __init__(self, *, name: str = "reddit", settings: RedditSettings, reddit: praw.Reddit | None,
                  search_terms: dict[str, list[str]] | None = None, clock: Callable[[], float] = time.time):

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from monitor.links import public_url, with_credentials_of
 from monitor.mention import Mention, utcnow
-from monitor.source import Poll, SourceContext
+from monitor.source import Poll, SourceContext, SourceField
 
 from .feed_fetch import (DeadlineExceeded, Fetched, SlowHosts, conditional_headers, fetch, host_of,
                          retry_after_seconds, run_per_host)
@@ -121,6 +121,11 @@ class FeedJob:
 
 class RssSource:
     Settings = RssSettings
+    extra_keys = {
+        "feed": SourceField("string", "the feed's configured name (rules read it as `feed`)"),
+        "feed_url": SourceField("string", "the feed's URL without credentials: its identity in the store"),
+        "canonical_url": SourceField("string", "the entry's link without tracking parameters, fragment or credentials"),
+    }
 
     def __init__(self, *, name: str = "rss", settings: RssSettings, client: httpx.Client,
                  processes: int | None = None):

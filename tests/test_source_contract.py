@@ -130,3 +130,37 @@ def test_the_new_sources_are_built_from_the_config_and_polled_by_the_monitor(wri
     assert {name: r.errors for name, r in reports.items()} == {"hackernews": [], "mastodon": [], "bluesky": []}
     assert [(r["source"], r["source_id"]) for r in rows] == [
         ("bluesky", uri), ("hackernews", "1"), ("mastodon", social.statuses[0]["uri"])]
+
+
+def test_every_extra_key_the_built_in_sources_store_is_declared(reddit, feeds, write_config):
+    """The declarations are the contract: what Reddit and RSS really put in ``Mention.extra`` (read back from the
+    store after real polls of the local servers, an edit included) is declared, and nothing is declared for show."""
+    from monitor.app import Monitor
+    from monitor.config import load_config
+    from tests.conftest import local_sources
+    from tests.servers.feeds import recent, rss
+
+    now = time.time()
+    reddit.add_post(subreddit="Travel", id="p1", title="Acme lost my bag", selftext="Acme lost my bag, no answer.",
+                    created_utc=now - 120, score=5, num_comments=1)
+    reddit.add_comment(subreddit="Travel", id="c1", link_id="t3_p1", body="Acme did the same to me",
+                       created_utc=now - 60)
+    url = feeds.serve("/f.xml", rss([{"title": "Acme strands passengers", "link": "https://news.example/a?utm_source=x",
+                                      "guid": "a1", "description": "Acme again.", "pubDate": recent()}]))
+    config = load_config(write_config({"sources": local_sources(reddit, subreddits=["Travel"],
+                                                                feeds=[{"url": url, "name": "News"}])}))
+    monitor = Monitor.from_config(config)
+    try:
+        monitor.poll("reddit")
+        monitor.poll("rss")
+        rows = monitor.store.query("SELECT source, kind, extra FROM mentions")
+    finally:
+        monitor.close()
+    assert {(r["source"], r["kind"]) for r in rows} == {("reddit", "post"), ("reddit", "comment"), ("rss", "entry")}
+    sources = available_sources()
+    for source in ("reddit", "rss"):
+        declared = set(declared_fields(sources[source].load(), "extra_keys"))
+        stored = {key for r in rows if r["source"] == source for key in json.loads(r["extra"])}
+        assert stored <= declared, f"{source} stores undeclared extra keys: {stored - declared}"
+        # Declared but never seen here: only what a post in these tests cannot show (crossposts, edits, removals).
+        assert declared - stored <= {"first_text", "gone", "crosspost_parent", "crosspost_from"}, source
