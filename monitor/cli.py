@@ -219,15 +219,16 @@ def cmd_label(args) -> int:
 def cmd_train(args) -> int:
     from pathlib import Path
 
-    from .train import SEED, TrainingError, train, train_local
+    from .train import DEFAULT_DATA, SEED, TrainingError, train, train_local
     config = _load(args.config)
     out = Path(args.out) if args.out else config.complaint_model_path
-    data = Path(args.data) if args.data else None
+    data = Path(args.data) if args.data else DEFAULT_DATA
+    seed = args.seed or SEED
     try:
         if args.local:
-            train_local(config, out=out, data=data, folds=args.folds, seed=args.seed if args.seed else SEED)
+            train_local(config, out=out, data=data, folds=args.folds, seed=seed)
         else:
-            train(out=out, **({"data": data} if data else {}), folds=args.folds, seed=args.seed or SEED)
+            train(out=out, data=data, folds=args.folds, seed=seed)
     except TrainingError as err:
         print(f"train: {err}", file=sys.stderr)
         return 2

@@ -256,7 +256,11 @@ def _auc(labels, scores) -> float | None:
     return float(roc_auc_score(labels, scores)) if 0 < labels.sum() < len(labels) else None
 
 
-def train_local(config, *, out: str | Path, data: Path | None = None, folds: int = 0, seed: int = SEED,
+def _fmt_auc(value: float | None) -> str:
+    return "n/a (one kind only)" if value is None else f"{value:.3f}"
+
+
+def train_local(config, *, out: str | Path, data: Path = DEFAULT_DATA, folds: int = 0, seed: int = SEED,
                 held_out: float = 0.3, log: Callable[[str], None] = print) -> dict:
     """Refit with the team's labels added: AUC of the model in use and of the refit on held-out labels (a
     refit on the other labels), then the model refit on all of them is written where the daemon reads it."""
@@ -280,15 +284,14 @@ def train_local(config, *, out: str | Path, data: Path | None = None, folds: int
     scorer = SentimentScorer(lexicon=config.sentiment.lexicon)
     test_texts = test_part["text"].tolist()
     before = _auc(test_part["label"], [in_use.probability(t, scorer.score(t)) for t in test_texts])
-    shared = shared_examples(data or DEFAULT_DATA)
+    shared = shared_examples(data)
 
     def with_local(part: pd.DataFrame) -> pd.DataFrame:
         return pd.concat([shared, part.assign(source="local")[["text", "label", "source"]]], ignore_index=True)
 
     refit = fit(with_local(fit_part), seed=seed)
     after = _auc(test_part["label"], refit.predict(test_texts, dense_features(test_texts, scorer)))
-    fmt = lambda v: "n/a (one kind only)" if v is None else f"{v:.3f}"  # noqa: E731
     log(f"held-out local labels: {len(test_part)} ({int(test_part['label'].sum())} complaints);"
-        f" ROC AUC before {fmt(before)}, after {fmt(after)}")
-    train(out=out, data=data or DEFAULT_DATA, local=labels, folds=folds, seed=seed, log=log)
+        f" ROC AUC before {_fmt_auc(before)}, after {_fmt_auc(after)}")
+    train(out=out, data=data, local=labels, folds=folds, seed=seed, log=log)
     return {"before": before, "after": after, "held_out": len(test_part), "labels": len(labels)}

@@ -16,10 +16,10 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Callable, Iterable
 
-from tests.servers.http import LocalHttpServer
+from tests.servers.http import LocalHttpServer, QuietHandler
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -61,15 +61,7 @@ class FeedServer(LocalHttpServer):
         self._lock = threading.Lock()
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # Headers and body go out in separate writes; with Nagle on, the body would wait
-            # for the client's delayed ACK (~40 ms a request). Real servers set TCP_NODELAY too.
-            disable_nagle_algorithm = True
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self):
                 with server._lock:
                     server.requests.append((self.path, dict(self.headers)))

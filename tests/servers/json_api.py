@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.servers.http import LocalHttpServer
+from tests.servers.http import LocalHttpServer, QuietHandler
 
 
 class JsonApiServer(LocalHttpServer):
@@ -25,13 +24,7 @@ class JsonApiServer(LocalHttpServer):
         self._lock = threading.Lock()
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self):
                 parts = urlsplit(self.path)
                 query = parse_qs(parts.query)

@@ -15,10 +15,9 @@ import json
 import secrets
 import threading
 import time
-from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
-from tests.servers.http import LocalHttpServer
+from tests.servers.http import LocalHttpServer, QuietHandler
 from tests.servers.site_stream import SyntheticStream
 
 
@@ -261,15 +260,7 @@ class RedditServer(LocalHttpServer):
     def _handler(self):
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # Headers and body are two writes: with Nagle on, the body waits for the client's delayed ACK
-            # (40 ms a request), which a stream read every second of simulated time cannot afford.
-            disable_nagle_algorithm = True
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def _reply(self, status: int, payload: dict, headers: dict | None = None):
                 body = _dumps(payload).encode()
                 try:
