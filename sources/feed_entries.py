@@ -1,5 +1,8 @@
 """From a feed's bytes to ``Mention``s: feedparser for every RSS and Atom dialect, html2text for the text.
 
+Plain UTF-8 RSS 2.0 and Atom 1.0 feeds take a fast path (``feed_parse_fast``) that gives what feedparser
+gives for the fields read here, with feedparser as its test oracle.
+
 feedparser copes with the feeds found in the wild: RSS 0.9x, 1.0 (RDF) and
 2.0, Atom 0.3 and 1.0, wrong or missing encodings, HTML entities, CDATA, and
 XML that is not well-formed (``bozo``: it keeps what it could parse), and it
@@ -24,6 +27,8 @@ import html2text
 
 from monitor.links import canonical_url, public_url
 from monitor.mention import Mention
+
+from .feed_parse_fast import parse_fast
 
 log = logging.getLogger("complaint_monitor.sources.rss")
 
@@ -71,6 +76,13 @@ def without_surrogate_refs(body: bytes) -> bytes:
 
 def parse_feed(body: bytes, *, content_type: str | None) -> feedparser.FeedParserDict:
     body = without_surrogate_refs(body)
+    # Plain UTF-8 RSS 2.0 and Atom 1.0 are read by expat in a fraction of feedparser's time, to the same result
+    # for every field read below; the rest (and whatever the fast reading is not sure of) goes to feedparser.
+    fast = parse_fast(body, content_type=content_type)
+    return fast if fast is not None else parse_with_feedparser(body, content_type=content_type)
+
+
+def parse_with_feedparser(body: bytes, *, content_type: str | None) -> feedparser.FeedParserDict:
     headers = {"content-type": content_type} if content_type else {}
     # A stream, never bytes: feedparser treats a bare string or bytes as a file name or URL to open.
     # Its HTML sanitiser is skipped (a third of the parsing time): html2text drops scripts and styles
