@@ -29,6 +29,7 @@ from monitor.links import canonical_url, public_url
 from monitor.mention import Mention
 
 from .feed_parse_fast import parse_fast
+from .html_text_fast import simple_html_to_text
 
 log = logging.getLogger("complaint_monitor.sources.rss")
 
@@ -36,6 +37,13 @@ log = logging.getLogger("complaint_monitor.sources.rss")
 def html_to_text(html: str, *, base_url: str = "") -> str:
     if "<" not in html and "&" not in html:
         return html.strip()
+    # Paragraphs, emphasis and plain links (most entry bodies) are written without html2text's parser, to
+    # the same text; anything else goes to html2text.
+    simple = simple_html_to_text(html, base_url=base_url)
+    return simple if simple is not None else html2text_text(html, base_url=base_url)
+
+
+def html2text_text(html: str, *, base_url: str = "") -> str:
     converter = html2text.HTML2Text(baseurl=base_url)
     converter.body_width = 0  # no hard wrapping: the email and the scorer wrap for themselves
     converter.ignore_images = True
