@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import email
+import email.message
+import email.parser
 import email.policy
 import os
 from datetime import datetime, timezone
@@ -13,7 +15,8 @@ import pytest
 
 from monitor.alert import alert_context, deliver_pending
 from monitor.config import load_config
-from monitor.mail import FolderTransport, SmtpTransport, build_message, header_safe, render
+from monitor.mail import (PARSE_POLICY, SMTP_POLICY, FolderTransport, SmtpTransport, build_message, header_safe,
+                          render)
 from monitor.mention import Engagement, Mention
 from monitor.pipeline import Pipeline
 from monitor.store import Store
@@ -41,6 +44,31 @@ def test_hostile_subject_never_adds_a_header(subject):
     parsed = email.message_from_bytes(msg.as_bytes(), policy=email.policy.default)
     assert parsed["Bcc"] is None and parsed["X-Injected"] is None
     assert sorted(parsed.keys()) == sorted(msg.keys())
+
+
+@pytest.mark.parametrize("subject", [
+    "Acme broke my kettle", "x" * 80 + " " + INJECTION, "Àcme " * 40, "Acme \u2019quotes\u2019 and \U0001f621",
+    "a" * 300, "Re: [P1] Acme: =?= ?= \"quoted\" <not@address> (comment)",
+])
+def test_the_policies_with_header_classes_made_once_write_what_the_standard_ones_write(subject):
+    """SMTP_POLICY and PARSE_POLICY only reuse the header classes: the bytes, and the headers read back,
+    are the standard policies'."""
+    built = []
+    for policy in (SMTP_POLICY, email.policy.SMTP):
+        msg = email.message.EmailMessage(policy=policy)
+        for name, value in [("From", "Monitor <m@test.local>"), ("To", "oncall@test.local, b@test.local"),
+                            ("Subject", subject), ("Message-ID", "<1@test>"), ("References", "<0@test> <1@test>"),
+                            ("Thread-Topic", subject)]:
+            msg[name] = value
+        msg.set_content("text \u00e9 " * 50)
+        msg.add_alternative("<p>html</p>", subtype="html")
+        msg.set_boundary("===boundary===")  # else random in each
+        built.append(msg.as_bytes())
+    assert built[0] == built[1]
+    ours, standard = (email.parser.BytesParser(policy=p).parsebytes(built[0]) for p in (PARSE_POLICY,
+                                                                                      email.policy.default))
+    assert [(k, str(v)) for k, v in ours.items()] == [(k, str(v)) for k, v in standard.items()]
+    assert ours["To"].addresses == standard["To"].addresses and ours["Subject"] == standard["Subject"]
 
 
 def _stored_alert(tmp_path, write_config, *, title, text, author="angry_customer"):
