@@ -8,7 +8,7 @@ for the keys ``feed_entries`` uses (title, link, id, author, summary, content,
 the three dates and their parsed forms; the feed's title; version), built by
 feedparser's own rules in the order feedparser applies them, with its date
 parser and URL joiner. For anything it is not sure of it returns ``None`` and
-feedparser reads the feed: another encoding or a byte-order mark, a
+feedparser reads the feed: another encoding or its byte-order mark, a
 DOCTYPE or entity declaration, ``xml:base``, XML that expat rejects, an
 element it does not know in an entry (or a known one feedparser gives a
 meaning it does not reproduce), nested markup, XHTML or base64 content,
@@ -62,6 +62,8 @@ class NotSure(Exception):
 
 def parse_fast(body: bytes, *, content_type: str | None) -> FeedParserDict | None:
     """feedparser's result for the fields ``feed_entries`` reads, or ``None`` when feedparser must read it."""
+    if body[:3] == b"\xef\xbb\xbf":
+        body = body[3:]  # a UTF-8 byte-order mark: feedparser drops it before anything else
     try:
         _check_encoding(body, content_type)
         if _MARKUP_DECLARATION.search(body) or b"xml:base" in body:
@@ -78,7 +80,7 @@ def parse_fast(body: bytes, *, content_type: str | None) -> FeedParserDict | Non
 
 def _check_encoding(body: bytes, content_type: str | None) -> None:
     """UTF-8 all the way, as feedparser would decide it, with nothing it would report."""
-    if body[:1] != b"<":  # a byte-order mark, UTF-16/32, EBCDIC, leading white space
+    if body[:1] != b"<":  # another byte-order mark, UTF-16/32, EBCDIC, leading white space
         raise NotSure
     http_charset = ""
     if content_type is not None:

@@ -78,7 +78,8 @@ def test_plain_rss_and_atom_take_the_fast_path_and_the_odd_ones_do_not():
                 "ISO_8859_1", "MISDECLARED"):
         assert parse_fast(SAMPLES[odd], content_type=RSS_TYPE) is None, odd
     assert parse_fast(plain_rss.encode(), content_type="text/xml") is None  # US-ASCII to feedparser
-    assert parse_fast(b"\xef\xbb\xbf" + plain_rss.encode(), content_type=RSS_TYPE) is None  # a byte-order mark
+    assert agree(b"\xef\xbb\xbf" + plain_rss.encode(), RSS_TYPE)  # a UTF-8 byte-order mark is dropped
+    assert parse_fast(b"\xff\xfe" + plain_rss.encode("utf-16-le"), content_type=RSS_TYPE) is None  # UTF-16
 
 
 def test_the_bench_feeds_take_the_fast_path():
@@ -130,6 +131,9 @@ HOSTILE = {
     "prefix hijack": rss_doc('<item><dc:creator>a</dc:creator></item>', attrs=' xmlns:dc="urn:not-dublin-core"'),
     "rss 1.0 namespace on rss": rss_doc(rss_item(title="Acme"), attrs=' xmlns:r="http://purl.org/rss/1.0/"'),
     "leading whitespace": b"\n  " + rss_doc(rss_item(title="Acme", guid="w")),
+    "utf-8 bom": b"\xef\xbb\xbf" + rss_doc(rss_item(title="Caf\u00e9 Acme", guid="bom")),
+    "utf-8 bom, latin-1 declared": b"\xef\xbb\xbf" + rss_doc(rss_item(title="Acme", guid="bom2")).replace(
+        b'encoding="utf-8"', b'encoding="iso-8859-1"'),
     "utf-16": rss_doc(rss_item(title="Acme", guid="16")).decode("utf-8").replace(
         'encoding="utf-8"', 'encoding="utf-16"').encode("utf-16"),
 }
@@ -139,11 +143,13 @@ HOSTILE = {
 @pytest.mark.parametrize("content_type", [RSS_TYPE, None])
 def test_hostile_feeds_read_the_same_or_go_to_feedparser(name, content_type):
     taken = agree(HOSTILE[name], content_type)
+    if name == "utf-8 bom, latin-1 declared" and content_type is None:  # no HTTP charset: the declaration counts
+        assert not taken
     if name in ("broken utf-8", "undefined entity", "doctype", "xml:base", "nested markup", "two titles",
                 "unknown namespace", "prefix hijack", "rss 1.0 namespace on rss", "leading whitespace", "utf-16"):
         assert not taken, name
     if name in ("crlf titles", "script body", "megabyte entry", "cdata and entities", "surrogate references",
-                "latin-1 mojibake and C1 controls", "guid not a permalink", "empty everything"):
+                "latin-1 mojibake and C1 controls", "guid not a permalink", "empty everything", "utf-8 bom"):
         assert taken, name
 
 
