@@ -21,19 +21,19 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ElementTree
 
+from feedparser.api import StrictFeedParser
 from feedparser.datetimes import _parse_date
 from feedparser.html import _cp1252
 from feedparser.mixin import _FeedParserMixin
 from feedparser.urls import _urljoin
 from feedparser.util import FeedParserDict
 
-ATOM = "http://www.w3.org/2005/atom"
 XML_NS = "{http://www.w3.org/XML/1998/namespace}"
 # feedparser's table of namespaces: a URI it knows gets its standard prefix ("" for the feed formats' own).
 PREFIXES = {uri.lower(): prefix for uri, prefix in _FeedParserMixin.namespaces.items()}
 STANDARD_PREFIXES = set(PREFIXES.values()) - {""}
 MEDIA_TYPES = ("application/xml", "application/rss+xml", "application/atom+xml", "application/rdf+xml")
-TEXT_TYPES = {"text": "text/plain", "text/plain": "text/plain", "html": "text/html", "text/html": "text/html"}
+TEXT_TYPES = {"text", "text/plain", "html", "text/html"}  # as feedparser maps them: plain text or HTML
 HTML_TYPES = _FeedParserMixin.html_types
 
 _DECLARATION = re.compile(rb"^<\?xml[^>]*?encoding=['\"](.*?)['\"]")
@@ -132,16 +132,8 @@ def _name(tag: str) -> str:
 
 
 def _handled_by_feedparser(name: str) -> bool:
-    return hasattr(_FeedParserMixin, f"_start_{name}") or hasattr(_FeedParserMixin, f"_end_{name}") or \
-        any(hasattr(cls, f"_start_{name}") or hasattr(cls, f"_end_{name}") for cls in _NAMESPACE_CLASSES)
-
-
-def _namespace_classes() -> tuple[type, ...]:
-    from feedparser.api import StrictFeedParser
-    return StrictFeedParser.__mro__
-
-
-_NAMESPACE_CLASSES = _namespace_classes()
+    """feedparser has a handler for the element (its own, or one of its namespace modules'): it means something."""
+    return hasattr(StrictFeedParser, f"_start_{name}") or hasattr(StrictFeedParser, f"_end_{name}")
 
 
 def _finish(text: str | None) -> str:

@@ -23,7 +23,6 @@ from html2text.utils import escape_md, escape_md_section
 _TAG = re.compile(r"<(/?)(p|b|strong|i|em|a)(?: href=(?:\"([^\"<>&\s]*)\"|'([^'<>&\s]*)'))?>")
 _WHITESPACE = re.compile(r"\s+")
 _ABSOLUTE_URL = re.compile(r"^[a-zA-Z+]+://")
-EMPHASIS = {"b", "strong", "i", "em"}
 
 
 class _Writer:
