@@ -204,10 +204,13 @@ class Scorer:
         self.complaint = complaint or ModelFile()  # the shipped model
         self.complaint_settings = complaint_settings or ComplaintSettings()
         self._own_account = own_account
+        # The rule fields the configured sources declare, read from a mention's extra when it comes from one of
+        # them, else empty (see ``rules.DeclaredField``): the facts carry every field the book's rules may read.
+        self._declared = rules.fields.declared
 
     @classmethod
     def from_config(cls, config: Config, *, own_account=lambda brand, author: False) -> "Scorer":
-        return cls(rules=RuleBook.from_files(config.rule_paths),
+        return cls(rules=RuleBook.from_config(config),
                    sentiment=SentimentScorer(lexicon=config.sentiment.lexicon),
                    thresholds=config.thresholds, complaint=ModelFile(config.complaint_model_path),
                    complaint_settings=config.complaint, own_account=own_account, spike_ratio=config.spikes.ratio)
@@ -217,7 +220,7 @@ class Scorer:
         e = mention.engagement
         extra = mention.extra
         # One dict display, in FIELDS order (a test holds it to FIELDS): no defaults copied and overwritten.
-        return {
+        facts = {
             "text": mention.text, "title": mention.title, "source": mention.source, "kind": mention.kind,
             "place": mention.place, "subreddit": str(extra.get("subreddit") or "") if extra else "",
             "feed": str(extra.get("feed") or "") if extra else "", "author": mention.author or "",
@@ -236,6 +239,10 @@ class Scorer:
             "spike_ratio": self.spike_ratio,
             "length": float(len(mention.text)), "tags": (),
         }
+        for declared in self._declared:
+            facts[declared.name] = declared.value(extra.get(declared.name)) if mention.source in declared.sources \
+                else declared.empty
+        return facts
 
     def read(self, mention: Mention, match: BrandMatch | None = None) -> Reading:
         """What the words say: the first stage of scoring, which needs nothing stored."""

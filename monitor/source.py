@@ -17,12 +17,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
 
 from .config import Config, ConfigError, format_validation_error
 from .mention import Mention
+
+if TYPE_CHECKING:
+    from .rules import DeclaredField
 
 ENTRY_POINT_GROUP = "complaint_monitor.sources"
 
@@ -78,6 +81,11 @@ def declared_fields(cls: type, kind: Literal["extra_keys", "rule_fields"]) -> di
     return dict(declared)
 
 
+def also_rule_fields(extra_keys: dict[str, SourceField], *keys: str) -> dict[str, SourceField]:
+    """``rule_fields`` made of some of a source's ``extra_keys``: a rule field's value is ``Mention.extra[key]``."""
+    return {key: extra_keys[key] for key in keys}
+
+
 @runtime_checkable
 class Source(Protocol):
     Settings: ClassVar[type[BaseModel]]
@@ -102,12 +110,12 @@ def available_sources() -> dict[str, Any]:
 
 def source_fields_table(kind: Literal["extra_keys", "rule_fields"] = "extra_keys") -> str:
     """The README's rows for every installed adapter's declarations: ``| source | `key` | type | meaning |`` for
-    extra keys; rule fields in the rule reference's own shape, ``| `field` | type | meaning (source) |``."""
+    extra keys; rule fields in the rule reference's own shape, ``| `field` | type | source: meaning |``."""
     rows = []
     for name, entry in sorted(available_sources().items()):
         for key, spec in declared_fields(entry.load(), kind).items():
             rows.append(f"| {name} | `{key}` | {spec.type} | {spec.doc} |" if kind == "extra_keys"
-                        else f"| `{key}` | {spec.type} | {spec.doc} ({name}) |")
+                        else f"| `{key}` | {spec.type} | {name}: {spec.doc} |")
     return "\n".join(rows)
 
 
@@ -117,6 +125,25 @@ def load_source_class(name: str) -> type:
         known = ", ".join(sorted(found)) or "none installed"
         raise ConfigError(f"sources.{name}: no source adapter named {name!r} (installed: {known})")
     return found[name].load()
+
+
+def configured_rule_fields(config: Config) -> list["DeclaredField"]:
+    """The rule fields the config's sources declare (each read from ``Mention.extra`` under its name). Two sources
+    may share a field of the same type; a name declared with two types is a config error naming both."""
+    from .rules import DeclaredField  # the rules need this module only through here
+
+    found: dict[str, DeclaredField] = {}
+    for name in config.sources:
+        for key, spec in declared_fields(load_source_class(name), "rule_fields").items():
+            known = found.get(key)
+            if known is None:
+                found[key] = DeclaredField(key, spec.type, spec.doc, frozenset([name]))
+            elif known.type != spec.type:
+                raise ConfigError(f"sources.{name}: rule field {key!r} is a {spec.type} here but a {known.type}"
+                                  f" in sources.{min(known.sources)}: one name, one type")
+            else:
+                found[key] = DeclaredField(key, known.type, known.doc, known.sources | {name})
+    return list(found.values())
 
 
 def validate_source_settings(config: Config) -> dict[str, tuple[type, BaseModel]]:

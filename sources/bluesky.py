@@ -34,7 +34,7 @@ from websockets.sync.client import connect as ws_connect
 
 from monitor.links import canonical_url
 from monitor.mention import Engagement, Mention
-from monitor.source import Poll, SourceContext, SourceField
+from monitor.source import Poll, SourceContext, SourceField, also_rule_fields
 
 from .api_poll import LINK_KEYS, ApiFault, BrandTerms, PollSteps, TrackingSettings, get_json, http_fault, make_client
 
@@ -134,6 +134,7 @@ class BlueskySource:
         "reposts": SourceField("integer", "reposts at the last re-read"),
         "quotes": SourceField("integer", "quote posts at the last re-read"),
     }
+    rule_fields = also_rule_fields(extra_keys, "langs", "likes", "reposts", "quotes")
 
     def __init__(self, *, name: str = "bluesky", settings: BlueskySettings, client: httpx.Client,
                  connect: Callable[[str], Any], search_terms: dict[str, list[str]] | None = None,

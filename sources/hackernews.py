@@ -27,7 +27,7 @@ from pydantic import ConfigDict, Field
 
 from monitor.links import canonical_url
 from monitor.mention import Engagement, Mention
-from monitor.source import Poll, SourceContext, SourceField
+from monitor.source import Poll, SourceContext, SourceField, also_rule_fields
 
 from .api_poll import LINK_KEYS, BrandTerms, PollSteps, TrackingSettings, get_json, make_client
 from .feed_entries import html_to_text
@@ -97,6 +97,8 @@ class HackerNewsSource:
         "parent_id": SourceField("string", "the item a comment answers"),
         "story_title": SourceField("string", "the title of a comment's story"),
     }
+    # A comment's thread, for rules: ``story_title =~~ "(?i)acme"``; empty for stories and outside Hacker News.
+    rule_fields = also_rule_fields(extra_keys, "story_title")
 
     def __init__(self, *, name: str = "hackernews", settings: HackerNewsSettings, client: httpx.Client,
                  search_terms: dict[str, list[str]] | None = None, clock: Callable[[], float] = time.time):

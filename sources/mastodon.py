@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from monitor.links import canonical_url
 from monitor.mention import Engagement, Mention
-from monitor.source import Poll, SourceContext, SourceField
+from monitor.source import Poll, SourceContext, SourceField, also_rule_fields
 
 from .api_poll import LINK_KEYS, ApiFault, PollSteps, RateLimited
 from .feed_entries import html_to_text
@@ -144,6 +144,8 @@ class MastodonSource:
         "reblogs": SourceField("integer", "boosts when read"),
         **LINK_KEYS,
     }
+    # Rules read these by name (``instance == "mastodon.social" and reblogs >= 10``); 0 or "" outside Mastodon.
+    rule_fields = also_rule_fields(extra_keys, "instance", "favourites", "reblogs")
 
     def __init__(self, *, name: str = "mastodon", settings: MastodonSettings, clients: dict[str, Mastodon],
                  clock: Callable[[], float] = time.time):

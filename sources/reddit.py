@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from monitor.config import Brand
 from monitor.match import BrandMatcher
 from monitor.mention import Mention
-from monitor.source import Poll, SourceContext, SourceField
+from monitor.source import Poll, SourceContext, SourceField, also_rule_fields
 
 from .reddit_growth import GrowthSchedule, SubscriberCache, reread_posts
 from .reddit_items import BadItem, created_epoch, fullname, mention_from_thing
@@ -131,6 +131,7 @@ class RedditSource:
         "post_title": SourceField("string", "the title of a comment's post (the email's 'In:' line)"),
         "post_url": SourceField("string", "the link of a comment's post (stories put the comment in its post's story)"),
     }
+    rule_fields = also_rule_fields(extra_keys, "nsfw", "quarantined")
 
     def __init__(self, *, name: str = "reddit", settings: RedditSettings, reddit: praw.Reddit | None,
                  search_terms: dict[str, list[str]] | None = None, clock: Callable[[], float] = time.time):

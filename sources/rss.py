@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from monitor.links import public_url, with_credentials_of
 from monitor.mention import Mention, utcnow
-from monitor.source import Poll, SourceContext, SourceField
+from monitor.source import Poll, SourceContext, SourceField, also_rule_fields
 
 from .feed_fetch import (DeadlineExceeded, Fetched, SlowHosts, conditional_headers, fetch, host_of,
                          retry_after_seconds, run_per_host)
@@ -126,6 +126,7 @@ class RssSource:
         "feed_url": SourceField("string", "the feed's URL without credentials: its identity in the store"),
         "canonical_url": SourceField("string", "the entry's link without tracking parameters, fragment or credentials"),
     }
+    rule_fields = also_rule_fields(extra_keys, "feed_url")
 
     def __init__(self, *, name: str = "rss", settings: RssSettings, client: httpx.Client,
                  processes: int | None = None):

@@ -17,7 +17,7 @@ from vaderSentiment.vaderSentiment import BOOSTER_DICT, NEGATE, SPECIAL_CASES, S
 
 from monitor.config import Thresholds
 from monitor.mention import Engagement, Mention
-from monitor.rules import FIELDS, RuleBook, load_pack
+from monitor.rules import FIELDS, DeclaredField, RuleBook, RuleFields, load_pack
 from monitor.score import Scorer
 from monitor.sentiment import SentimentScorer, split_sentences
 from tests.conftest import RULE_PACKS
@@ -104,4 +104,54 @@ def test_fast_rule_path_fires_what_rule_engine_fires_on_generated_texts(text, ti
             fired.append(rule.name)
             gathered.extend(t for t in rule.tags if t not in gathered)
     verdict = BOOK.evaluate(facts)
+    assert (verdict.fired, verdict.tags) == (fired, gathered)
+
+
+# Declared source fields (typed by the book's own context): the fast path reads them as it reads core fields.
+DECLARED = RuleFields([DeclaredField("instance", "string", "instance", frozenset({"mastodon"})),
+                       DeclaredField("reblogs", "integer", "boosts", frozenset({"mastodon"})),
+                       DeclaredField("nsfw", "boolean", "over 18", frozenset({"reddit"})),
+                       DeclaredField("langs", "strings", "languages", frozenset({"bluesky", "mastodon"}))])
+DECLARED_WHENS = [
+    'reblogs >= 3', 'reblogs < 2 or compound <= -0.5', 'nsfw', 'not nsfw and score > 10',
+    'instance == "social.test"', 'instance != "social.test" and reblogs > 0', 'instance =~ "^social"',
+    'instance.as_lower =~~ "test"', '"de" in langs', '"de" in langs and text.as_lower =~~ "acme"',
+    'source == "mastodon" and reblogs >= 1 and "failure" in tags', 'nsfw and instance == ""',
+]
+
+
+def _declared_pack(tmp: Path) -> Path:
+    pack = tmp / "declared.yaml"
+    pack.write_text("rules:\n" + "".join(f"  - {{name: r{i}, when: '{when}', urgency: 1, tags: [t{i % 3}]}}\n"
+                                         for i, when in enumerate(DECLARED_WHENS)), encoding="utf-8")
+    return pack
+
+
+@PARITY
+@given(text=texts(RULE_WORDS + ["acme", "Acme"], EXAMPLES[::4]), source=st.sampled_from(["mastodon", "reddit", "bluesky", "t"]),
+       instance=st.sampled_from(["social.test", "SOCIAL.TEST", "other.test", "", 7]),
+       reblogs=st.one_of(st.integers(0, 6), st.none(), st.just("many")), nsfw=st.one_of(st.booleans(), st.none()),
+       langs=st.one_of(st.lists(st.sampled_from(["en", "de", "fr"]), max_size=3), st.none()), score=st.integers(0, 40),
+       tags=st.lists(st.sampled_from(["failure", "t1"]), max_size=2))
+def test_fast_rule_path_fires_what_rule_engine_fires_on_declared_source_fields(tmp_path_factory, text, source, instance,
+                                                                              reblogs, nsfw, langs, score, tags):
+    rules = load_pack(_declared_pack(tmp_path_factory.mktemp("pack")), DECLARED)
+    book = RuleBook(rules, fields=DECLARED)
+    scorer = Scorer(rules=book, sentiment=SentimentScorer(), thresholds=Thresholds())
+    extra = {k: v for k, v in {"instance": instance, "reblogs": reblogs, "nsfw": nsfw, "langs": langs}.items()
+             if v is not None}
+    mention = Mention(source=source, source_id="1", url="", title="", text=text, brand="Acme", extra=extra,
+                      engagement=Engagement(score=score))
+    facts = {**scorer.score(mention).facts, "tags": tuple(tags)}
+    assert set(facts) == set(DECLARED.defaults())  # every declared field is there, read or empty
+    for rule, in_book in zip(rules, book.rules):
+        expected = rule.expression.matches(dict(facts))
+        assert bool(rule.check(dict(facts))) == expected, rule.when
+        assert bool(in_book.check(dict(facts))) == expected, rule.when
+    fired, gathered = [], list(tags)
+    for rule in rules:
+        if rule.expression.matches({**facts, "tags": tuple(gathered)}):
+            fired.append(rule.name)
+            gathered.extend(t for t in rule.tags if t not in gathered)
+    verdict = book.evaluate(facts)
     assert (verdict.fired, verdict.tags) == (fired, gathered)
