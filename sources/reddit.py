@@ -31,10 +31,10 @@ from monitor.mention import Mention
 from monitor.source import Poll, SourceContext, SourceField, also_rule_fields
 
 from .reddit_growth import GrowthSchedule, SubscriberCache, reread_posts
-from .reddit_items import BadItem, created_epoch, fullname, mention_from_thing
+from .reddit_items import ENGAGEMENT, BadItem, created_epoch, fullname, mention_from_thing
 from .reddit_odd import ItemByItemObjector, ShallowJsonRequestor
 from .reddit_pace import MIN_WAIT, RateWindow, RequestBudget
-from .reddit_stream import SiteStream
+from .reddit_stream import SiteStream, stream_status
 
 log = logging.getLogger("complaint_monitor.sources.reddit")
 
@@ -117,6 +117,8 @@ def reddit_client(settings: RedditSettings) -> praw.Reddit:
 
 class RedditSource:
     Settings = RedditSettings
+    engagement = ENGAGEMENT
+    status_section = staticmethod(stream_status)  # status: the site-wide stream's listings (all: true)
     extra_keys = {
         "subreddit": SourceField("string", "the subreddit's name (rules read it as `subreddit`)"),
         "link_url": SourceField("string", "a link post's target (a story is also known by it)"),
@@ -321,7 +323,7 @@ class RedditSource:
             reach.fetch(self._reddit, missing, now)
         for mention in wanted:
             if mention.reach is None:
-                mention.reach = reach.get(mention.extra["subreddit"])
+                mention.reach = ENGAGEMENT.reach_of({"subreddit_subscribers": reach.get(mention.extra["subreddit"])})
 
 
 def _retry_after(err: prawcore.TooManyRequests) -> float:

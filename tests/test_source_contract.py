@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.source import SourceField, available_sources, declared_fields, source_fields_table
+from monitor.source import (EngagementMap, SourceField, available_sources, declared_fields, engagement_map,
+                            engagement_table, source_fields_table)
 from tests.servers.json_api import JsonApiServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +25,28 @@ def test_the_readme_lists_every_declared_extra_key_and_rule_field():
     for kind in ("extra_keys", "rule_fields"):
         missing = [row for row in source_fields_table(kind).splitlines() if row not in README]
         assert not missing, f"README rows missing or stale for {kind} (paste source_fields_table({kind!r})): {missing}"
+
+
+def test_the_readme_lists_every_sources_engagement_numbers_and_the_signal_each_feeds():
+    missing = [row for row in engagement_table().splitlines() if row not in README]
+    assert not missing, f"README engagement rows missing or stale (paste engagement_table()): {missing}"
+
+
+def test_every_built_in_source_maps_its_engagement_through_the_same_declaration():
+    from monitor.mention import Engagement
+    for name in ("reddit", "rss", "hackernews", "mastodon", "bluesky"):
+        declared = available_sources()[name].load().engagement
+        assert isinstance(declared, EngagementMap) and declared.numbers, name
+    mastodon = engagement_map(available_sources()["mastodon"].load())
+    numbers = {"favourites": 3, "reblogs": 2, "replies": 4, "followers": 250}
+    assert (mastodon.engagement(numbers), mastodon.reach_of(numbers)) == (Engagement(score=5, comments=4), 250.0)
+    assert (mastodon.engagement({"reblogs": 2}), mastodon.reach_of({})) == (Engagement(score=2), None)
+    reddit = engagement_map(available_sources()["reddit"].load())
+    assert reddit.engagement({"score": 7, "num_comments": 1, "upvote_ratio": 0.9, "total_awards_received": 2}) == \
+        Engagement(score=7, comments=1, upvote_ratio=0.9, awards=2)
+    assert engagement_map(available_sources()["rss"].load()).reach_of({"weight": 2.5}) == 2500.0
+    with pytest.raises(TypeError, match="does not declare: boosts"):
+        EngagementMap(numbers={"likes": SourceField("integer", "likes")}, score=("likes", "boosts"))
 
 
 def test_declarations_are_typed():

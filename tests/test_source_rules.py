@@ -136,3 +136,5 @@ def test_a_mastodon_rule_fires_on_a_stored_mention_and_explain_shows_it(tmp_path
                                 str(rows[boosted["uri"]]["id"])], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert explained.returncode == 0, explained.stderr
     assert "rule boosted-on-our-instance: urgency +20, virality +15 (boosted on an instance we watch)" in explained.stdout
+    # Its growth signals in Mastodon's own units (EngagementMap): 7 favourites + boosts over the first quarter hour.
+    assert "score_velocity = 28 (28 favourites + boosts/hour since posted; virality +" in explained.stdout
