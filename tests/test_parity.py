@@ -92,18 +92,22 @@ def test_fast_rule_path_fires_what_rule_engine_fires_on_generated_texts(text, ti
                       engagement=Engagement(score=score, comments=comments))
     facts = {**FACTS.score(mention).facts, **numbers, "own_account": own_account}
     # Each rule alone, with the tags given ...
-    given_tags = {**facts, "tags": tuple(tags)}
-    for rule, in_book in zip(RULES, BOOK.rules):
-        expected = rule.expression.matches(dict(given_tags))
-        assert bool(rule.check(dict(given_tags))) == expected, rule.name
-        assert bool(in_book.check(dict(given_tags))) == expected, rule.name
-    # ... and the whole book in order, each rule seeing the tags of those that fired before it.
-    fired, gathered = [], []
-    for rule in RULES:
-        if rule.expression.matches({**facts, "tags": tuple(gathered)}):
+    _fast_path_agrees(RULES, BOOK, alone={**facts, "tags": tuple(tags)}, in_order=facts)
+
+
+def _fast_path_agrees(rules, book: RuleBook, *, alone: dict, in_order: dict) -> None:
+    """Each rule alone on ``alone`` (the fast check, compiled alone and in the book, against rule-engine's own) ...
+    and the whole book in order on ``in_order``, each rule seeing the tags of those that fired before it."""
+    for rule, in_book in zip(rules, book.rules):
+        expected = rule.expression.matches(dict(alone))
+        assert bool(rule.check(dict(alone))) == expected, rule.when
+        assert bool(in_book.check(dict(alone))) == expected, rule.when
+    fired, gathered = [], list(in_order["tags"])
+    for rule in rules:
+        if rule.expression.matches({**in_order, "tags": tuple(gathered)}):
             fired.append(rule.name)
             gathered.extend(t for t in rule.tags if t not in gathered)
-    verdict = BOOK.evaluate(facts)
+    verdict = book.evaluate(in_order)
     assert (verdict.fired, verdict.tags) == (fired, gathered)
 
 
@@ -120,11 +124,11 @@ DECLARED_WHENS = [
 ]
 
 
-def _declared_pack(tmp: Path) -> Path:
+def _declared_rules(tmp: Path) -> list:
     pack = tmp / "declared.yaml"
     pack.write_text("rules:\n" + "".join(f"  - {{name: r{i}, when: '{when}', urgency: 1, tags: [t{i % 3}]}}\n"
                                          for i, when in enumerate(DECLARED_WHENS)), encoding="utf-8")
-    return pack
+    return load_pack(pack, DECLARED)
 
 
 @PARITY
@@ -135,7 +139,7 @@ def _declared_pack(tmp: Path) -> Path:
        tags=st.lists(st.sampled_from(["failure", "t1"]), max_size=2))
 def test_fast_rule_path_fires_what_rule_engine_fires_on_declared_source_fields(tmp_path_factory, text, source, instance,
                                                                               reblogs, nsfw, langs, score, tags):
-    rules = load_pack(_declared_pack(tmp_path_factory.mktemp("pack")), DECLARED)
+    rules = _declared_rules(tmp_path_factory.mktemp("pack"))
     book = RuleBook(rules, fields=DECLARED)
     scorer = Scorer(rules=book, sentiment=SentimentScorer(), thresholds=Thresholds())
     extra = {k: v for k, v in {"instance": instance, "reblogs": reblogs, "nsfw": nsfw, "langs": langs}.items()
@@ -144,14 +148,4 @@ def test_fast_rule_path_fires_what_rule_engine_fires_on_declared_source_fields(t
                       engagement=Engagement(score=score))
     facts = {**scorer.score(mention).facts, "tags": tuple(tags)}
     assert set(facts) == set(DECLARED.defaults())  # every declared field is there, read or empty
-    for rule, in_book in zip(rules, book.rules):
-        expected = rule.expression.matches(dict(facts))
-        assert bool(rule.check(dict(facts))) == expected, rule.when
-        assert bool(in_book.check(dict(facts))) == expected, rule.when
-    fired, gathered = [], list(tags)
-    for rule in rules:
-        if rule.expression.matches({**facts, "tags": tuple(gathered)}):
-            fired.append(rule.name)
-            gathered.extend(t for t in rule.tags if t not in gathered)
-    verdict = book.evaluate(facts)
-    assert (verdict.fired, verdict.tags) == (fired, gathered)
+    _fast_path_agrees(rules, book, alone=facts, in_order=facts)

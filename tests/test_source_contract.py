@@ -127,6 +127,7 @@ def test_a_third_party_source_from_its_own_package_directory_works_end_to_end(tm
 def test_the_new_sources_are_built_from_the_config_and_polled_by_the_monitor(write_config):
     from monitor.app import Monitor
     from monitor.config import load_config
+    from monitor.health import format_status, status
     from tests.servers.bluesky import AppViewServer, JetstreamServer
     from tests.servers.hackernews import HackerNewsServer
     from tests.servers.mastodon import MastodonServer
@@ -148,11 +149,24 @@ def test_the_new_sources_are_built_from_the_config_and_polled_by_the_monitor(wri
         try:
             reports = {r.source: r for r in monitor.poll_all()}
             rows = monitor.store.query("SELECT source, source_id FROM mentions ORDER BY source")
+            report = status(monitor.store, {"hackernews": 60, "mastodon": 60, "bluesky": 60}, now=now + 60)
         finally:
             monitor.close()
     assert {name: r.errors for name, r in reports.items()} == {"hackernews": [], "mastodon": [], "bluesky": []}
     assert [(r["source"], r["source_id"]) for r in rows] == [
         ("bluesky", uri), ("hackernews", "1"), ("mastodon", social.statuses[0]["uri"])]
+    # Each source's own status section (its status_section), from what its poll stored.
+    sections = {name: report["sources"][name]["detail"] for name in ("hackernews", "mastodon", "bluesky")}
+    assert sections["hackernews"][0].startswith("  api: ok; newest item read ")
+    assert " s before now); 1 stories tracked for growth" in sections["hackernews"][0]
+    assert abs(report["sources"]["hackernews"]["hackernews"]["lag_seconds"] - 120) <= 1.5  # posted 60 s before the poll
+    assert sections["bluesky"][0].startswith("  jetstream: ok; read up to ")
+    assert sections["bluesky"][1] == "  appview: ok; 1 posts tracked for growth"
+    host = social.url[7:]
+    assert sections["mastodon"][0].startswith(f"  instance {host}: ok; streaming (0 breaks")
+    assert "cursors public since " in sections["mastodon"][0] and "mentions last hour 1" in sections["mastodon"][0]
+    assert report["sources"]["mastodon"]["instances"][host]["mode"] == "streaming"
+    assert "\n".join(sections["mastodon"]) in format_status(report)
 
 
 def test_every_extra_key_the_built_in_sources_store_is_declared(reddit, feeds, write_config):
