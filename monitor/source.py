@@ -259,7 +259,7 @@ def configured_rule_fields(config: Config) -> list["DeclaredField"]:
             if known is None:
                 found[key] = DeclaredField(key, spec.type, spec.doc, frozenset([name]))
             elif known.type != spec.type:
-                raise ConfigError(f"sources.{name}: rule field {key!r} is a {spec.type} here but a {known.type}"
+                raise ConfigError(f"sources.{name}: rule field {key!r} is of type {spec.type} here but {known.type}"
                                   f" in sources.{min(known.sources)}: one name, one type")
             else:
                 found[key] = DeclaredField(key, known.type, known.doc, known.sources | {name})

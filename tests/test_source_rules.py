@@ -138,3 +138,30 @@ def test_a_mastodon_rule_fires_on_a_stored_mention_and_explain_shows_it(tmp_path
     assert "rule boosted-on-our-instance: urgency +20, virality +15 (boosted on an instance we watch)" in explained.stdout
     # Its growth signals in Mastodon's own units (EngagementMap): 7 favourites + boosts over the first quarter hour.
     assert "score_velocity = 28 (28 favourites + boosts/hour since posted; virality +" in explained.stdout
+
+
+def test_two_sources_declaring_one_field_with_two_types_is_a_config_error(tmp_path, write_config, monkeypatch):
+    # A third party's source, installed as pip leaves one (its module and its entry point on sys.path), that names
+    # a rule field as Mastodon does but with another type.
+    site = tmp_path / "site"
+    (site / "boosts_elsewhere").mkdir(parents=True)
+    (site / "boosts_elsewhere" / "__init__.py").write_text(
+        "from pydantic import BaseModel\n"
+        "from monitor.source import SourceField\n\n\n"
+        "class Elsewhere:\n"
+        "    class Settings(BaseModel):\n"
+        "        interval: float = 60\n"
+        "    extra_keys = {'reblogs': SourceField('string', 'who boosted it')}\n"
+        "    rule_fields = extra_keys\n", encoding="utf-8")
+    dist = site / "boosts_elsewhere-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: boosts-elsewhere\nVersion: 0.1\n", encoding="utf-8")
+    (dist / "entry_points.txt").write_text("[complaint_monitor.sources]\nelsewhere = boosts_elsewhere:Elsewhere\n",
+                                           encoding="utf-8")
+    monkeypatch.syspath_prepend(str(site))
+    with pytest.raises(ConfigError) as err:
+        RuleBook.from_config(_config(write_config, _pack(tmp_path, "score > 1"), {**MASTODON, "elsewhere": {}}))
+    assert "rule field 'reblogs' is of type string here but integer in sources.mastodon" in str(err.value)
+    # Alone, its own field is a string to its rules.
+    book = RuleBook.from_config(_config(write_config, _pack(tmp_path, 'reblogs == "ann"'), {"elsewhere": {}}))
+    assert [(f.name, f.type, sorted(f.sources)) for f in book.fields.declared] == [("reblogs", "string", ["elsewhere"])]
