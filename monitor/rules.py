@@ -142,7 +142,7 @@ class RuleFields:
                                            default_timezone="UTC")
 
     def describe(self, name: str) -> str:
-        """``'reblogs' (a float, declared by mastodon)``: what an error says about a field."""
+        """``'reblogs' (integer, declared by source mastodon)``: what an error says about a field."""
         for f in self.declared:
             if f.name == name:
                 return f"{name!r} ({f.type}, declared by source {', '.join(sorted(f.sources))})"

@@ -8,8 +8,11 @@ built by ``from_settings``. Only the adapters the config names are imported.
 
 An adapter also declares what it adds beyond the core's ``Mention`` fields:
 ``extra_keys`` (the keys it puts in ``Mention.extra``) and ``rule_fields``
-(facts of its own for rules), each a ``SourceField`` with a type and the
-sentence the README's tables carry (a test fails when one is missing there).
+(facts of its own for rules, read from those keys), each a ``SourceField``
+with a type and the sentence the README's tables carry (a test fails when one
+is missing there); ``engagement`` (an ``EngagementMap``: its own numbers and
+the core growth signal each feeds); and for ``status``, ``status_section``
+(its stored state as data and lines) with ``status_key``.
 """
 
 from __future__ import annotations
@@ -206,8 +209,10 @@ def also_rule_fields(extra_keys: dict[str, SourceField], *keys: str) -> dict[str
 @runtime_checkable
 class Source(Protocol):
     Settings: ClassVar[type[BaseModel]]
-    # Optional declarations (see ``SourceField``): keys this source puts in Mention.extra, rule fields it adds.
-    # extra_keys: ClassVar[dict[str, SourceField]]; rule_fields: ClassVar[dict[str, SourceField]]
+    # Optional declarations (see ``SourceField``): keys this source puts in Mention.extra, rule fields it adds
+    # (each one of its extra keys), and how its engagement numbers feed the core's growth signals:
+    # extra_keys: ClassVar[dict[str, SourceField]]; rule_fields: ClassVar[dict[str, SourceField]];
+    # engagement: ClassVar[EngagementMap]
     name: str
     interval: float
 
@@ -219,7 +224,6 @@ class Source(Protocol):
         ...
 
     def close(self) -> None: ...
-
     # Optional, for ``status``: ``status_key`` (an extra key its mentions are counted by) and
     # ``status_section(view: StatusView) -> StatusSection`` (a staticmethod: it reads stored state, no network).
 
