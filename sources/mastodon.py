@@ -190,8 +190,8 @@ class MastodonSource:
         self._brands = BrandTerms(search_terms)
         self._clock = clock
         self._streams: dict[str, InstanceStream] = {}  # host -> its open streams
-        # host -> the stream connections made when its timelines were last read: a new one means a break since.
-        self._connections_read: dict[str, int] = {}
+        # host -> its stream's marker when its timelines were last read: a change means statuses may be missed since.
+        self._marker_read: dict[str, tuple[int, int]] = {}
 
     @classmethod
     def from_settings(cls, settings: MastodonSettings, *, context: SourceContext) -> "MastodonSource":
@@ -221,9 +221,9 @@ class MastodonSource:
         api, host = self._clients[instance.url], instance.host
         info = dict(state.get(f"instance:{host}") or {})
         stream = self._stream(instance, info, now)
-        connections = stream.connections if stream is not None else None
+        marker = stream.marker() if stream is not None else None
         statuses: dict[str, list[Any]] = {t: [] for t in instance.timeline_names()}
-        if stream is None or self._connections_read.get(host) != connections or not stream.receiving():
+        if stream is None or self._marker_read.get(host) != marker or not stream.receiving():
             # Polling, a stream just started (what came before it), or one that broke since: the timelines from
             # their cursors. A stream's own statuses of the same moments are the same posts: one mention each.
             for timeline in statuses:
@@ -259,11 +259,12 @@ class MastodonSource:
         info.update(read_at=now, newest_created=max(newest, info.get("newest_created") or 0) if newest else
                     info.get("newest_created"))
         if stream is not None:
-            info.update(received=stream.received, breaks=stream.breaks, last_break=stream.last_break)
+            info.update(received=stream.received, breaks=stream.breaks, last_break=stream.last_break,
+                        dropped=stream.dropped)
         poll.mentions.extend(mentions)
         poll.updates.extend(updates)
         poll.state.update({**cursors, f"tracked:{host}": schedule.tracked, f"instance:{host}": info})
-        self._connections_read[host] = connections
+        self._marker_read[host] = marker
 
     def _stream(self, instance: InstanceSettings, info: dict[str, Any], now: float) -> InstanceStream | None:
         """The instance's open streams (started when due), or None while it is polled."""

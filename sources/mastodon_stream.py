@@ -6,8 +6,9 @@ poll takes it, so a poll of a streaming instance costs no request. A stream
 has no replay: whatever is posted while a connection is down is lost to it,
 so every connection made is counted (a server that ends a stream cleanly
 calls no ``on_abort``; Mastodon.py just connects again), and the poll that
-sees a new connection, or a stream not receiving right now, reads the REST
-timelines from their cursors as a polling instance does. An instance that does not accept the
+sees a new connection, statuses let go (more than ``MAX_PENDING`` waiting), or
+a stream not receiving right now, reads the REST timelines from their cursors
+as a polling instance does. An instance that does not accept the
 stream (its health check fails, or a connection is not receiving within the
 timeout: public streams kept for logged-in users answer 401) raises
 ``StreamRefused``, and the source polls it instead.
@@ -22,6 +23,9 @@ from typing import Any
 from mastodon import Mastodon, MastodonError, StreamListener
 
 RECONNECT_WAIT = 5.0  # seconds between Mastodon.py's reconnection attempts
+# Statuses kept per timeline between polls (a busy federated timeline while polls fail for an hour must not fill
+# the memory): past it the oldest go, counted, and the next poll reads the timelines as after a break.
+MAX_PENDING = 10_000
 
 
 class StreamRefused(Exception):
@@ -55,6 +59,7 @@ class InstanceStream:
         self.connections = self._first = 0  # made since the start: each after the first followed a break that may have lost statuses
         self.last_break: str | None = None
         self.received = 0
+        self.dropped = 0  # statuses let go past MAX_PENDING
 
     def start(self) -> "InstanceStream":
         try:
@@ -84,6 +89,11 @@ class InstanceStream:
             self._first = self.connections
         return self
 
+    def marker(self) -> tuple[int, int]:
+        """Changes whenever statuses may have been missed: a new connection (after a break), or statuses let go."""
+        with self._lock:
+            return self.connections, self.dropped
+
     def receiving(self) -> bool:
         return bool(self._handles) and all(h.is_receiving() for h in self._handles)
 
@@ -100,8 +110,12 @@ class InstanceStream:
 
     def _received(self, timeline: str, status: Any) -> None:
         with self._lock:
-            self._pending[timeline].append(status)
+            pending = self._pending[timeline]
+            pending.append(status)
             self.received += 1
+            if len(pending) > MAX_PENDING:
+                del pending[0]
+                self.dropped += 1
 
     @property
     def breaks(self) -> int:

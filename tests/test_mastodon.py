@@ -184,7 +184,8 @@ def test_a_streaming_instance_is_read_from_its_streams_and_a_broken_stream_is_ma
         after = one.add_status("<p>Acme answered at last</p>", acct="erin")
         _until(lambda: run() and run.store.find_mention("mastodon", after["uri"]))
         assert [p for p, _ in one.requests if p.startswith("/api/v1/timelines")] == []
-        assert len(run.store.query("SELECT id FROM mentions")) == 4
+        assert sorted(r["source_id"] for r in run.store.query("SELECT source_id FROM mentions")) == sorted(
+            s["uri"] for s in (before, streamed, missed, after))
         report = MastodonSource.status_section(StatusView("mastodon", run.store.source_state("mastodon"), clock.now))
         assert report.data["instances"][host]["mode"] == "streaming"
         assert report.data["instances"][host]["stream_breaks"] >= 2  # one per timeline stream
@@ -246,3 +247,21 @@ def test_growth_re_reads_store_snapshots_and_the_schedule_survives_a_restart(set
         one.statuses.remove(toot)
         clock.advance(1201)
         assert run().updates == [] and run.store.source_state("mastodon")[f"tracked:{host}"] == {}
+
+
+def test_statuses_a_stream_let_go_are_read_from_the_timelines(setup, monkeypatch):
+    monkeypatch.setattr("sources.mastodon_stream.MAX_PENDING", 2)  # a busy timeline while polls could not run
+    clock = ManualClock()
+    with MastodonServer() as one:
+        seed = one.add_status("<p>Acme is slow today</p>", acct="eve")
+        run = setup(clock, [{"url": one.url}], stream=True)
+        run()
+        run()  # the streams are trusted from here: no timeline asked
+        burst = [one.add_status(f"<p>Acme outage report {i}</p>", acct="eve") for i in range(4)]
+        _until(lambda: run.source._streams[one.url[7:]].received >= 4)
+        one.requests.clear()
+        poll = run()  # two of the four were let go: the timeline is read from its cursor
+        assert [q["min_id"] for p, q in one.requests if p == "/api/v1/timelines/public"] == [[seed["id"]]]
+        assert sorted(m.source_id for m in poll.mentions) == sorted(s["uri"] for s in burst)
+        assert run.store.source_state("mastodon")[f"instance:{one.url[7:]}"]["dropped"] == 2
+        run.source.close()
