@@ -167,7 +167,8 @@ def status(store: Store, intervals: dict[str, float], *, now: float | None = Non
                               " GROUP BY 1", (f"$.{key}", name, hour_ago)) if key else []
         section = status_section(name, StatusView(
             name, store.source_state(name), now, time=_time, mentions_by={k: n for k, n in counted if k is not None},
-            failures={f["subject"][len(name) + 1:]: f for f in failing if f["subject"].startswith(f"{name} ")}))
+            failures={f["subject"][len(name) + 1:]: {k: f[k] for k in ("since", "last_at", "count", "last_error")}
+                      for f in failing if f["subject"].startswith(f"{name} ")}))
         sources[name] = {
             "last_poll": _ts(last[0]["started_at"]) if last else "never",
             "last_success": _ts(last_ok[0][0]),
