@@ -30,7 +30,7 @@ def cmd_check_config(args) -> int:
     from .source import validate_source_settings
     config = _load(args.config)
     validate_source_settings(config)
-    book = RuleBook.from_files(config.rule_paths)
+    book = RuleBook.from_config(config)
     if not book.rules:
         print(f"warning: {args.config}: no rules loaded, so every mention ranks urgency 0 and virality 0"
               " (leave the rules key out to use the shipped packs)", file=sys.stderr)

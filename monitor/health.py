@@ -18,6 +18,7 @@ from typing import Any
 from .alert import Waiting
 from .logs import Redactor
 from .mail import FolderTransport, Transport, build_message
+from .source import StatusView, status_key, status_section
 from .store import Store
 
 log = logging.getLogger("complaint_monitor.health")
@@ -149,6 +150,7 @@ def status(store: Store, intervals: dict[str, float], *, now: float | None = Non
     """Everything ``complaint-monitor status`` prints, as data; ``waiting``: why pending alerts wait."""
     now = time.time() if now is None else now
     hour_ago = now - 3600
+    failing = [dict(r) for r in store.query("SELECT * FROM failures ORDER BY since")]
     sources = {}
     for name, interval in intervals.items():
         last = store.query("SELECT * FROM poll_runs WHERE source = ? ORDER BY started_at DESC LIMIT 1", (name,))
@@ -159,7 +161,14 @@ def status(store: Store, intervals: dict[str, float], *, now: float | None = Non
                             (name, hour_ago))[0][0]
         mentions = store.query("SELECT count(*) FROM mentions WHERE source = ? AND fetched_at >= ?",
                                (name, hour_ago))[0][0]
-        feeds = _feeds(store, name, hour_ago)
+        # Each source's own part (its feeds, streams, instances, cursors) from its stored state: its status_section.
+        key = status_key(name)
+        counted = store.query("SELECT json_extract(extra, ?), count(*) FROM mentions WHERE source = ? AND fetched_at >= ?"
+                              " GROUP BY 1", (f"$.{key}", name, hour_ago)) if key else []
+        section = status_section(name, StatusView(
+            name, store.source_state(name), now, time=_time, mentions_by={k: n for k, n in counted if k is not None},
+            failures={f["subject"][len(name) + 1:]: {k: f[k] for k in ("since", "last_at", "count", "last_error")}
+                      for f in failing if f["subject"].startswith(f"{name} ")}))
         sources[name] = {
             "last_poll": _ts(last[0]["started_at"]) if last else "never",
             "last_success": _ts(last_ok[0][0]),
@@ -168,11 +177,9 @@ def status(store: Store, intervals: dict[str, float], *, now: float | None = Non
             "items_last_hour": items, "mentions_last_hour": mentions,
             # The interval the daemon ran the source at (an RSS source runs at its most frequent feed's).
             "next_run": _next_run(last[0]["started_at"] + (last[0]["interval"] or interval), now) if last else "at start",
-            "feeds": feeds,
-            "stream": _stream(store, name),
+            **section.data, "detail": section.lines,
         }
     oldest = store.oldest_pending()
-    failing = [dict(r) for r in store.query("SELECT * FROM failures ORDER BY since")]
     return {
         "sources": sources,
         "outbox": {"pending": store.pending_count(), "oldest_pending": _ts(oldest),
@@ -184,46 +191,11 @@ def status(store: Store, intervals: dict[str, float], *, now: float | None = Non
     }
 
 
-def _feeds(store: Store, name: str, hour_ago: float) -> dict[str, dict[str, Any]]:
-    """Per feed: what its cursor says, its ongoing failure, its mentions in the last hour."""
-    feeds: dict[str, dict[str, Any]] = {}
-    for key, value in store.source_state(name).items():
-        if key.startswith("feed:") and isinstance(value, dict):
-            feeds[key[5:]] = {"last_success": _when(value.get("last_success")),
-                              "next_poll": _when(value.get("next_poll")),
-                              "disabled": value.get("disabled_reason") if value.get("disabled") else None,
-                              "moved_to": value.get("current_url"), "problem": value.get("last_problem")}
-            if value.get("failures") or value.get("disabled"):  # the feed's own record; a failure row below wins
-                feeds[key[5:]]["last_error"] = (f"{_when(value.get('last_error_at'))}: {value.get('last_error')}"
-                                                f" ({value.get('failures') or 1} in a row)")
-    # A feed that never worked has no cursor yet; its failure row still names it.
-    for row in store.query("SELECT * FROM failures WHERE subject LIKE ? ORDER BY subject", (f"{name} feed:%",)):
-        feed = feeds.setdefault(row["subject"][len(name) + 6:], {"last_success": None})
-        feed["last_error"] = f"{_ts(row['last_at'])}: {row['last_error']} (failing since {_ts(row['since'])})"
-    for url, count in store.query("SELECT json_extract(extra, '$.feed_url'), count(*) FROM mentions"
-                                  " WHERE source = ? AND fetched_at >= ? GROUP BY 1", (name, hour_ago)):
-        if url is not None:
-            feeds.setdefault(url, {"last_success": None})["mentions_last_hour"] = count
-    return feeds
-
-
-def _stream(store: Store, name: str) -> dict[str, dict[str, Any]]:
-    """Per site-wide listing (``stream:comments``, ``stream:new`` in the state): its rate, how far behind
-    real time it read, and the ids of gaps not yet read back."""
-    streams = {}
-    for key, value in store.source_state(name).items():
-        if not key.startswith("stream:") or not isinstance(value, dict):
-            continue
-        gaps = value.get("gaps") or []
-        read_at, newest = value.get("read_at"), value.get("newest_created")
-        streams[key[7:]] = {
-            "rate": round(value.get("rate") or 0.0, 1), "last_read": _ts(read_at),
-            "lag_seconds": round(read_at - newest, 1) if read_at and newest else None,
-            "unfilled_ids": int(sum(gap[1] - gap[0] + 1 for gap in gaps)),
-            "unfilled_since": _ts(min(gap[2] for gap in gaps)) if gaps else None,
-            **(value.get("counts") or {}),
-        }
-    return streams
+def _time(value: Any) -> str | None:
+    """A stored time (epoch seconds, or ISO text as feeds store it) as status prints every time; None when unset."""
+    if not value:
+        return None
+    return _when(value) if isinstance(value, str) else _ts(value)
 
 
 def format_status(report: dict[str, Any]) -> str:
@@ -232,24 +204,7 @@ def format_status(report: dict[str, Any]) -> str:
         lines.append(f"source {name}")
         for key in ("last_poll", "last_success", "last_error", "items_last_hour", "mentions_last_hour", "next_run"):
             lines.append(f"  {key.replace('_', ' ')}: {s[key]}")
-        for url, feed in s["feeds"].items():
-            state = f"disabled: {feed['disabled']}" if feed.get("disabled") else (
-                "failing" if feed.get("last_error") else "ok")
-            moved = f"; moved to {feed['moved_to']}" if feed.get("moved_to") else ""
-            problem = f"; problem: {feed['problem']}" if feed.get("problem") else ""
-            lines.append(f"  feed {url}: {state}; last success {feed.get('last_success') or 'never'};"
-                         f" last error {feed.get('last_error') or 'none'};"
-                         f" mentions last hour {feed.get('mentions_last_hour', 0)};"
-                         f" {'looked at again' if feed.get('disabled') else 'next poll'}"
-                         f" {feed.get('next_poll') or 'at the next run'}"
-                         f"{moved}{problem}")
-        for listing, st in s.get("stream", {}).items():
-            gap = (f"{st['unfilled_ids']} ids not read back yet (the oldest gap ends {st['unfilled_since']})"
-                   if st["unfilled_ids"] else "none")
-            lines.append(f"  stream {listing}: {st['rate']} items/s; lag {st['lag_seconds']} s at the last read"
-                         f" ({st['last_read']}); unfilled gap: {gap}; read {st.get('read', 0)},"
-                         f" read back {st.get('filled', 0)}, invisible {st.get('invisible', 0)},"
-                         f" given up (older than backfill_hours) {st.get('dropped', 0)}")
+        lines.extend(s.get("detail", ()))
     o = report["outbox"]
     lines.append(f"outbox: {o['pending']} pending (oldest {o['oldest_pending']}), {o['failed']} failed")
     lines.extend(f"  {w['line']}" for w in o.get("waiting", ()))

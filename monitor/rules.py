@@ -12,7 +12,11 @@ A rule pack is data an operator edits::
           no_match: ["I love my Acme kettle"]
 
 Every expression is checked against the field names and types below when the
-pack loads, so a typo is reported with file and rule name, not at 3 a.m.
+pack loads, so a typo is reported with file and rule name, not at 3 a.m. The
+fields are the core's ``FIELDS`` and the rule fields the configured sources
+declare (``monitor.source.SourceField``): each rule book has its own
+``RuleFields`` (and rule-engine context), so two configs with different
+sources never see each other's fields.
 """
 
 from __future__ import annotations
@@ -83,10 +87,74 @@ FIELDS: dict[str, tuple[Any, str]] = {
     "tags": (_T.ARRAY(_T.STRING), "tags added by rules that ran before this one"),
 }
 
-_CONTEXT = rule_engine.Context(
-    type_resolver=rule_engine.type_resolver_from_dict({name: t for name, (t, _) in FIELDS.items()}),
-    default_timezone="UTC",
-)
+# A declared rule field's type (``SourceField.type``) as rule-engine's, and the value a mention from another
+# source (or one without the key) reads: rule-engine's comparisons refuse null, so each type has an empty value.
+SOURCE_FIELD_TYPES: dict[str, Any] = {"string": _T.STRING, "float": _T.FLOAT, "integer": _T.FLOAT,
+                                      "boolean": _T.BOOLEAN, "strings": _T.ARRAY(_T.STRING), "mapping": _T.MAPPING}
+SOURCE_FIELD_EMPTY: dict[str, Any] = {"string": "", "float": 0.0, "integer": 0.0, "boolean": False, "strings": (),
+                                      "mapping": {}}
+
+
+@dataclass(frozen=True)
+class DeclaredField:
+    """A rule field a configured source declares: its ``SourceField`` type, meaning, and the sources declaring it
+    (the config's names for them: ``Mention.source``)."""
+
+    name: str
+    type: str
+    doc: str
+    sources: frozenset[str]
+
+    @property
+    def empty(self) -> Any:
+        return SOURCE_FIELD_EMPTY[self.type]
+
+    def value(self, raw: Any) -> Any:
+        """``Mention.extra[name]`` as the field's type; a value of another type reads as empty (a source's odd
+        item must not turn every rule on the field into an evaluation error)."""
+        if raw is None:
+            return self.empty
+        kind = self.type
+        if kind == "string":
+            return raw if isinstance(raw, str) else self.empty
+        if kind in ("float", "integer"):
+            return float(raw) if isinstance(raw, (int, float)) and not isinstance(raw, bool) else 0.0
+        if kind == "boolean":
+            return raw if isinstance(raw, bool) else False
+        if kind == "strings":
+            return tuple(v for v in raw if isinstance(v, str)) if isinstance(raw, (list, tuple)) else ()
+        return raw if isinstance(raw, dict) else {}
+
+
+class RuleFields:
+    """The fields one rule book's rules may read: the core's ``FIELDS`` and the configured sources' declared
+    ones, with the rule-engine context that types them. Immutable once made."""
+
+    def __init__(self, declared: list[DeclaredField] | tuple[DeclaredField, ...] = ()):
+        for f in declared:
+            if f.name in FIELDS:
+                raise ConfigError(f"sources.{min(f.sources)}: rule field {f.name!r} is a core rule field already;"
+                                  " a source must name its own fields differently")
+        self.declared: tuple[DeclaredField, ...] = tuple(declared)
+        self.types: dict[str, Any] = {name: t for name, (t, _) in FIELDS.items()}
+        self.types.update({f.name: SOURCE_FIELD_TYPES[f.type] for f in self.declared})
+        self.context = rule_engine.Context(type_resolver=rule_engine.type_resolver_from_dict(dict(self.types)),
+                                           default_timezone="UTC")
+
+    def describe(self, name: str) -> str:
+        """``'reblogs' (integer, declared by source mastodon)``: what an error says about a field."""
+        for f in self.declared:
+            if f.name == name:
+                return f"{name!r} ({f.type}, declared by source {', '.join(sorted(f.sources))})"
+        return f"{name!r} ({self.types[name].name.lower()}, a core field)"
+
+    def defaults(self) -> dict[str, Any]:
+        """Every field's value for a mention that says nothing: the core's defaults, then the declared fields' empty
+        values."""
+        return {**_DEFAULT_FACTS, **{f.name: f.empty for f in self.declared}}
+
+
+CORE_FIELDS = RuleFields()
 
 
 def default_facts() -> dict[str, Any]:
@@ -430,7 +498,8 @@ def fast_check(node: Any, indexes: dict[str, LiteralIndex] | None = None) -> Cal
                     return wanted
             return not wanted
         return prefiltered
-    if kind is rule_ast.SymbolExpression and node.scope is None and node.name in FIELDS:
+    if kind is rule_ast.SymbolExpression and node.scope is None:
+        # The book's context resolved the symbol (a core or a declared field), and facts carry every field.
         return operator.itemgetter(node.name)
     if kind is rule_ast.GetAttributeExpression and node.name in ("as_lower", "as_upper") \
             and node.object.result_type == _T.STRING:
@@ -489,7 +558,7 @@ def _field_vs_constant(node: Any) -> tuple[str, Callable[[Any, Any], bool], floa
     """(field, comparison, constant) for ``field <op> constant`` on floats, the packs' common case."""
     if type(node) is rule_ast.ArithmeticComparisonExpression and node.type in _ORDER \
             and type(node.left) is rule_ast.SymbolExpression and node.left.scope is None \
-            and node.left.name in FIELDS and node.left.result_type == _FLOAT \
+            and node.left.result_type == _FLOAT \
             and type(node.right) is rule_ast.FloatExpression:
         return node.left.name, _ORDER[node.type], _literal(node.right.value)
     return None
@@ -507,7 +576,7 @@ def _gate(node: Any, indexes: dict[str, LiteralIndex]) -> _Gate | None:
     if comparison is not None:
         name, test, constant = comparison
         return _Gate(name, test, constant)
-    if kind is rule_ast.SymbolExpression and node.scope is None and FIELDS.get(node.name, (None,))[0] == _T.BOOLEAN:
+    if kind is rule_ast.SymbolExpression and node.scope is None and node.result_type == _T.BOOLEAN:
         return _Gate(node.name, operator.is_not, False)  # a flag that is False cannot make the rule true
     if kind is not rule_ast.FuzzyComparisonExpression or node.type != "eq_fzs" \
             or not isinstance(node.right, rule_ast.StringExpression):
@@ -522,17 +591,56 @@ def _gate(node: Any, indexes: dict[str, LiteralIndex]) -> _Gate | None:
                  subject=fast_check(node.left, indexes), index=index)
 
 
-def _compile(expression: str, where: str) -> rule_engine.Rule:
+_LITERALS = (rule_ast.FloatExpression, rule_ast.StringExpression, rule_ast.BooleanExpression)
+
+
+def _children(node: Any) -> list[Any]:
+    # rule-engine's nodes keep their operands in slots (Statement) or in their __dict__ (the expressions).
+    names = {n for cls in type(node).__mro__ for n in getattr(cls, "__slots__", ())} | set(getattr(node, "__dict__", ()))
+    return [v for v in (getattr(node, n, None) for n in sorted(names)) if isinstance(v, rule_ast.ASTNodeBase)]
+
+
+def _mistyped_equality(node: Any) -> tuple[str, Any] | None:
+    """A field compared with ``==``/``!=`` to a literal of another type (``reblogs == "3"``, never true):
+    rule-engine allows it, so it is caught here; (field, the literal's type) or None."""
+    if type(node) is rule_ast.ComparisonExpression and node.type in ("eq", "ne"):
+        for field_side, other in ((node.left, node.right), (node.right, node.left)):
+            if type(field_side) is rule_ast.SymbolExpression and field_side.scope is None \
+                    and isinstance(other, _LITERALS) and field_side.result_type != _T.UNDEFINED \
+                    and not _T.is_compatible(field_side.result_type, other.result_type):
+                return field_side.name, other.result_type
+    for child in _children(node):
+        found = _mistyped_equality(child)
+        if found is not None:
+            return found
+    return None
+
+
+def _named_fields(expression: str, fields: RuleFields) -> list[str]:
+    return [name for name in dict.fromkeys(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expression)) if name in fields.types]
+
+
+def _compile(expression: str, where: str, fields: RuleFields = CORE_FIELDS) -> rule_engine.Rule:
     try:
-        return rule_engine.Rule(expression, context=_CONTEXT)
+        rule = rule_engine.Rule(expression, context=fields.context)
     except rule_engine.errors.SymbolResolutionError as err:
-        known = ", ".join(FIELDS)
-        raise ConfigError(f"{where}: unknown field {err.symbol_name!r} (fields: {known})") from None
+        known = ", ".join(fields.types)
+        hint = f"; did you mean {err.suggestion!r}?" if getattr(err, "suggestion", None) else ""
+        raise ConfigError(f"{where}: unknown field {err.symbol_name!r}{hint} (fields: {known}; a source's own"
+                          " fields are known when the source is configured)") from None
     except rule_engine.errors.EngineError as err:
-        raise ConfigError(f"{where}: {type(err).__name__}: {err.message}") from None
+        named = _named_fields(expression, fields)
+        about = f" (fields: {', '.join(fields.describe(n) for n in named)})" if named else ""
+        raise ConfigError(f"{where}: {type(err).__name__}: {err.message} in {expression!r}{about}") from None
+    mistyped = _mistyped_equality(rule.statement)
+    if mistyped is not None:
+        name, other = mistyped
+        raise ConfigError(f"{where}: field {fields.describe(name)} is compared with a {other.name.lower()}"
+                          f" in {expression!r}: never equal")
+    return rule
 
 
-def load_pack(path: Path) -> list[Rule]:
+def load_pack(path: Path, fields: RuleFields = CORE_FIELDS) -> list[Rule]:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -551,7 +659,7 @@ def load_pack(path: Path) -> list[Rule]:
             raise ConfigError(f"{where}: the name is used twice in this pack")
         seen.add(r.name)
         rules.append(Rule(
-            name=r.name, pack=path.stem, expression=_compile(r.when, where), urgency=r.urgency,
+            name=r.name, pack=path.stem, expression=_compile(r.when, where, fields), urgency=r.urgency,
             virality=r.virality, tags=tuple(r.tags), suppress=r.suppress, notify=tuple(r.notify),
             description=r.description, examples_match=tuple(r.examples.match),
             examples_no_match=tuple(r.examples.no_match),
@@ -563,7 +671,9 @@ def load_pack(path: Path) -> list[Rule]:
 class RuleBook:
     """All loaded packs, applied in order: later rules can read earlier rules' tags."""
 
-    def __init__(self, rules: list[Rule]):
+    def __init__(self, rules: list[Rule], *, fields: RuleFields = CORE_FIELDS):
+        # The fields its rules were compiled against: the facts it evaluates carry every one of them.
+        self.fields = fields
         # The book's rules share their regex prefilters: one pass over the text for all of them.
         indexes: dict[str, LiteralIndex] = {}
         self.rules = [dataclasses.replace(r, check=fast_check(r.expression.statement, indexes)) for r in rules]
@@ -589,11 +699,17 @@ class RuleBook:
         self._literal_passes_list = list(self._literal_passes.items())
 
     @classmethod
-    def from_files(cls, paths: list[Path]) -> "RuleBook":
+    def from_files(cls, paths: list[Path], *, fields: RuleFields = CORE_FIELDS) -> "RuleBook":
         rules: list[Rule] = []
         for path in paths:
-            rules.extend(load_pack(path))
-        return cls(rules)
+            rules.extend(load_pack(path, fields))
+        return cls(rules, fields=fields)
+
+    @classmethod
+    def from_config(cls, config: Any) -> "RuleBook":
+        """The config's rule packs, checked against the core's fields and those its sources declare."""
+        from .source import configured_rule_fields  # source imports the config; rules need it only here
+        return cls.from_files(config.rule_paths, fields=RuleFields(configured_rule_fields(config)))
 
     def evaluate(self, facts: dict[str, Any], *, urgency: float = 0.0, virality: float = 0.0) -> Verdict:
         """The rules' points added to ``urgency`` and ``virality`` (the continuous bases the complaint model and

@@ -17,7 +17,7 @@ from .match import BrandMatch
 from .mention import Mention
 from .rules import Reason, RuleBook, Verdict
 from .sentiment import Sentiment, SentimentScorer, rounded
-from .virality import growth_risk
+from .virality import POINTS, Units, growth_risk
 
 
 class Signals(NamedTuple):
@@ -196,7 +196,8 @@ def signals_from_mention(mention: Mention, *, now: datetime | None = None, sight
 class Scorer:
     def __init__(self, *, rules: RuleBook, sentiment: SentimentScorer, thresholds: Thresholds,
                  complaint: ModelFile | None = None, complaint_settings: ComplaintSettings | None = None,
-                 own_account=lambda brand, author: False, spike_ratio: float = 3.0):
+                 own_account=lambda brand, author: False, spike_ratio: float = 3.0,
+                 units: dict[str, Units] | None = None):
         self.rules = rules
         self.spike_ratio = float(spike_ratio)  # the brand-spike rule compares brand_spike with it
         self.sentiment = sentiment
@@ -204,20 +205,25 @@ class Scorer:
         self.complaint = complaint or ModelFile()  # the shipped model
         self.complaint_settings = complaint_settings or ComplaintSettings()
         self._own_account = own_account
+        # The rule fields the configured sources declare, read from a mention's extra when it comes from one of
+        # them, else empty (see ``rules.DeclaredField``): the facts carry every field the book's rules may read.
+        self._declared = rules.fields.declared
+        self._units = dict(units or {})  # source -> what its score and comments count, for the explanation
 
     @classmethod
     def from_config(cls, config: Config, *, own_account=lambda brand, author: False) -> "Scorer":
-        return cls(rules=RuleBook.from_files(config.rule_paths),
+        return cls(rules=RuleBook.from_config(config),
                    sentiment=SentimentScorer(lexicon=config.sentiment.lexicon),
                    thresholds=config.thresholds, complaint=ModelFile(config.complaint_model_path),
-                   complaint_settings=config.complaint, own_account=own_account, spike_ratio=config.spikes.ratio)
+                   complaint_settings=config.complaint, own_account=own_account, spike_ratio=config.spikes.ratio,
+                   units=source_units(config))
 
     def facts(self, mention: Mention, match: BrandMatch | None, sentiment: Sentiment,
               title_compound: float, signals: Signals, complaint: float = 0.0) -> dict[str, Any]:
         e = mention.engagement
         extra = mention.extra
         # One dict display, in FIELDS order (a test holds it to FIELDS): no defaults copied and overwritten.
-        return {
+        facts = {
             "text": mention.text, "title": mention.title, "source": mention.source, "kind": mention.kind,
             "place": mention.place, "subreddit": str(extra.get("subreddit") or "") if extra else "",
             "feed": str(extra.get("feed") or "") if extra else "", "author": mention.author or "",
@@ -236,6 +242,10 @@ class Scorer:
             "spike_ratio": self.spike_ratio,
             "length": float(len(mention.text)), "tags": (),
         }
+        for declared in self._declared:
+            facts[declared.name] = declared.value(extra.get(declared.name)) if mention.source in declared.sources \
+                else declared.empty
+        return facts
 
     def read(self, mention: Mention, match: BrandMatch | None = None) -> Reading:
         """What the words say: the first stage of scoring, which needs nothing stored."""
@@ -263,7 +273,7 @@ class Scorer:
         # Every mention starts from what the model says, so no clear complaint sits at 0 and no two tie for no
         # reason; rules add severity (legal, safety, money, leaving...) on top.
         base = rounded(reading.complaint * settings.urgency_points, 1)
-        growth = growth_risk(signals, mention.reach)
+        growth = growth_risk(signals, mention.reach, self._units.get(mention.source, POINTS))
         verdict = self.rules.evaluate(facts, urgency=base, virality=growth.base)
         verdict.reasons.insert(0, Reason("model", "complaint", urgency=base,
                                          detail=f"complaint model {reading.complaint:.2f}"))
@@ -282,6 +292,16 @@ class Scorer:
     def score(self, mention: Mention, match: BrandMatch | None = None, *, signals: Signals | None = None) -> Scores:
         """Both stages for one mention. Many at once go faster stage by stage (see ``Pipeline.process``)."""
         return self.rank(mention, match, self.read(mention, match), signals=signals)
+
+def source_units(config: Config) -> dict[str, Units]:
+    """What each configured source's score and comments count (its ``EngagementMap``), for explanations."""
+    from .source import engagement_map, load_source_class  # source imports what score imports
+    units = {}
+    for name in config.sources:
+        declared = engagement_map(load_source_class(name))
+        units[name] = Units(declared.score_unit, declared.comment_unit)
+    return units
+
 
 def _spike_reason(ratio: float) -> Reason:
     """The value behind the brand-spike rule (its points are the rule's), so an explanation shows it."""

@@ -40,15 +40,27 @@ SIGHTINGS_WEIGHT = 5.0  # per doubling of the places the story was seen in (set 
 SCALE = 100.0
 
 
-# What each signal's value means, for the explanation (made only for the signals that add points).
+# What each signal's value means, for the explanation (made only for the signals that add points), in the units
+# of the mention's source: each source's EngagementMap says what its score and comments are made of
+# ("favourites + boosts", "replies"); Reddit's are points and comments.
 _DETAILS = {
-    "score_velocity": lambda v: f"{v:g} points/hour since posted",
-    "recent_velocity": lambda v: f"{v:g} points/hour since the last reading",
-    "comment_velocity": lambda v: f"{v:g} comments/hour",
-    "reach": lambda v: f"{v:,.0f} can see it",
-    "acceleration": lambda v: f"{v:+g} points/hour per hour",
-    "sightings": lambda v: f"seen in {v:g} places",
+    "score_velocity": lambda v, u: f"{v:g} {u.score}/hour since posted",
+    "recent_velocity": lambda v, u: f"{v:g} {u.score}/hour since the last reading",
+    "comment_velocity": lambda v, u: f"{v:g} {u.comments}/hour",
+    "reach": lambda v, u: f"{v:,.0f} can see it",
+    "acceleration": lambda v, u: f"{v:+g} {u.score}/hour per hour",
+    "sightings": lambda v, u: f"seen in {v:g} places",
 }
+
+
+class Units(NamedTuple):
+    """What a source's score and comments count, for the explanation."""
+
+    score: str = "points"
+    comments: str = "comments"
+
+
+POINTS = Units()
 
 
 class Growth(NamedTuple):
@@ -61,9 +73,11 @@ def _decades(value: float) -> float:
     return math.log10(1.0 + value) if value > 0 else 0.0
 
 
-def growth_risk(signals: "Signals", reach: float | None) -> Growth:
+def growth_risk(signals: "Signals", reach: float | None, units: Units = POINTS) -> Growth:
     """The virality base 0..100 from a mention's growth signals and its reach, and its reasons: one
-    ``Reason("signal", ...)`` per signal that adds (or, for a slowdown, takes away) points; they sum to the base."""
+    ``Reason("signal", ...)`` per signal that adds (or, for a slowdown, takes away) points; they sum to the base.
+    The signals are the source's own numbers mapped by its ``EngagementMap`` (the same weights for every source);
+    ``units`` only names them in the reasons."""
     score_velocity, recent_velocity = signals.score_velocity, signals.recent_velocity
     comment_velocity, acceleration, sightings = signals.comment_velocity, signals.acceleration, signals.sightings
     if recent_velocity == score_velocity:  # one reading (or a steady rate): one rate, one reason
@@ -86,6 +100,6 @@ def growth_risk(signals: "Signals", reach: float | None) -> Growth:
     values = {"score_velocity": score_velocity, "recent_velocity": recent_velocity,
               "comment_velocity": comment_velocity, "reach": reach, "acceleration": acceleration,
               "sightings": sightings}
-    reasons = [Reason("signal", name, virality=round(p * risk / points, 1), detail=_DETAILS[name](values[name]))
+    reasons = [Reason("signal", name, virality=round(p * risk / points, 1), detail=_DETAILS[name](values[name], units))
                for name, p in parts if p]
     return Growth(round(sum(r.virality for r in reasons), 1), reasons)

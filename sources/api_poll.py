@@ -27,7 +27,7 @@ import httpx
 from pydantic import BaseModel, Field
 
 from monitor.mention import Mention
-from monitor.source import Poll, SourceField
+from monitor.source import Poll, SourceField, StatusView
 
 from .feed_fetch import retry_after_seconds
 from .reddit_growth import GrowthSchedule
@@ -206,3 +206,26 @@ class BrandTerms:
             return True
         haystack = f"{mention.title}\n{mention.text}".lower()
         return any(term in haystack for term in self._terms)
+
+
+def endpoint_status(view: StatusView, subject: str) -> dict[str, Any]:
+    """One endpoint's health for ``status``, from its stored backoff (and an ongoing failure row)."""
+    backoff = Backoff.from_dict(view.state.get(f"backoff:{subject}"))
+    failure = view.failures.get(subject)
+    if not backoff.failures and failure is None:
+        return {"state": "ok"}
+    return {"state": "failing", "failures": backoff.failures or (failure or {}).get("count"),
+            "last_error": backoff.last_error or (failure or {}).get("last_error"),
+            "next_try": view.time(backoff.next_try) if backoff.next_try > view.now else None}
+
+
+def endpoint_line(name: str, health: dict[str, Any]) -> str:
+    if health["state"] == "ok":
+        return f"{name}: ok"
+    wait = f"; next try {health['next_try']}" if health.get("next_try") else ""
+    return f"{name}: failing ({health['failures']} in a row): {health['last_error']}{wait}"
+
+
+def tracked_count(view: StatusView, key: str = "tracked") -> int:
+    tracked = view.state.get(key)
+    return len(tracked) if isinstance(tracked, dict) else 0

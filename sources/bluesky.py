@@ -33,16 +33,29 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from websockets.sync.client import connect as ws_connect
 
 from monitor.links import canonical_url
-from monitor.mention import Engagement, Mention
-from monitor.source import Poll, SourceContext, SourceField
+from monitor.mention import Mention
+from monitor.source import (EngagementMap, Poll, SourceContext, SourceField, StatusSection, StatusView,
+                            also_rule_fields)
 
-from .api_poll import LINK_KEYS, ApiFault, BrandTerms, PollSteps, TrackingSettings, get_json, http_fault, make_client
+from .api_poll import (LINK_KEYS, ApiFault, BrandTerms, PollSteps, TrackingSettings, endpoint_line, endpoint_status,
+                       get_json, http_fault, make_client, tracked_count)
 
 log = logging.getLogger("complaint_monitor.sources.bluesky")
 
 POST = "app.bsky.feed.post"
 LOOKUP_BATCH = 25  # getPosts and getProfiles take at most 25 at once
 CURSOR_KEY, TRACKED_KEY = "cursor", "tracked"
+
+# Likes, reposts and quotes are the score, replies the comments, the author's followers the reach (all read
+# from the AppView: the firehose carries none).
+ENGAGEMENT = EngagementMap(
+    numbers={"likes": SourceField("integer", "likeCount at a re-read"),
+             "reposts": SourceField("integer", "repostCount at a re-read"),
+             "quotes": SourceField("integer", "quoteCount at a re-read"),
+             "replies": SourceField("integer", "replyCount at a re-read"),
+             "followers": SourceField("integer", "the author's followersCount")},
+    score=("likes", "reposts", "quotes"), comments=("replies",), reach=("followers",),
+    score_unit="likes + reposts + quotes", comment_unit="replies")
 
 
 class BlueskySettings(TrackingSettings):
@@ -100,7 +113,8 @@ def mention_from_view(source: str, view: dict[str, Any], *, now: datetime) -> Me
     did, _, rkey = view["uri"][len("at://"):].partition(f"/{POST}/")
     mention = mention_from_record(source, did=did, rkey=rkey, record=view.get("record") or {}, now=now)
     likes, reposts, quotes = (int(view.get(k) or 0) for k in ("likeCount", "repostCount", "quoteCount"))
-    mention.engagement = Engagement(score=likes + reposts + quotes, comments=int(view.get("replyCount") or 0))
+    mention.engagement = ENGAGEMENT.engagement({"likes": likes, "reposts": reposts, "quotes": quotes,
+                                                "replies": int(view.get("replyCount") or 0)})
     mention.extra.update(likes=likes, reposts=reposts, quotes=quotes)
     return mention
 
@@ -126,6 +140,7 @@ def _faults() -> Iterator[None]:
 
 class BlueskySource:
     Settings = BlueskySettings
+    engagement = ENGAGEMENT
     extra_keys = {
         "did": SourceField("string", "the author's DID (the handle, once looked up, is the author)"),
         "langs": SourceField("strings", "the languages the author tagged the post with"),
@@ -134,6 +149,7 @@ class BlueskySource:
         "reposts": SourceField("integer", "reposts at the last re-read"),
         "quotes": SourceField("integer", "quote posts at the last re-read"),
     }
+    rule_fields = also_rule_fields(extra_keys, "langs", "likes", "reposts", "quotes")
 
     def __init__(self, *, name: str = "bluesky", settings: BlueskySettings, client: httpx.Client,
                  connect: Callable[[str], Any], search_terms: dict[str, list[str]] | None = None,
@@ -145,6 +161,20 @@ class BlueskySource:
         self._connect = connect  # Jetstream
         self._brands = BrandTerms(search_terms)
         self._clock = clock
+
+    @staticmethod
+    def status_section(view: StatusView) -> StatusSection:
+        """Jetstream's and the AppView's health, where the firehose cursor is and how far behind now, the posts
+        tracked for growth."""
+        cursor = view.state.get(CURSOR_KEY)
+        at = cursor / 1_000_000 if isinstance(cursor, int) else None
+        data = {"jetstream": endpoint_status(view, "jetstream"), "appview": endpoint_status(view, "appview"),
+                "read_up_to": view.time(at), "lag_seconds": round(view.now - at, 1) if at else None,
+                "tracked": tracked_count(view, TRACKED_KEY)}
+        read = f"read up to {data['read_up_to']} ({data['lag_seconds']:g} s before now)" if at else "nothing read yet"
+        return StatusSection(data={"bluesky": data}, lines=[
+            f"  {endpoint_line('jetstream', data['jetstream'])}; {read}",
+            f"  {endpoint_line('appview', data['appview'])}; {data['tracked']} posts tracked for growth"])
 
     @classmethod
     def from_settings(cls, settings: BlueskySettings, *, context: SourceContext) -> "BlueskySource":
@@ -224,7 +254,7 @@ class BlueskySource:
             if profile.get("handle"):
                 mention.author = profile["handle"]
             if isinstance(profile.get("followersCount"), int):
-                mention.reach = float(profile["followersCount"])
+                mention.reach = ENGAGEMENT.reach_of({"followers": profile["followersCount"]})
         returned = {m.source_id for m in fresh}
         for uri in due:
             if uri in returned:

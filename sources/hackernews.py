@@ -26,10 +26,12 @@ import httpx
 from pydantic import ConfigDict, Field
 
 from monitor.links import canonical_url
-from monitor.mention import Engagement, Mention
-from monitor.source import Poll, SourceContext, SourceField
+from monitor.mention import Mention
+from monitor.source import (EngagementMap, Poll, SourceContext, SourceField, StatusSection, StatusView,
+                            also_rule_fields)
 
-from .api_poll import LINK_KEYS, BrandTerms, PollSteps, TrackingSettings, get_json, make_client
+from .api_poll import (LINK_KEYS, BrandTerms, PollSteps, TrackingSettings, endpoint_line, endpoint_status, get_json,
+                       make_client, tracked_count)
 from .feed_entries import html_to_text
 
 log = logging.getLogger("complaint_monitor.sources.hackernews")
@@ -38,6 +40,13 @@ ITEM_URL = "https://news.ycombinator.com/item?id={}"
 PAGE_SIZE = 1000  # Algolia's most hits per request
 REREAD_BATCH = 100  # stories re-read per request (tags=story,(story_1,...,story_100))
 CURSOR_KEY, TRACKED_KEY = "cursor", "tracked"
+
+# Points are the score, a story's comments the comments; reach is what the config says an appearance is worth.
+ENGAGEMENT = EngagementMap(
+    numbers={"points": SourceField("integer", "an item's points"),
+             "num_comments": SourceField("integer", "a story's comments (comments have none)"),
+             "reach": SourceField("float", "the configured `sources.hackernews.reach` (0: unknown)")},
+    score=("points",), comments=("num_comments",), reach=("reach",))
 
 
 class HackerNewsSettings(TrackingSettings):
@@ -77,11 +86,12 @@ def mention_from_hit(source: str, hit: dict[str, Any], *, now: datetime, reach: 
         text, title = html_to_text(hit.get("comment_text") or ""), ""
     else:
         text, title = html_to_text(hit.get("story_text") or ""), hit.get("title") or ""
+    numbers = {"points": _count(hit.get("points")), "reach": reach or None,
+               "num_comments": None if is_comment else _count(hit.get("num_comments"))}
     return Mention(source=source, source_id=item_id, url=ITEM_URL.format(item_id), title=title, text=text,
                    author=hit.get("author"), created_at=created_at, fetched_at=now, place="Hacker News",
-                   kind="comment" if is_comment else "post", reach=reach or None, extra=extra,
-                   engagement=Engagement(score=_count(hit.get("points")),
-                                         comments=None if is_comment else _count(hit.get("num_comments"))))
+                   kind="comment" if is_comment else "post", reach=ENGAGEMENT.reach_of(numbers), extra=extra,
+                   engagement=ENGAGEMENT.engagement(numbers))
 
 
 def _count(value: Any) -> int | None:
@@ -90,6 +100,7 @@ def _count(value: Any) -> int | None:
 
 class HackerNewsSource:
     Settings = HackerNewsSettings
+    engagement = ENGAGEMENT
     extra_keys = {
         "hn_id": SourceField("string", "the Hacker News item id"),
         **LINK_KEYS,
@@ -97,6 +108,8 @@ class HackerNewsSource:
         "parent_id": SourceField("string", "the item a comment answers"),
         "story_title": SourceField("string", "the title of a comment's story"),
     }
+    # A comment's thread, for rules: ``story_title =~~ "(?i)acme"``; empty for stories and outside Hacker News.
+    rule_fields = also_rule_fields(extra_keys, "story_title")
 
     def __init__(self, *, name: str = "hackernews", settings: HackerNewsSettings, client: httpx.Client,
                  search_terms: dict[str, list[str]] | None = None, clock: Callable[[], float] = time.time):
@@ -107,6 +120,19 @@ class HackerNewsSource:
         self._brands = BrandTerms(search_terms)
         self._clock = clock
         self._api = settings.api_url.rstrip("/")
+
+    @staticmethod
+    def status_section(view: StatusView) -> StatusSection:
+        """The API's health, the newest item read and how far behind now it is, the stories tracked for growth."""
+        cursor = view.state.get(CURSOR_KEY) if isinstance(view.state.get(CURSOR_KEY), dict) else {}
+        newest = cursor.get("created") if isinstance(cursor.get("created"), (int, float)) else None
+        data = {"api": endpoint_status(view, "api"), "newest_item": view.time(newest),
+                "lag_seconds": round(view.now - newest, 1) if newest else None,
+                "tracked": tracked_count(view, TRACKED_KEY)}
+        read = f"newest item read {data['newest_item']} ({data['lag_seconds']:g} s before now)" if newest \
+            else "nothing read yet"
+        return StatusSection(data={"hackernews": data}, lines=[
+            f"  {endpoint_line('api', data['api'])}; {read}; {data['tracked']} stories tracked for growth"])
 
     @classmethod
     def from_settings(cls, settings: HackerNewsSettings, *, context: SourceContext) -> "HackerNewsSource":

@@ -1,4 +1,4 @@
-"""Mastodon through Mastodon.py: public and hashtag timelines of several instances at once.
+"""Mastodon through Mastodon.py: public and hashtag timelines of several instances, streamed where allowed.
 
 Each configured instance is one endpoint (one backoff: an instance limits
 requests per client address, not per timeline) with one cursor per timeline,
@@ -11,6 +11,19 @@ only. Boosts (``reblogs_count``) and favourites are the score, replies the
 comments, the author's followers the reach. A post is known by its ActivityPub
 ``uri``, the same on every instance, so a post seen through two instances is
 one mention.
+
+Streaming: where an instance accepts it, its timelines are also streamed
+(``sources/mastodon_stream.py``); a poll then takes what the streams brought
+and asks the REST timelines nothing, except after a stream broke (a stream
+has no replay, so the timelines are read from their cursors once more). An
+instance that refuses the stream is polled, and asked again after
+``stream_retry`` seconds; ``instance:<host>`` in the state says which and why.
+
+Growth: statuses naming a brand are re-read on Reddit's schedule
+(``GET /api/v1/statuses?id[]=``, 20 at a time; one ``/api/v1/statuses/:id``
+each on a server without it), per instance (``tracked:<host>`` in the state,
+by the instance's own status id), for their favourites, boosts, replies and
+the author's followers.
 
 Faults: Mastodon.py is told to raise on a 429 (``ratelimit_method="throw"``)
 instead of sleeping in the poll; the wait until its ``X-RateLimit-Reset``, 5xx,
@@ -27,19 +40,32 @@ from datetime import datetime
 from typing import Any, Callable, Iterator, Literal
 from urllib.parse import urlsplit
 
-from mastodon import Mastodon, MastodonAPIError, MastodonRatelimitError
+from mastodon import Mastodon, MastodonAPIError, MastodonNotFoundError, MastodonRatelimitError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from monitor.links import canonical_url
-from monitor.mention import Engagement, Mention
-from monitor.source import Poll, SourceContext, SourceField
+from monitor.mention import Mention
+from monitor.source import (EngagementMap, Poll, SourceContext, SourceField, StatusSection, StatusView,
+                            also_rule_fields)
 
-from .api_poll import LINK_KEYS, ApiFault, PollSteps, RateLimited
+from .api_poll import (LINK_KEYS, ApiFault, BrandTerms, PollSteps, RateLimited, TrackingSettings, endpoint_line,
+                       endpoint_status, tracked_count)
 from .feed_entries import html_to_text
+from .mastodon_stream import InstanceStream, StreamRefused
 
 log = logging.getLogger("complaint_monitor.sources.mastodon")
 
 PAGE_SIZE = 40  # Mastodon's most statuses per timeline request
+REREAD_BATCH = 20  # Mastodon's most ids per /api/v1/statuses request
+
+# Favourites and boosts are the score, replies the comments, the author's followers the reach.
+ENGAGEMENT = EngagementMap(
+    numbers={"favourites": SourceField("integer", "the status's favourites_count when read"),
+             "reblogs": SourceField("integer", "its reblogs_count (boosts)"),
+             "replies": SourceField("integer", "its replies_count"),
+             "followers": SourceField("integer", "the author's followers_count")},
+    score=("favourites", "reblogs"), comments=("replies",), reach=("followers",),
+    score_unit="favourites + boosts", comment_unit="replies")
 
 
 class InstanceSettings(BaseModel):
@@ -50,6 +76,8 @@ class InstanceSettings(BaseModel):
     hashtags: list[str] = Field(default_factory=list)
     # Some instances show their timelines only to a logged-in app; most need none.
     access_token: str = Field(default="", repr=False)
+    # Stream the timelines where the instance allows it (false: poll only).
+    stream: bool = True
 
     @field_validator("hashtags")
     @classmethod
@@ -64,7 +92,7 @@ class InstanceSettings(BaseModel):
         return [*self.timelines, *(f"tag/{t}" for t in self.hashtags)]
 
 
-class MastodonSettings(BaseModel):
+class MastodonSettings(TrackingSettings):
     model_config = ConfigDict(extra="forbid")
     interval: float = Field(default=60, gt=0)
     timeout: float = Field(default=20, gt=0)
@@ -74,6 +102,11 @@ class MastodonSettings(BaseModel):
     # Longest wait between tries of a failing instance (doubling up to this), in seconds.
     max_backoff: float = Field(default=3600, gt=0)
     instances: list[InstanceSettings] = Field(default_factory=list)
+    # Streaming (where an instance allows it): a refused stream is asked for again after stream_retry seconds,
+    # and a stream silent for stream_read_timeout seconds (servers send a heartbeat every 15) is reconnected.
+    stream: bool = True
+    stream_retry: float = Field(default=3600, gt=0)
+    stream_read_timeout: float = Field(default=300, gt=0)
 
 
 def mastodon_client(instance: InstanceSettings, settings: MastodonSettings) -> Mastodon:
@@ -107,15 +140,14 @@ def mention_from_status(source: str, status: dict[str, Any], *, instance: Instan
     if card.get("url"):
         extra["link_url"] = card["url"]
         extra["canonical_url"] = canonical_url(card["url"])
-    followers = _count(account.get("followers_count"))
+    numbers = {"favourites": favourites, "reblogs": reblogs, "replies": _count(status.get("replies_count")),
+               "followers": _count(account.get("followers_count"))}
     return Mention(source=source, source_id=str(status.get("uri") or status["id"]),
                    url=str(status.get("url") or status.get("uri") or ""), title=status.get("spoiler_text") or "",
                    text=html_to_text(status.get("content") or ""), author=acct or None, created_at=created,
                    fetched_at=now, place=f"{instance.host} {'#' + timeline[4:] if timeline.startswith('tag/') else timeline}",
                    kind="comment" if status.get("in_reply_to_id") else "post",
-                   engagement=Engagement(score=(favourites or 0) + (reblogs or 0),
-                                         comments=_count(status.get("replies_count"))),
-                   reach=float(followers) if followers is not None else None, extra=extra)
+                   engagement=ENGAGEMENT.engagement(numbers), reach=ENGAGEMENT.reach_of(numbers), extra=extra)
 
 
 def _count(value: Any) -> int | None:
@@ -138,27 +170,38 @@ def _faults(api: Mastodon) -> Iterator[None]:
 
 class MastodonSource:
     Settings = MastodonSettings
+    engagement = ENGAGEMENT
     extra_keys = {
         "instance": SourceField("string", "the configured instance the post was read from"),
         "favourites": SourceField("integer", "favourites when read (the score is favourites + boosts)"),
         "reblogs": SourceField("integer", "boosts when read"),
         **LINK_KEYS,
     }
+    # Rules read these by name (``instance == "mastodon.social" and reblogs >= 10``); 0 or "" outside Mastodon.
+    rule_fields = also_rule_fields(extra_keys, "instance", "favourites", "reblogs")
+    status_key = "instance"  # status counts mentions per instance
 
     def __init__(self, *, name: str = "mastodon", settings: MastodonSettings, clients: dict[str, Mastodon],
-                 clock: Callable[[], float] = time.time):
+                 search_terms: dict[str, list[str]] | None = None, clock: Callable[[], float] = time.time):
         self.name = name
         self.settings = settings
         self.interval = settings.interval
         self._clients = clients  # instance url -> its Mastodon.py client
+        self._brands = BrandTerms(search_terms)
         self._clock = clock
+        self._streams: dict[str, InstanceStream] = {}  # host -> its open streams
+        # host -> its stream's marker when its timelines were last read: a change means statuses may be missed since.
+        self._marker_read: dict[str, tuple[int, int]] = {}
 
     @classmethod
     def from_settings(cls, settings: MastodonSettings, *, context: SourceContext) -> "MastodonSource":
-        return cls(name=context.name, settings=settings,
+        return cls(name=context.name, settings=settings, search_terms=context.search_terms,
                    clients={i.url: mastodon_client(i, settings) for i in settings.instances})
 
     def close(self) -> None:
+        for stream in self._streams.values():
+            stream.close()
+        self._streams.clear()
         for api in self._clients.values():
             session = getattr(api, "session", None)
             if session is not None:
@@ -168,28 +211,115 @@ class MastodonSource:
         steps = PollSteps(state, settings=self.settings, clock=self._clock, log=log)
         for instance in self.settings.instances:
             steps.run(f"instance:{instance.host}",
-                      lambda i=instance: self._read_instance(i, state, steps.poll, steps.when))
+                      lambda i=instance: self._read_instance(i, state, steps.poll, steps.now, steps.when))
         return steps.poll
 
-    def _read_instance(self, instance: InstanceSettings, state: dict[str, Any], poll: Poll, when: datetime) -> None:
-        """Every timeline of one instance; nothing of it is kept unless all were read."""
-        api = self._clients[instance.url]
-        mentions, cursors = [], {}
-        for timeline in instance.timeline_names():
-            key = f"timeline:{instance.host}/{timeline}"
-            since = (state.get(key) or {}).get("since_id")
-            with _faults(api):
-                statuses = self._read_timeline(api, timeline, since)
-            for status in statuses:
+    def _read_instance(self, instance: InstanceSettings, state: dict[str, Any], poll: Poll, now: float,
+                       when: datetime) -> None:
+        """New statuses of every timeline of one instance (from its streams, or its timelines), and growth re-reads
+        of the tracked ones; nothing of it is kept unless all of it worked."""
+        api, host = self._clients[instance.url], instance.host
+        info = dict(state.get(f"instance:{host}") or {})
+        stream = self._stream(instance, info, now)
+        marker = stream.marker() if stream is not None else None
+        statuses: dict[str, list[Any]] = {t: [] for t in instance.timeline_names()}
+        if stream is None or self._marker_read.get(host) != marker or not stream.receiving():
+            # Polling, a stream just started (what came before it), or one that broke since: the timelines from
+            # their cursors. A stream's own statuses of the same moments are the same posts: one mention each.
+            for timeline in statuses:
+                since = (state.get(f"timeline:{host}/{timeline}") or {}).get("since_id")
+                with _faults(api):
+                    statuses[timeline].extend(self._read_timeline(api, timeline, since))
+        schedule = self.settings.schedule(state.get(f"tracked:{host}"))
+        updates = self._reread(api, instance, schedule, now, when)
+        if stream is not None:  # last: a failure before it leaves what the streams brought for the next poll
+            for timeline, got in stream.take().items():
+                statuses[timeline].extend(got)
+        mentions, cursors, seen = [], {}, set()
+        for timeline, found in statuses.items():
+            key = f"timeline:{host}/{timeline}"
+            for status in found:
                 try:
-                    mentions.append(mention_from_status(self.name, status, instance=instance, timeline=timeline,
-                                                        now=when))
+                    mention = mention_from_status(self.name, status, instance=instance, timeline=timeline, now=when)
                 except (KeyError, TypeError, ValueError) as err:
                     log.warning("mastodon %s: skipped a status: %s: %s", key, type(err).__name__, err)
-            if statuses:
-                cursors[key] = {"since_id": str(max((s["id"] for s in statuses), key=_id_key))}
+                    continue
+                if mention.source_id in seen:
+                    continue
+                seen.add(mention.source_id)
+                mentions.append(mention)
+                if self._brands.named_in(mention):
+                    schedule.track(str((status.get("reblog") or status)["id"]), mention.created_at.timestamp(), now)
+            ids = [str(s["id"]) for s in found if s.get("id") is not None]
+            if ids:
+                since = (state.get(key) or {}).get("since_id")
+                cursors[key] = {"since_id": max([*ids, *([since] if since else [])], key=_id_key)}
+        schedule.prune(now)
+        newest = max((m.created_at.timestamp() for m in mentions), default=None)
+        info.update(read_at=now, newest_created=max(newest, info.get("newest_created") or 0) if newest else
+                    info.get("newest_created"))
+        if stream is not None:
+            info.update(received=stream.received, breaks=stream.breaks, last_break=stream.last_break,
+                        dropped=stream.dropped)
         poll.mentions.extend(mentions)
-        poll.state.update(cursors)
+        poll.updates.extend(updates)
+        poll.state.update({**cursors, f"tracked:{host}": schedule.tracked, f"instance:{host}": info})
+        self._marker_read[host] = marker
+
+    def _stream(self, instance: InstanceSettings, info: dict[str, Any], now: float) -> InstanceStream | None:
+        """The instance's open streams (started when due), or None while it is polled."""
+        if not (self.settings.stream and instance.stream):
+            info.update(mode="polling", refused=None, retry_at=None)
+            return None
+        stream = self._streams.get(instance.host)
+        if stream is not None:
+            return stream
+        if (info.get("retry_at") or 0) > now:
+            return None  # refused not long ago (this process or the one before)
+        try:
+            stream = InstanceStream(self._clients[instance.url], instance.timeline_names(),
+                                    read_timeout=self.settings.stream_read_timeout,
+                                    connect_timeout=self.settings.timeout).start()
+        except StreamRefused as err:
+            log.warning("mastodon %s: %s; polling it, and asking again in %.0f s", instance.host, err,
+                        self.settings.stream_retry)
+            info.update(mode="polling", refused=str(err), retry_at=now + self.settings.stream_retry)
+            return None
+        log.info("mastodon %s: streaming %s", instance.host, ", ".join(instance.timeline_names()))
+        self._streams[instance.host] = stream
+        info.update(mode="streaming", refused=None, retry_at=None, streaming_since=now)
+        return stream
+
+    def _reread(self, api: Mastodon, instance: InstanceSettings, schedule, now: float,
+                when: datetime) -> list[Mention]:
+        """Fresh numbers of the instance's tracked statuses that are due, 20 per request."""
+        due = schedule.due(now)
+        fresh, returned = [], set()
+        for i in range(0, len(due), REREAD_BATCH):
+            with _faults(api):
+                found = self._statuses(api, due[i : i + REREAD_BATCH])
+            for status in found:
+                fresh.append(mention_from_status(self.name, status, instance=instance, timeline="public", now=when))
+                returned.add(str(status["id"]))
+        for status_id in due:
+            if status_id in returned:
+                schedule.reread(status_id, now)
+            else:
+                schedule.forget(status_id)  # deleted since, or no longer visible: nothing more to read
+        return fresh
+
+    @staticmethod
+    def _statuses(api: Mastodon, ids: list[str]) -> list[Any]:
+        try:
+            return list(api.statuses(ids))
+        except MastodonNotFoundError:  # a server before Mastodon 4.3: one request per status
+            found = []
+            for status_id in ids:
+                try:
+                    found.append(api.status(status_id))
+                except MastodonNotFoundError:
+                    continue
+            return found
 
     def _read_timeline(self, api: Mastodon, timeline: str, since: str | None) -> list[dict[str, Any]]:
         if since is None:  # a first look: the newest page is the backfill
@@ -208,3 +338,32 @@ class MastodonSource:
         if timeline.startswith("tag/"):
             return api.timeline_hashtag(timeline[4:], min_id=min_id, limit=PAGE_SIZE)
         return api.timeline(timeline, min_id=min_id, limit=PAGE_SIZE)
+
+    @staticmethod
+    def status_section(view: StatusView) -> StatusSection:
+        """Per instance: its health, streaming or polling (and why), how far behind now its newest status is, its
+        timelines' cursors, the statuses tracked for growth, its mentions in the last hour."""
+        instances, lines = {}, []
+        hosts = sorted({key.split(":", 1)[1].split("/", 1)[0] for key in view.state
+                        if key.startswith(("instance:", "timeline:", "tracked:"))})
+        for host in hosts:
+            info = view.state.get(f"instance:{host}") or {}
+            newest = info.get("newest_created")
+            d = instances[host] = {
+                "health": endpoint_status(view, f"instance:{host}"), "mode": info.get("mode", "polling"),
+                "refused": info.get("refused"), "stream_retry_at": view.time(info.get("retry_at")),
+                "stream_breaks": info.get("breaks", 0), "newest_status": view.time(newest),
+                "lag_seconds": round(view.now - newest, 1) if newest else None,
+                "cursors": {key.split("/", 1)[1]: (value or {}).get("since_id") for key, value in view.state.items()
+                            if key.startswith(f"timeline:{host}/")},
+                "tracked": tracked_count(view, f"tracked:{host}"), "mentions_last_hour": view.mentions_by.get(host, 0)}
+            mode = d["mode"] + (f" ({d['refused']}; streaming asked again {d['stream_retry_at']})" if d["refused"]
+                                else f" ({d['stream_breaks']} breaks made up for by reading the timelines)"
+                                if d["mode"] == "streaming" else "")
+            newest_line = f"newest status {d['newest_status']} ({d['lag_seconds']:g} s before now)" if newest \
+                else "nothing read yet"
+            cursors = ", ".join(f"{t} since {c}" for t, c in d["cursors"].items()) or "none yet"
+            lines.append(f"  {endpoint_line(f'instance {host}', d['health'])}; {mode}; {newest_line};"
+                         f" cursors {cursors}; {d['tracked']} statuses tracked for growth;"
+                         f" mentions last hour {d['mentions_last_hour']}")
+        return StatusSection(data={"instances": instances}, lines=lines)

@@ -28,13 +28,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from monitor.config import Brand
 from monitor.match import BrandMatcher
 from monitor.mention import Mention
-from monitor.source import Poll, SourceContext, SourceField
+from monitor.source import Poll, SourceContext, SourceField, also_rule_fields
 
 from .reddit_growth import GrowthSchedule, SubscriberCache, reread_posts
-from .reddit_items import BadItem, created_epoch, fullname, mention_from_thing
+from .reddit_items import ENGAGEMENT, BadItem, created_epoch, fullname, mention_from_thing
 from .reddit_odd import ItemByItemObjector, ShallowJsonRequestor
 from .reddit_pace import MIN_WAIT, RateWindow, RequestBudget
-from .reddit_stream import SiteStream
+from .reddit_stream import SiteStream, stream_status
 
 log = logging.getLogger("complaint_monitor.sources.reddit")
 
@@ -117,6 +117,8 @@ def reddit_client(settings: RedditSettings) -> praw.Reddit:
 
 class RedditSource:
     Settings = RedditSettings
+    engagement = ENGAGEMENT
+    status_section = staticmethod(stream_status)  # status: the site-wide stream's listings (all: true)
     extra_keys = {
         "subreddit": SourceField("string", "the subreddit's name (rules read it as `subreddit`)"),
         "link_url": SourceField("string", "a link post's target (a story is also known by it)"),
@@ -131,6 +133,7 @@ class RedditSource:
         "post_title": SourceField("string", "the title of a comment's post (the email's 'In:' line)"),
         "post_url": SourceField("string", "the link of a comment's post (stories put the comment in its post's story)"),
     }
+    rule_fields = also_rule_fields(extra_keys, "nsfw", "quarantined")
 
     def __init__(self, *, name: str = "reddit", settings: RedditSettings, reddit: praw.Reddit | None,
                  search_terms: dict[str, list[str]] | None = None, clock: Callable[[], float] = time.time):
@@ -320,7 +323,7 @@ class RedditSource:
             reach.fetch(self._reddit, missing, now)
         for mention in wanted:
             if mention.reach is None:
-                mention.reach = reach.get(mention.extra["subreddit"])
+                mention.reach = ENGAGEMENT.reach_of({"subreddit_subscribers": reach.get(mention.extra["subreddit"])})
 
 
 def _retry_after(err: prawcore.TooManyRequests) -> float:

@@ -14,7 +14,8 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
-from monitor.mention import Engagement, Mention
+from monitor.mention import Mention
+from monitor.source import EngagementMap, SourceField
 
 PERMALINK_BASE = "https://www.reddit.com"
 # What Reddit puts in place of a body or author that is gone; not words anybody wrote.
@@ -23,6 +24,17 @@ GONE = {"[deleted]", "[removed]"}
 FUTURE_SLACK = 86400.0
 
 log = logging.getLogger("complaint_monitor.sources.reddit")
+
+# Reddit's own numbers, by their names in its JSON: the score and comments feed the growth signals, the
+# subreddit's subscribers the reach (RedditSource.engagement; the same declaration every source makes).
+ENGAGEMENT = EngagementMap(
+    numbers={"score": SourceField("integer", "upvotes minus downvotes, fuzzed by Reddit"),
+             "num_comments": SourceField("integer", "a post's comments"),
+             "upvote_ratio": SourceField("float", "a post's share of upvotes"),
+             "total_awards_received": SourceField("integer", "a post's awards"),
+             "subreddit_subscribers": SourceField("integer", "the subreddit's subscribers (else looked up)")},
+    score=("score",), comments=("num_comments",), reach=("subreddit_subscribers",), upvote_ratio="upvote_ratio",
+    awards="total_awards_received")
 
 
 class BadItem(ValueError):
@@ -141,14 +153,14 @@ def mention_from_submission(source: str, post: Any, *, now: datetime) -> Mention
     if not text and parent:
         # A crosspost's own body is empty: what is said is in the original.
         text = _words(parent.get("selftext"))
+    numbers = {"score": _count(post, "score"), "num_comments": _count(post, "num_comments"),
+               "upvote_ratio": _number(post, "upvote_ratio"), "total_awards_received": _count(post, "total_awards_received"),
+               "subreddit_subscribers": _number(post, "subreddit_subscribers")}
     return Mention(
         source=source, source_id=fullname(post), kind="post",
         url=PERMALINK_BASE + str(required(post, "permalink")),
         title=str(field(post, "title") or ""), text=text, author=_author(post), created_at=_created(post, now),
-        fetched_at=now, place=f"r/{sub}", reach=_number(post, "subreddit_subscribers"),
-        engagement=Engagement(score=_count(post, "score"), comments=_count(post, "num_comments"),
-                              upvote_ratio=_number(post, "upvote_ratio"),
-                              awards=_count(post, "total_awards_received")),
+        fetched_at=now, place=f"r/{sub}", reach=ENGAGEMENT.reach_of(numbers), engagement=ENGAGEMENT.engagement(numbers),
         extra={"subreddit": sub, "link_url": field(post, "url"), "nsfw": bool(field(post, "over_18", False)),
                "quarantined": bool(field(post, "quarantine", False)),
                "crosspost_parent": field(post, "crosspost_parent"),
@@ -173,7 +185,7 @@ def mention_from_comment(source: str, comment: Any, *, now: datetime) -> Mention
         source=source, source_id=fullname(comment), kind="comment",
         url=PERMALINK_BASE + permalink,
         title="", text=_words(field(comment, "body")), author=_author(comment), created_at=_created(comment, now),
-        fetched_at=now, place=f"r/{sub} (comment)", engagement=Engagement(score=_count(comment, "score")),
+        fetched_at=now, place=f"r/{sub} (comment)", engagement=ENGAGEMENT.engagement({"score": _count(comment, "score")}),
         # The post it answers: the responder sees the thread's title, and stories put it in the post's story.
         extra={"subreddit": sub, "link_id": field(comment, "link_id"), "edited_at": _edited_at(comment),
                "post_title": str(field(comment, "link_title") or ""), "post_url": _post_url(comment, permalink),

@@ -26,7 +26,7 @@ from types import SimpleNamespace
 from typing import Any, Callable
 
 from monitor.match import BrandMatcher
-from monitor.source import Poll
+from monitor.source import Poll, StatusSection, StatusView
 
 from .reddit_growth import INFO_BATCH
 from .reddit_items import mention_from_thing
@@ -239,3 +239,28 @@ def _haystack(data: dict) -> str:
     if parents and isinstance(parents[0], dict):
         parts.append(parents[0].get("selftext"))
     return "\n".join(p for p in parts if isinstance(p, str) and p)
+
+
+def stream_status(view: StatusView) -> StatusSection:
+    """The Reddit source's part of ``status``: per site-wide listing (``stream:comments``, ``stream:new`` in its
+    state), its rate, how far behind real time it read, and the ids of gaps not yet read back."""
+    streams, lines = {}, []
+    for key, value in view.state.items():
+        if not key.startswith("stream:") or not isinstance(value, dict):
+            continue
+        gaps = value.get("gaps") or []
+        read_at, newest = value.get("read_at"), value.get("newest_created")
+        st = streams[key[7:]] = {
+            "rate": round(value.get("rate") or 0.0, 1), "last_read": view.time(read_at) or "never",
+            "lag_seconds": round(read_at - newest, 1) if read_at and newest else None,
+            "unfilled_ids": int(sum(gap[1] - gap[0] + 1 for gap in gaps)),
+            "unfilled_since": view.time(min(gap[2] for gap in gaps)) or "never" if gaps else None,
+            **(value.get("counts") or {}),
+        }
+        gap = (f"{st['unfilled_ids']} ids not read back yet (the oldest gap ends {st['unfilled_since']})"
+               if st["unfilled_ids"] else "none")
+        lines.append(f"  stream {key[7:]}: {st['rate']} items/s; lag {st['lag_seconds']} s at the last read"
+                     f" ({st['last_read']}); unfilled gap: {gap}; read {st.get('read', 0)},"
+                     f" read back {st.get('filled', 0)}, invisible {st.get('invisible', 0)},"
+                     f" given up (older than backfill_hours) {st.get('dropped', 0)}")
+    return StatusSection(data={"stream": streams}, lines=lines)

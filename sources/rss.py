@@ -20,12 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from monitor.links import public_url, with_credentials_of
 from monitor.mention import Mention, utcnow
-from monitor.source import Poll, SourceContext, SourceField
+from monitor.source import EngagementMap, Poll, SourceContext, SourceField, also_rule_fields
 
 from .feed_fetch import (DeadlineExceeded, Fetched, SlowHosts, conditional_headers, fetch, host_of,
                          retry_after_seconds, run_per_host)
 from .feed_schedule import FeedState
 from .feed_workers import FeedRead, FeedReaders, ReadFailed, Reading
+from .rss_status import feeds_status
 
 log = logging.getLogger("complaint_monitor.sources.rss")
 
@@ -121,11 +122,18 @@ class FeedJob:
 
 class RssSource:
     Settings = RssSettings
+    # status: a line per feed (sources/rss_status.py), its mentions counted by feed_url.
+    status_key = "feed_url"
+    status_section = staticmethod(feeds_status)
+    # Feeds carry no votes: an appearance counts its feed's configured weight, a thousand readers per 1.
+    engagement = EngagementMap(numbers={"weight": SourceField("float", "the feed's configured `weight`")},
+                               reach=("weight",), reach_scale=1000)
     extra_keys = {
         "feed": SourceField("string", "the feed's configured name (rules read it as `feed`)"),
         "feed_url": SourceField("string", "the feed's URL without credentials: its identity in the store"),
         "canonical_url": SourceField("string", "the entry's link without tracking parameters, fragment or credentials"),
     }
+    rule_fields = also_rule_fields(extra_keys, "feed_url")
 
     def __init__(self, *, name: str = "rss", settings: RssSettings, client: httpx.Client,
                  processes: int | None = None):
@@ -198,7 +206,7 @@ class RssSource:
                 job.reading = self._readers.submit(
                     fetched.body, content_type=fetched.headers.get("content-type"), source=self.name,
                     feed_id=job.feed.identity, feed_name=job.feed.name, base_url=fetched.base_url,
-                    reach=job.feed.weight * 1000, now=now, limit=self.settings.max_entries)
+                    reach=self.engagement.reach_of({"weight": job.feed.weight}), now=now, limit=self.settings.max_entries)
                 return job
         except Exception as err:  # one broken feed never stops the others
             self._fail(job, now, interval, f"{type(err).__name__}: {err}")

@@ -193,3 +193,23 @@ def test_a_feed_whose_url_carries_a_token_is_still_named_and_the_token_never_sho
     msg = email.message_from_bytes(sent.read_bytes(), policy=email.policy.default)
     assert str(msg["Subject"]).startswith("complaint-monitor: feed \u201cPrivate feed\u201d failing since")
     assert "s3cr3t" not in sent.read_text(errors="replace")
+
+
+def test_a_source_status_section_that_fails_costs_its_detail_only(tmp_path):
+    """status_section reads whatever a source stored; an odd state must not take `status` down for the operator."""
+    from monitor.health import format_status
+    from monitor.health import status as status_report
+    from monitor.store import Store
+    store = Store(tmp_path / "s.db")
+    try:
+        store.save_source_state("hackernews", {"cursor": "not a cursor", "tracked": {"1": [0, 0, 0]}})
+        store.save_source_state("bluesky", {"cursor": {"odd": True}})
+        store.save_source_state("mastodon", {"instance:social.test": "written by some older version"})
+        report = status_report(store, {"hackernews": 60, "bluesky": 60, "mastodon": 60})
+    finally:
+        store.close()
+    assert report["sources"]["hackernews"]["detail"] == ["  api: ok; nothing read yet; 1 stories tracked for growth"]
+    assert report["sources"]["bluesky"]["detail"][0] == "  jetstream: ok; nothing read yet"
+    assert report["sources"]["mastodon"]["detail"] == [
+        "  (no detail: AttributeError: 'str' object has no attribute 'get')"]
+    assert "  api: ok; nothing read yet; 1 stories tracked for growth" in format_status(report)

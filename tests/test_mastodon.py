@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
 import pytest
 
+from monitor.source import StatusView
 from monitor.store import Store
 from sources.mastodon import PAGE_SIZE, MastodonSettings, MastodonSource, mastodon_client
 from tests.servers.mastodon import MastodonServer
@@ -21,9 +23,12 @@ def setup(runner):
     """setup(clock, instances, **settings) -> run(); each call builds a new source and store: a restart."""
 
     def make(clock: ManualClock, instances: list[dict], **overrides):
-        settings = MastodonSettings(instances=instances, timeout=5, **overrides)
+        # Polling unless a test streams (stream=True); growth re-reads only where a test tracks them.
+        settings = MastodonSettings(**{"instances": instances, "timeout": 5, "stream": False, "track_hours": 0,
+                                       **overrides})
         return runner("mastodon", lambda terms: MastodonSource(
-            settings=settings, clock=clock, clients={i.url: mastodon_client(i, settings) for i in settings.instances}))
+            settings=settings, clock=clock, search_terms=terms,
+            clients={i.url: mastodon_client(i, settings) for i in settings.instances}))
 
     return make
 
@@ -120,3 +125,145 @@ def test_a_boost_is_the_post_it_boosts(setup):
         assert [(m.source_id, m.author, m.engagement.score, m.reach, m.extra["reblogs"]) for m in poll.mentions] == [
             (original["uri"], "carol@remote.test", 10, 900.0, 3)]
         assert poll.state[f"timeline:{one.url[7:]}/public"] == {"since_id": boost["id"]}
+
+
+def _until(condition, seconds: float = 10.0):
+    """Statuses reach a stream's listener in Mastodon.py's own thread: wait (briefly) for what the test expects."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def test_a_streaming_instance_is_read_from_its_streams_and_a_broken_stream_is_made_up_for(setup, monkeypatch):
+    monkeypatch.setattr("sources.mastodon_stream.RECONNECT_WAIT", 0.5)
+    clock = ManualClock()
+    with MastodonServer() as one:
+        host = one.url[7:]
+        before = one.add_status("<p>Acme lost my bag</p>", acct="bob")
+        run = setup(clock, [{"url": one.url, "hashtags": ["acme"]}], stream=True)
+        first = run()  # starts the streams, then reads what came before them from the timelines
+        assert not first.failed and [m.source_id for m in first.mentions] == [before["uri"]]
+        assert sorted(one.stream_requests) == ["/api/v1/streaming/hashtag?tag=acme", "/api/v1/streaming/public"]
+        assert run.store.source_state("mastodon")[f"instance:{host}"]["mode"] == "streaming"
+
+        one.requests.clear()
+        streamed = one.add_status("<p>Acme refund still missing</p>", acct="carol", tags=["acme"], reblogs=2)
+        quiet = one.add_status("<p>Nice weather</p>", acct="dan")
+        # Both streams carry the complaint (public and #acme), the public one the weather too.
+        _until(lambda: run.source._streams[host].received >= 3)
+        poll = run()
+        # From the streams alone: no timeline was asked, and the status two streams carried is one mention.
+        assert [p for p, _ in one.requests if p.startswith("/api/v1/timelines")] == []
+        assert sorted(m.source_id for m in poll.mentions) == sorted([streamed["uri"], quiet["uri"]])
+        assert stored(run.store) == sorted([
+            (before["uri"], "post", f"bob@{one.domain}", f"{host} public", 0, 0, 10.0),
+            (streamed["uri"], "post", f"carol@{one.domain}", f"{host} public", 2, 0, 10.0)])
+        state = run.store.source_state("mastodon")
+        assert state[f"timeline:{host}/public"] == {"since_id": quiet["id"]}
+        assert state[f"timeline:{host}/tag/acme"] == {"since_id": streamed["id"]}
+
+        # The streams break, and the server refuses them for a while: what is posted then reaches no stream, and
+        # the next poll reads it from the timelines' cursors.
+        stream = run.source._streams[host]
+        one.streaming = 503
+        one.drop_streams()
+        _until(lambda: not stream.receiving())  # Mastodon.py saw the end, and fails to connect again
+        missed = one.add_status("<p>Acme charged me twice</p>", acct="erin")
+        one.requests.clear()
+        poll = run()
+        assert [m.source_id for m in poll.mentions] == [missed["uri"]]
+        assert [q["min_id"] for p, q in one.requests if p == "/api/v1/timelines/public"] == [[quiet["id"]]]
+        one.streaming = 200
+        _until(stream.receiving)
+        run()  # reads the timelines once more (the break may have cost more), then trusts the streams again
+        one.requests.clear()
+        after = one.add_status("<p>Acme answered at last</p>", acct="erin")
+        _until(lambda: run() and after["uri"] in {r[0] for r in stored(run.store)})
+        assert [p for p, _ in one.requests if p.startswith("/api/v1/timelines")] == []
+        assert sorted(r["source_id"] for r in run.store.query("SELECT source_id FROM mentions")) == sorted(
+            s["uri"] for s in (before, streamed, missed, after))
+        report = MastodonSource.status_section(StatusView("mastodon", run.store.source_state("mastodon"), clock.now))
+        assert report.data["instances"][host]["mode"] == "streaming"
+        assert report.data["instances"][host]["stream_breaks"] >= 2  # one per timeline stream
+        run.source.close()
+
+
+def test_an_instance_that_refuses_the_stream_is_polled_and_asked_again_later_even_after_a_restart(setup):
+    clock = ManualClock()
+    with MastodonServer() as one:
+        host = one.url[7:]
+        one.streaming = 401  # public streams kept for logged-in users
+        a = one.add_status("<p>Acme lost my bag</p>", acct="bob")
+        poll = setup(clock, [{"url": one.url}], stream=True, timeout=1, stream_retry=600)()
+        assert not poll.failed and [m.source_id for m in poll.mentions] == [a["uri"]]
+        run = setup(clock, [{"url": one.url}], stream=True, timeout=1, stream_retry=600)  # a restart
+        info = run.store.source_state("mastodon")[f"instance:{host}"]
+        assert (info["mode"], info["retry_at"]) == ("polling", clock.now + 600) and "not accepted" in info["refused"]
+        asked = len(one.stream_requests)
+        b = one.add_status("<p>Acme lost it again</p>", acct="bob")
+        clock.advance(300)
+        assert [m.source_id for m in run().mentions] == [b["uri"]]
+        assert len(one.stream_requests) == asked  # not asked again before retry_at, though the process is new
+        one.streaming = 200
+        clock.advance(301)
+        run()
+        assert run.store.source_state("mastodon")[f"instance:{host}"]["mode"] == "streaming"
+        lines = MastodonSource.status_section(StatusView("mastodon", run.store.source_state("mastodon"),
+                                                         clock.now)).lines
+        assert lines[0].startswith(f"  instance {host}: ok; streaming (0 breaks") and "cursors public since" in lines[0]
+        run.source.close()
+
+
+def test_growth_re_reads_store_snapshots_and_the_schedule_survives_a_restart(setup):
+    clock = ManualClock()
+    with MastodonServer() as one:
+        host = one.url[7:]
+        toot = one.add_status("<p>Acme double charged me, no refund</p>", acct="bob", favourites=1, followers=50,
+                              created=clock.now - 60)
+        one.add_status("<p>Nice weather</p>", acct="dan")
+        run = setup(clock, [{"url": one.url}], track_hours=24, track_first_minutes=5)
+        run()
+        assert list(run.store.source_state("mastodon")[f"tracked:{host}"]) == [toot["id"]]  # only the brand's
+        one.count(toot, favourites=10, reblogs=5, replies=3, followers=80)
+        clock.advance(301)
+        run = setup(clock, [{"url": one.url}], track_hours=24, track_first_minutes=5)  # a restart in between
+        one.requests.clear()
+        poll = run()
+        assert [(m.source_id, m.engagement.score, m.engagement.comments, m.reach) for m in poll.updates] == [
+            (toot["uri"], 15, 3, 80.0)]
+        assert [(p, q.get("id[]")) for p, q in one.requests if p == "/api/v1/statuses"] == [
+            ("/api/v1/statuses", [toot["id"]])]
+        one.count(toot, favourites=30, reblogs=10, replies=9)
+        clock.advance(601)  # the second re-read is due 10 minutes after the first
+        run()
+        [row] = run.store.query("SELECT id, score, comments FROM mentions WHERE source_id = ?", (toot["uri"],))
+        assert (row["score"], row["comments"]) == (40, 9)
+        snapshots = run.store.query("SELECT score, comments FROM snapshots WHERE mention_id = ? ORDER BY taken_at",
+                                    (row["id"],))
+        assert [(s["score"], s["comments"]) for s in snapshots] == [(1, 0), (15, 3), (40, 9)]
+        # Deleted since: dropped from the schedule, nothing more asked.
+        one.statuses.remove(toot)
+        clock.advance(1201)
+        assert run().updates == [] and run.store.source_state("mastodon")[f"tracked:{host}"] == {}
+
+
+def test_statuses_a_stream_let_go_are_read_from_the_timelines(setup, monkeypatch):
+    monkeypatch.setattr("sources.mastodon_stream.MAX_PENDING", 2)  # a busy timeline while polls could not run
+    clock = ManualClock()
+    with MastodonServer() as one:
+        seed = one.add_status("<p>Acme is slow today</p>", acct="eve")
+        run = setup(clock, [{"url": one.url}], stream=True)
+        run()
+        run()  # the streams are trusted from here: no timeline asked
+        burst = [one.add_status(f"<p>Acme outage report {i}</p>", acct="eve") for i in range(4)]
+        _until(lambda: run.source._streams[one.url[7:]].received >= 4)
+        one.requests.clear()
+        poll = run()  # two of the four were let go: the timeline is read from its cursor
+        assert [q["min_id"] for p, q in one.requests if p == "/api/v1/timelines/public"] == [[seed["id"]]]
+        assert sorted(m.source_id for m in poll.mentions) == sorted(s["uri"] for s in burst)
+        assert run.store.source_state("mastodon")[f"instance:{one.url[7:]}"]["dropped"] == 2
+        run.source.close()

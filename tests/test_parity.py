@@ -17,7 +17,7 @@ from vaderSentiment.vaderSentiment import BOOSTER_DICT, NEGATE, SPECIAL_CASES, S
 
 from monitor.config import Thresholds
 from monitor.mention import Engagement, Mention
-from monitor.rules import FIELDS, RuleBook, load_pack
+from monitor.rules import FIELDS, DeclaredField, RuleBook, RuleFields, load_pack
 from monitor.score import Scorer
 from monitor.sentiment import SentimentScorer, split_sentences
 from tests.conftest import RULE_PACKS
@@ -92,16 +92,60 @@ def test_fast_rule_path_fires_what_rule_engine_fires_on_generated_texts(text, ti
                       engagement=Engagement(score=score, comments=comments))
     facts = {**FACTS.score(mention).facts, **numbers, "own_account": own_account}
     # Each rule alone, with the tags given ...
-    given_tags = {**facts, "tags": tuple(tags)}
-    for rule, in_book in zip(RULES, BOOK.rules):
-        expected = rule.expression.matches(dict(given_tags))
-        assert bool(rule.check(dict(given_tags))) == expected, rule.name
-        assert bool(in_book.check(dict(given_tags))) == expected, rule.name
-    # ... and the whole book in order, each rule seeing the tags of those that fired before it.
-    fired, gathered = [], []
-    for rule in RULES:
-        if rule.expression.matches({**facts, "tags": tuple(gathered)}):
+    _fast_path_agrees(RULES, BOOK, alone={**facts, "tags": tuple(tags)}, in_order=facts)
+
+
+def _fast_path_agrees(rules, book: RuleBook, *, alone: dict, in_order: dict) -> None:
+    """Each rule alone on ``alone`` (the fast check, compiled alone and in the book, against rule-engine's own) ...
+    and the whole book in order on ``in_order``, each rule seeing the tags of those that fired before it."""
+    for rule, in_book in zip(rules, book.rules):
+        expected = rule.expression.matches(dict(alone))
+        assert bool(rule.check(dict(alone))) == expected, rule.when
+        assert bool(in_book.check(dict(alone))) == expected, rule.when
+    fired, gathered = [], list(in_order["tags"])
+    for rule in rules:
+        if rule.expression.matches({**in_order, "tags": tuple(gathered)}):
             fired.append(rule.name)
             gathered.extend(t for t in rule.tags if t not in gathered)
-    verdict = BOOK.evaluate(facts)
+    verdict = book.evaluate(in_order)
     assert (verdict.fired, verdict.tags) == (fired, gathered)
+
+
+# Declared source fields (typed by the book's own context): the fast path reads them as it reads core fields.
+DECLARED = RuleFields([DeclaredField("instance", "string", "instance", frozenset({"mastodon"})),
+                       DeclaredField("reblogs", "integer", "boosts", frozenset({"mastodon"})),
+                       DeclaredField("nsfw", "boolean", "over 18", frozenset({"reddit"})),
+                       DeclaredField("langs", "strings", "languages", frozenset({"bluesky", "mastodon"}))])
+DECLARED_WHENS = [
+    'reblogs >= 3', 'reblogs < 2 or compound <= -0.5', 'nsfw', 'not nsfw and score > 10',
+    'instance == "social.test"', 'instance != "social.test" and reblogs > 0', 'instance =~ "^social"',
+    'instance.as_lower =~~ "test"', '"de" in langs', '"de" in langs and text.as_lower =~~ "acme"',
+    'source == "mastodon" and reblogs >= 1 and "failure" in tags', 'nsfw and instance == ""',
+]
+
+
+def _declared_rules(tmp: Path) -> list:
+    pack = tmp / "declared.yaml"
+    pack.write_text("rules:\n" + "".join(f"  - {{name: r{i}, when: '{when}', urgency: 1, tags: [t{i % 3}]}}\n"
+                                         for i, when in enumerate(DECLARED_WHENS)), encoding="utf-8")
+    return load_pack(pack, DECLARED)
+
+
+@PARITY
+@given(text=texts(RULE_WORDS + ["acme", "Acme"], EXAMPLES[::4]), source=st.sampled_from(["mastodon", "reddit", "bluesky", "t"]),
+       instance=st.sampled_from(["social.test", "SOCIAL.TEST", "other.test", "", 7]),
+       reblogs=st.one_of(st.integers(0, 6), st.none(), st.just("many")), nsfw=st.one_of(st.booleans(), st.none()),
+       langs=st.one_of(st.lists(st.sampled_from(["en", "de", "fr"]), max_size=3), st.none()), score=st.integers(0, 40),
+       tags=st.lists(st.sampled_from(["failure", "t1"]), max_size=2))
+def test_fast_rule_path_fires_what_rule_engine_fires_on_declared_source_fields(tmp_path_factory, text, source, instance,
+                                                                              reblogs, nsfw, langs, score, tags):
+    rules = _declared_rules(tmp_path_factory.mktemp("pack"))
+    book = RuleBook(rules, fields=DECLARED)
+    scorer = Scorer(rules=book, sentiment=SentimentScorer(), thresholds=Thresholds())
+    extra = {k: v for k, v in {"instance": instance, "reblogs": reblogs, "nsfw": nsfw, "langs": langs}.items()
+             if v is not None}
+    mention = Mention(source=source, source_id="1", url="", title="", text=text, brand="Acme", extra=extra,
+                      engagement=Engagement(score=score))
+    facts = {**scorer.score(mention).facts, "tags": tuple(tags)}
+    assert set(facts) == set(DECLARED.defaults())  # every declared field is there, read or empty
+    _fast_path_agrees(rules, book, alone=facts, in_order=facts)

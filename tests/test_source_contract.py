@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.source import SourceField, available_sources, declared_fields, source_fields_table
+from monitor.source import (EngagementMap, SourceField, available_sources, declared_fields, engagement_map,
+                            engagement_table, source_fields_table)
 from tests.servers.json_api import JsonApiServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +25,28 @@ def test_the_readme_lists_every_declared_extra_key_and_rule_field():
     for kind in ("extra_keys", "rule_fields"):
         missing = [row for row in source_fields_table(kind).splitlines() if row not in README]
         assert not missing, f"README rows missing or stale for {kind} (paste source_fields_table({kind!r})): {missing}"
+
+
+def test_the_readme_lists_every_sources_engagement_numbers_and_the_signal_each_feeds():
+    missing = [row for row in engagement_table().splitlines() if row not in README]
+    assert not missing, f"README engagement rows missing or stale (paste engagement_table()): {missing}"
+
+
+def test_every_built_in_source_maps_its_engagement_through_the_same_declaration():
+    from monitor.mention import Engagement
+    for name in ("reddit", "rss", "hackernews", "mastodon", "bluesky"):
+        declared = available_sources()[name].load().engagement
+        assert isinstance(declared, EngagementMap) and declared.numbers, name
+    mastodon = engagement_map(available_sources()["mastodon"].load())
+    numbers = {"favourites": 3, "reblogs": 2, "replies": 4, "followers": 250}
+    assert (mastodon.engagement(numbers), mastodon.reach_of(numbers)) == (Engagement(score=5, comments=4), 250.0)
+    assert (mastodon.engagement({"reblogs": 2}), mastodon.reach_of({})) == (Engagement(score=2), None)
+    reddit = engagement_map(available_sources()["reddit"].load())
+    assert reddit.engagement({"score": 7, "num_comments": 1, "upvote_ratio": 0.9, "total_awards_received": 2}) == \
+        Engagement(score=7, comments=1, upvote_ratio=0.9, awards=2)
+    assert engagement_map(available_sources()["rss"].load()).reach_of({"weight": 2.5}) == 2500.0
+    with pytest.raises(TypeError, match="does not declare: boosts"):
+        EngagementMap(numbers={"likes": SourceField("integer", "likes")}, score=("likes", "boosts"))
 
 
 def test_declarations_are_typed():
@@ -104,6 +127,7 @@ def test_a_third_party_source_from_its_own_package_directory_works_end_to_end(tm
 def test_the_new_sources_are_built_from_the_config_and_polled_by_the_monitor(write_config):
     from monitor.app import Monitor
     from monitor.config import load_config
+    from monitor.health import format_status, status
     from tests.servers.bluesky import AppViewServer, JetstreamServer
     from tests.servers.hackernews import HackerNewsServer
     from tests.servers.mastodon import MastodonServer
@@ -125,11 +149,24 @@ def test_the_new_sources_are_built_from_the_config_and_polled_by_the_monitor(wri
         try:
             reports = {r.source: r for r in monitor.poll_all()}
             rows = monitor.store.query("SELECT source, source_id FROM mentions ORDER BY source")
+            report = status(monitor.store, {"hackernews": 60, "mastodon": 60, "bluesky": 60}, now=now + 60)
         finally:
             monitor.close()
     assert {name: r.errors for name, r in reports.items()} == {"hackernews": [], "mastodon": [], "bluesky": []}
     assert [(r["source"], r["source_id"]) for r in rows] == [
         ("bluesky", uri), ("hackernews", "1"), ("mastodon", social.statuses[0]["uri"])]
+    # Each source's own status section (its status_section), from what its poll stored.
+    sections = {name: report["sources"][name]["detail"] for name in ("hackernews", "mastodon", "bluesky")}
+    assert sections["hackernews"][0].startswith("  api: ok; newest item read ")
+    assert " s before now); 1 stories tracked for growth" in sections["hackernews"][0]
+    assert abs(report["sources"]["hackernews"]["hackernews"]["lag_seconds"] - 120) <= 1.5  # posted 60 s before the poll
+    assert sections["bluesky"][0].startswith("  jetstream: ok; read up to ")
+    assert sections["bluesky"][1] == "  appview: ok; 1 posts tracked for growth"
+    host = social.url[7:]
+    assert sections["mastodon"][0].startswith(f"  instance {host}: ok; streaming (0 breaks")
+    assert "cursors public since " in sections["mastodon"][0] and "mentions last hour 1" in sections["mastodon"][0]
+    assert report["sources"]["mastodon"]["instances"][host]["mode"] == "streaming"
+    assert "\n".join(sections["mastodon"]) in format_status(report)
 
 
 def test_every_extra_key_the_built_in_sources_store_is_declared(reddit, feeds, write_config):

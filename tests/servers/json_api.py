@@ -36,6 +36,8 @@ class JsonApiServer(LocalHttpServer):
                 if hang:
                     server.stopping.wait(30)
                     return
+                if fault is None and server.stream(self, parts.path, query):
+                    return  # a long-lived answer (server-sent events) the subclass wrote itself
                 if fault is not None:
                     status, headers = fault
                     body: Any = {"error": "fault"}
@@ -55,6 +57,10 @@ class JsonApiServer(LocalHttpServer):
 
     def route(self, path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
         raise NotImplementedError
+
+    def stream(self, handler: QuietHandler, path: str, query: dict[str, list[str]]) -> bool:
+        """Answer a request with a stream of its own (True when it did); JSON answers are ``route``'s."""
+        return False
 
     def fail_next(self, status: int, *, times: int = 1, retry_after: float | None = None,
                   headers: dict[str, str] | None = None) -> None:

@@ -4,11 +4,18 @@
 ``/api/v1/instance``, ``/api/v1/timelines/public`` (``local=true``: this
 instance's own posts) and ``/api/v1/timelines/tag/:tag``, with ``min_id``
 (the page right after it), ``since_id`` (the newest page above it),
-``max_id`` and ``limit`` as Mastodon pages them: newest first.
+``max_id`` and ``limit`` as Mastodon pages them: newest first; ``/api/v1/statuses?id[]=``
+(growth re-reads). And the streaming API as server-sent events, as Mastodon's streaming server speaks it:
+``/api/v1/streaming/health``, ``/api/v1/streaming/public[/local]`` and ``/api/v1/streaming/hashtag[/local]?tag=``
+send an ``update`` event for each status added while connected (a ``:thump`` heartbeat in between);
+``streaming = 401`` refuses them as an instance that keeps its timelines to logged-in users does, and
+``drop_streams()`` cuts every open stream (Mastodon.py reconnects).
 """
 
 from __future__ import annotations
 
+import json
+import threading
 from datetime import datetime, timezone
 from typing import Any
 
@@ -21,6 +28,64 @@ class MastodonServer(JsonApiServer):
         self.domain = domain
         self.statuses: list[dict[str, Any]] = []
         self._next_id = 110000000000000000
+        self.streaming: int = 200  # what the streaming endpoints answer: 200 streams, 401/404/503 refuse
+        self.stream_requests: list[str] = []
+        self._changed = threading.Condition()
+        self._generation = 0  # drop_streams() moves it on: open streams end
+
+    def drop_streams(self) -> None:
+        with self._changed:
+            self._generation += 1
+            self._changed.notify_all()
+
+    def streams_open(self) -> int:
+        return self._open
+
+    _open = 0
+
+    def stream(self, handler, path: str, query: dict[str, list[str]]) -> bool:
+        if not path.startswith("/api/v1/streaming"):
+            return False
+        if path == "/api/v1/streaming/health":
+            return _plain(handler, 200, b"OK")
+        with self._changed:
+            self.stream_requests.append(path + ("?tag=" + query["tag"][0] if "tag" in query else ""))
+        if self.streaming != 200:
+            return _plain(handler, self.streaming, b'{"error":"This stream requires an access token"}')
+        local = path.endswith("/local")
+        if path.startswith("/api/v1/streaming/public"):
+            wanted = lambda s: s["_local"] or not local  # noqa: E731
+        elif path.startswith("/api/v1/streaming/hashtag"):
+            tag = query.get("tag", [""])[0].lower()
+            wanted = lambda s: tag in (t["name"].lower() for t in s["tags"]) and (s["_local"] or not local)  # noqa
+        else:
+            return _plain(handler, 404, b'{"error":"Unknown stream"}')
+        handler.close_connection = True
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.send_header("Cache-Control", "no-store")
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        with self._changed:
+            sent, generation = len(self.statuses), self._generation
+            self._open += 1
+        try:
+            while not self.stopping.is_set():
+                with self._changed:
+                    self._changed.wait_for(lambda: len(self.statuses) > sent or self._generation != generation,
+                                           timeout=0.5)
+                    if self._generation != generation:
+                        return True
+                    fresh, sent = self.statuses[sent:], len(self.statuses)
+                chunks = [f"event: update\ndata: {json.dumps(_public(s))}\n\n" for s in fresh if wanted(s)]
+                handler.wfile.write(("".join(chunks) or ":thump\n").encode())
+                handler.wfile.flush()
+        except OSError:
+            pass  # the client went away
+        finally:
+            with self._changed:
+                self._open -= 1
+        return True
 
     def add_status(self, content: str, *, acct: str = "alice", tags: list[str] | None = None, local: bool = True,
                    favourites: int = 0, reblogs: int = 0, replies: int = 0, followers: int = 10,
@@ -42,8 +107,19 @@ class MastodonServer(JsonApiServer):
                         "display_name": acct, "followers_count": followers, "url": f"https://{host}/@{acct}"},
             "_local": local,
         }
-        self.statuses.append(status)
+        with self._changed:
+            self.statuses.append(status)
+            self._changed.notify_all()
         return status
+
+    def count(self, status: dict[str, Any], **counts: int) -> None:
+        """New numbers for a status (favourites=, reblogs=, replies=): what a growth re-read finds."""
+        with self._changed:
+            for name, value in counts.items():
+                if name == "followers":
+                    status["account"]["followers_count"] = value
+                else:
+                    status[f"{name}_count"] = value
 
     def route(self, path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
         path = path.rstrip("/")
@@ -54,6 +130,12 @@ class MastodonServer(JsonApiServer):
                                                                 "trending_link_feeds": public}}}
         if path == "/api/v1/instance":
             return 200, {"uri": self.domain, "version": "4.3.0", "title": "test"}
+        if path == "/api/v1/statuses":
+            wanted = query.get("id[]", [])
+            return 200, [_public(s) for s in self.statuses if s["id"] in wanted]
+        if path.startswith("/api/v1/statuses/"):
+            found = [s for s in self.statuses if s["id"] == path.rsplit("/", 1)[1]]
+            return (200, _public(found[0])) if found else (404, {"error": "Record not found"})
         if path == "/api/v1/timelines/public":
             local = query.get("local", ["false"])[0].lower() in ("true", "1")
             found = [s for s in self.statuses if s["_local"] or not local]
@@ -63,6 +145,15 @@ class MastodonServer(JsonApiServer):
         else:
             return 404, {"error": "Record not found"}
         return 200, [_public(s) for s in _page(found, query)]
+
+
+def _plain(handler, status: int, body: bytes) -> bool:
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json" if body.startswith(b"{") else "text/plain")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+    return True
 
 
 def _public(status: dict[str, Any]) -> dict[str, Any]:
