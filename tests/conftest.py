@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,26 @@ def write_config(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL server for the whole run (tests/postgres.py).
+
+    Without PostgreSQL binaries the tests that need it are skipped, except under CI (CI=true), where
+    .ci/run installs PostgreSQL and its absence is an error."""
+    from tests.postgres import PostgresServer, PostgresUnavailable, find_bindir
+    try:
+        bindir = find_bindir()
+    except PostgresUnavailable as e:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must test against PostgreSQL: {e}")
+        pytest.skip(str(e))
+    with PostgresServer(bindir=bindir) as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """The URL of a fresh database of its own for this test: postgresql://postgres@127.0.0.1:PORT/test_N."""
+    return postgres_server.create_database()
