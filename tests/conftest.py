@@ -91,3 +91,12 @@ def postgres_server():
 def postgres_url(postgres_server) -> str:
     """The URL of a fresh database of its own for this test: postgresql://postgres@127.0.0.1:PORT/test_N."""
     return postgres_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_where(request, tmp_path) -> str:
+    """Where a test that runs on both backends keeps its store: a SQLite file, or a fresh PostgreSQL database
+    of its own on the session's throwaway server."""
+    if request.param == "sqlite":
+        return str(tmp_path / "store.db")
+    return request.getfixturevalue("postgres_url")
