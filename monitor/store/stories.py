@@ -19,6 +19,13 @@ _SEEN = stories.update().where(s.id == bindparam("story_id")).values(
     last_seen=case((s.last_seen < bindparam("seen"), bindparam("seen")), else_=s.last_seen),
     sightings=s.sightings + bindparam("new_places")).returning(s.sightings)
 _SET_STORY = mentions.update().where(m.id == bindparam("mention_id")).values(story_id=bindparam("story_id"))
+_OTHERS = (select(m.id).where(m.story_id == bindparam("story_id"), m.id != bindparam("besides"))
+           .order_by(m.created_at.desc()).limit(bindparam("limit")))
+_PLACES = (select(m.place, m.source, m.url).where(m.story_id == bindparam("story_id"), m.id != bindparam("besides"))
+           .order_by(m.created_at).limit(bindparam("limit")))
+_PLACES_SINCE = (select(m.place, m.source).where(m.story_id == bindparam("story_id"), m.fetched_at > bindparam("since"),
+                                                 m.id != bindparam("besides"))
+                 .group_by(m.place, m.source).order_by(func.min(m.fetched_at)).limit(bindparam("limit")))
 _STORY_COLUMNS = ("brand", "key", "title", "url", "first_seen", "last_seen", "sightings")
 
 
@@ -79,18 +86,15 @@ class StoryStore:
 
     def story_mentions(self, story_id: int, *, besides: int, limit: int) -> list[int]:
         """The story's other mentions, newest first."""
-        return [r[0] for r in self._rows(select(m.id).where(m.story_id == story_id, m.id != besides)
-                                         .order_by(m.created_at.desc()).limit(limit))]
+        return [r[0] for r in self._rows(_OTHERS, {"story_id": story_id, "besides": besides, "limit": limit})]
 
     def story_places(self, story_id: int, *, besides: int, limit: int = 10) -> list[StoryPlace]:
         """Where the story's other mentions are, oldest first."""
         return [StoryPlace(r.place, r.source, r.url) for r in self._rows(
-            select(m.place, m.source, m.url).where(m.story_id == story_id, m.id != besides)
-            .order_by(m.created_at).limit(limit))]
+            _PLACES, {"story_id": story_id, "besides": besides, "limit": limit})]
 
     def story_places_since(self, story_id: int, *, since: float, besides: int, limit: int = 10) -> list[StoryPlace]:
         """The distinct places the story's mentions fetched after ``since`` were in (but ``besides``'s), in the
         order the story reached them."""
         return [StoryPlace(r.place, r.source) for r in self._rows(
-            select(m.place, m.source).where(m.story_id == story_id, m.fetched_at > since, m.id != besides)
-            .group_by(m.place, m.source).order_by(func.min(m.fetched_at)).limit(limit))]
+            _PLACES_SINCE, {"story_id": story_id, "since": since, "besides": besides, "limit": limit})]
