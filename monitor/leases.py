@@ -116,20 +116,31 @@ class Leases:
     def claim(self, name: str, *, every: float = 0) -> bool:
         """Take ``name`` if it is free, expired or ours; with ``every``, only if it was last done at least
         that many seconds ago (a periodic job run by several daemons runs once per period between them)."""
+        return bool(self.claim_each([name], every=every))
+
+    def claim_each(self, names: list[str], *, every: float = 0, once: bool = False) -> list[str]:
+        """``claim`` for many names in one statement; with ``once``, a name whose work was ever done
+        (an alert sent) is never taken again. Returns the names taken."""
+        names = list(dict.fromkeys(names))  # one statement may not update a row twice
+        if not names:
+            return []
         t = leases_table.c
-        statement = self._insert(leases_table).values(name=name, holder=self.holder, expires_at=self._expiry())
         condition = self._free_or_mine()
-        if every > 0:
+        if once:
+            condition = and_(condition, t.done_at.is_(None))
+        elif every > 0:
             condition = and_(condition, or_(t.done_at.is_(None), t.done_at <= self._now() - every))
-        statement = statement.on_conflict_do_update(
-            index_elements=[t.name], set_={"holder": self.holder, "expires_at": self._expiry()},
-            where=condition).returning(t.name)
+        statement = (self._insert(leases_table)
+                     .values([{"name": n, "holder": self.holder, "expires_at": self._expiry()} for n in names])
+                     .on_conflict_do_update(index_elements=[t.name],
+                                            set_={"holder": self.holder, "expires_at": self._expiry()},
+                                            where=condition)
+                     .returning(t.name))
         with self.engine.begin() as db:
-            taken = db.execute(statement).first() is not None
-        if taken:
-            with self._lock:
-                self._held.add(name)
-                self._known.add(name)
+            taken = [row[0] for row in db.execute(statement)]
+        with self._lock:
+            self._held.update(taken)
+            self._known.update(taken)
         return taken
 
     def claim_share(self, names: list[str], *, share: int | None = None) -> list[str]:

@@ -211,3 +211,13 @@ def test_daemon_identity_names_host_and_pid():
     import socket
     first, second = daemon_identity(), daemon_identity()
     assert first.startswith(f"{socket.gethostname()}:{os.getpid()}:") and first != second
+
+
+def test_work_done_once_is_never_claimed_again(engine, clock):
+    a, b = daemon(engine, "a", clock), daemon(engine, "b", clock)
+    assert a.claim_each(["alert:1", "alert:2", "alert:3"], once=True) == ["alert:1", "alert:2", "alert:3"]
+    assert b.claim_each(["alert:1", "alert:2", "alert:3", "alert:4"], once=True) == ["alert:4"]
+    a.release(["alert:1"], done=True)  # sent
+    a.release(["alert:2"], done=False)  # to be retried later
+    clock.now += 11  # alert:3's holder died mid-send: after expiry it is someone else's
+    assert sorted(b.claim_each(["alert:1", "alert:2", "alert:3"], once=True)) == ["alert:2", "alert:3"]
