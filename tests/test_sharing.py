@@ -1,0 +1,169 @@
+"""Two monitors sharing the work through leases on a real PostgreSQL (monitor/sharing.py): feeds split between
+them and fetched once, the cursors of a feed taken over mid-poll left to its new holder, each alert sent once
+when both deliver at the same moment, and an alert whose sender died sent by the other with its Message-ID.
+
+The two monitors here keep their mentions in one SQLite file (two connections to it, as two processes would
+have) while the leases are in PostgreSQL: what is under test is who does which work. The daemons' own test,
+on a PostgreSQL store, is tests/test_failover.py."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+from sqlalchemy import create_engine
+
+from monitor.app import Monitor
+from monitor.config import load_config
+from monitor.daemon import once
+from monitor.leases import Leases, create_table
+from monitor.sharing import Sharing
+from monitor.store import Store
+from tests.servers.feeds import recent, rss
+
+FEEDS = 30
+
+
+@pytest.fixture
+def engine(postgres_url):
+    engine = create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    create_table(engine)
+    yield engine
+    engine.dispose()
+
+
+def serve_feeds(feeds, count: int, *, first: int = 0) -> list[dict]:
+    found = []
+    for i in range(first, first + count):
+        url = feeds.serve(f"/feed/{i}.xml", rss([{
+            "title": f"Acme lost my parcel number {i}", "link": f"http://127.0.0.1/post/{i}",
+            "description": f"Acme support never answered about order {i}; I want a refund", "guid": f"post-{i}",
+            "pubDate": recent(0.1)}]))
+        found.append({"url": url, "name": f"feed {i}"})
+    return found
+
+
+def monitors(config_path, engine, *, lease_seconds: float = 30, count: int = 2, clock=None) -> list[Monitor]:
+    config = load_config(config_path)
+    built = []
+    for i in range(count):
+        alone = Monitor.from_config(config)
+        leases = Leases(engine=engine, holder=f"daemon-{i}", lease_seconds=lease_seconds, clock=clock)
+        leases.heartbeat()
+        built.append(Monitor(config=config, store=alone.store, sources=alone.sources, transport=alone.transport,
+                             sharing=Sharing(leases=leases)))
+    return built
+
+
+def at_once(*calls):
+    """Run the calls in threads released at the same moment; their results in order."""
+    start = threading.Barrier(len(calls))
+    results = [None] * len(calls)
+
+    def run(i, call):
+        start.wait()
+        results[i] = call()
+
+    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def close(*monitors_):
+    for m in monitors_:
+        for source in m.sources.values():
+            source.close()
+        m.store.close()
+
+
+def test_two_monitors_split_the_feeds_and_fetch_each_once(feeds, write_config, engine, tmp_path):
+    config = write_config({"sources": {"rss": {"feeds": serve_feeds(feeds, FEEDS), "interval": 300}}})
+    a, b = monitors(config, engine)
+    try:
+        first, second = at_once(lambda: a.poll("rss"), lambda: b.poll("rss"))
+        assert first.outcome.seen + second.outcome.seen == FEEDS
+        assert first.outcome.seen == second.outcome.seen == FEEDS // 2
+        assert [feeds.hits(f"/feed/{i}.xml") for i in range(FEEDS)] == [1] * FEEDS
+        assert a.store.query("SELECT count(*) FROM mentions")[0][0] == FEEDS
+        assert len(a.store.source_state("rss")) == FEEDS
+        # Nothing is due again this interval, whoever asks: the cursors were read after the claim.
+        at_once(lambda: a.poll("rss"), lambda: b.poll("rss"))
+        assert sum(feeds.hits(f"/feed/{i}.xml") for i in range(FEEDS)) == FEEDS
+    finally:
+        close(a, b)
+
+
+def test_a_feed_taken_over_mid_poll_keeps_its_new_holders_cursor(feeds, write_config, engine):
+    [slow] = serve_feeds(feeds, 1)
+    feeds.resources["/feed/0.xml"].delay = 3  # the first poll hangs on it past its lease
+    config = write_config({"sources": {"rss": {"feeds": [slow], "interval": 300, "timeout": 10}}})
+    a, b = monitors(config, engine, lease_seconds=1)  # no heartbeat: a's lease runs out during its poll
+    try:
+        polling = threading.Thread(target=a.poll, args=("rss",))
+        polling.start()
+        # b takes the feed once a's lease is gone, and reads it at once (answered without delay now).
+        threading.Event().wait(1.5)
+        feeds.resources["/feed/0.xml"].delay = 0
+        taken = b.poll("rss")
+        assert taken.outcome is not None and taken.outcome.seen == 1
+        after_b = a.store.source_state("rss")[f"feed:{slow['url']}"]
+        polling.join()
+        assert a.store.source_state("rss")[f"feed:{slow['url']}"] == after_b, "a wrote over b's cursor"
+        assert a.store.query("SELECT count(*) FROM mentions")[0][0] == 1
+    finally:
+        close(a, b)
+
+
+def test_two_monitors_delivering_at_once_send_each_alert_once(feeds, smtp, write_config, engine):
+    config = write_config({"sources": {"rss": {"feeds": serve_feeds(feeds, FEEDS), "interval": 300}},
+                           "email": {"smtp": {"host": "127.0.0.1", "port": smtp.port}, "storm_threshold": 1000}})
+    a, b = monitors(config, engine)
+    try:
+        at_once(lambda: a.poll("rss"), lambda: b.poll("rss"))
+        queued = a.store.pending_count()
+        assert queued == FEEDS
+        for _ in range(3):
+            at_once(a.deliver, b.deliver)
+        ids = Counter(m["Message-ID"] for _, m in smtp.messages)
+        assert len(ids) == queued and set(ids.values()) == {1}
+        assert a.store.pending_count() == 0
+    finally:
+        close(a, b)
+
+
+def test_an_alert_whose_sender_died_is_sent_by_the_other_after_the_lease(feeds, smtp, write_config, engine):
+    clock_now = [1_000_000.0]
+    config = write_config({"sources": {"rss": {"feeds": serve_feeds(feeds, 3), "interval": 300}},
+                           "email": {"smtp": {"host": "127.0.0.1", "port": smtp.port}}})
+    a, b = monitors(config, engine, lease_seconds=10, clock=lambda: clock_now[0])
+    try:
+        a.poll("rss")
+        b.poll("rss")  # each polls its share: two feeds and one
+        due = a.store.due_alerts(10**12)
+        dying = a.sharing.alert_claims()
+        assert len(dying.take(due)) == 3  # ... and a dies before sending: its claims are never given back
+        assert b.deliver().sent == 0
+        clock_now[0] += 11
+        assert b.deliver().sent == 3
+        expected = {row["message_id"] for row in due}
+        assert {m["Message-ID"] for _, m in smtp.messages} == expected
+        assert b.deliver().sent == 0 and len(smtp.messages) == 3
+    finally:
+        close(a, b)
+
+
+def test_a_job_that_must_run_once_runs_on_one_monitor_per_period(feeds, write_config, engine):
+    config = write_config({"sources": {"rss": {"feeds": serve_feeds(feeds, 1)}}})
+    a, b = monitors(config, engine)
+    runs = []
+    try:
+        jobs = [once(m, "spikes", lambda name=name: runs.append(name), every=300) for m, name in ((a, "a"), (b, "b"))]
+        at_once(*jobs)
+        at_once(*jobs)
+        assert len(runs) == 1
+    finally:
+        close(a, b)
