@@ -272,9 +272,13 @@ def cmd_status(args) -> int:
     intervals = {name: settings.interval for name, (_, settings) in validate_source_settings(config).items()}
     from .logs import Redactor, config_secrets
     from .alert import waiting
+    from .sharing import daemons_status, format_daemons, is_shared_store
     store = Store(config.store_path)
     report = status(store, intervals, waiting=waiting(store, config))
     text = json.dumps(report, indent=2) if args.json else format_status(report)
+    if is_shared_store(config.store):  # several daemons may share it: who runs, and who does what
+        report["daemons"] = daemons_status(config.store)
+        text = json.dumps(report, indent=2) if args.json else "\n".join([text, *format_daemons(report["daemons"])])
     print(Redactor(config_secrets(config))(text))
     return 0
 

@@ -217,3 +217,41 @@ class Heartbeat:
             if lost:
                 log.warning("lost %d leases to another daemon (%s); their work is given up", len(lost),
                             ", ".join(sorted(lost)[:5]))
+
+
+def daemons_status(url: str) -> list[dict[str, Any]]:
+    """For ``status`` on a PostgreSQL store: each daemon with a live heartbeat, and what it holds now (work units
+    per source, jobs, alerts being sent); a holder whose heartbeat expired shows as not alive until its leases are
+    taken over."""
+    engine = create_engine(sqlalchemy_url(url))
+    try:
+        leases = Leases(engine=engine, holder="status", lease_seconds=0)
+        alive = set(leases.alive())
+        holders: dict[str, dict[str, Any]] = {}
+        for lease in leases.current():
+            entry = holders.setdefault(lease.holder, {"identity": lease.holder, "alive": lease.holder in alive,
+                                                      "jobs": [], "units": {}, "alerts": 0})
+            kind, _, rest = lease.name.partition(":")
+            if kind == "daemon":
+                entry["heartbeat_expires_in"] = round(lease.expires_in, 1)
+            elif kind == "job":
+                entry["jobs"].append(rest)
+            elif kind == "alert":
+                entry["alerts"] += 1
+            else:  # "<source>:<unit>"
+                entry["units"][kind] = entry["units"].get(kind, 0) + 1
+        return sorted(holders.values(), key=lambda d: d["identity"])
+    finally:
+        engine.dispose()
+
+
+def format_daemons(daemons: list[dict[str, Any]]) -> list[str]:
+    if not daemons:
+        return ["daemons: none running"]
+    lines = [f"daemons: {sum(d['alive'] for d in daemons)} running"]
+    for d in daemons:
+        units = ", ".join(f"{n} {source}" for source, n in sorted(d["units"].items())) or "no work units"
+        jobs = ", ".join(sorted(d["jobs"])) or "no jobs"
+        state = "alive" if d["alive"] else "not alive (its leases expire and are taken over)"
+        lines.append(f"  daemon {d['identity']}: {state}; holds {units}; {jobs}; {d['alerts']} alerts being sent")
+    return lines

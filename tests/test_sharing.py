@@ -167,3 +167,21 @@ def test_a_job_that_must_run_once_runs_on_one_monitor_per_period(feeds, write_co
         assert len(runs) == 1
     finally:
         close(a, b)
+
+
+def test_status_names_each_daemon_and_what_it_holds(engine, postgres_url):
+    from monitor.sharing import daemons_status, format_daemons
+    a = Leases(engine=engine, holder="host-a:101:abc", lease_seconds=30)
+    b = Leases(engine=engine, holder="host-b:202:def", lease_seconds=30)
+    a.heartbeat()
+    b.heartbeat()
+    a.claim("job:deliver")
+    a.claim_share([f"rss:feed:{i}" for i in range(4)])
+    b.claim_share([f"rss:feed:{i}" for i in range(4)])
+    b.claim_each(["alert:1", "alert:2"], once=True)
+    daemons = daemons_status(postgres_url)
+    assert [(d["identity"], d["alive"], d["jobs"], d["units"], d["alerts"]) for d in daemons] == [
+        ("host-a:101:abc", True, ["deliver"], {"rss": 2}, 0), ("host-b:202:def", True, [], {"rss": 2}, 2)]
+    lines = format_daemons(daemons)
+    assert lines[0] == "daemons: 2 running"
+    assert lines[1] == "  daemon host-a:101:abc: alive; holds 2 rss; deliver; 0 alerts being sent"
