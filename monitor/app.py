@@ -149,6 +149,8 @@ class Monitor:
                                   poll_runs_before=now - r.poll_runs_days * 86400)
         if any(pruned):
             log.info("pruned %d old snapshots and %d poll records", *pruned)
+        if self.sharing is not None:
+            self.sharing.prune()
         return pruned
 
     def close(self) -> None:

@@ -221,6 +221,15 @@ class Leases:
             if forget:
                 self._known.difference_update(names)
 
+    def forget_done(self, prefix: str, *, older_than: float) -> int:
+        """Delete the free rows named ``prefix...`` whose work was done more than ``older_than`` seconds ago
+        (the claims of alerts long sent); returns how many."""
+        t = leases_table.c
+        with self.engine.begin() as db:
+            return db.execute(delete(leases_table).where(
+                t.name.startswith(prefix, autoescape=True), t.holder.is_(None),
+                t.done_at < self._now() - older_than)).rowcount
+
     @property
     def held(self) -> set[str]:
         with self._lock:

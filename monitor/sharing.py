@@ -139,6 +139,10 @@ class Sharing:
 
         return run_once
 
+    def prune(self) -> int:
+        """Forget the claims of alerts sent a day ago: the outbox never offers a sent alert again."""
+        return self.leases.forget_done("alert:", older_than=86400)
+
     def alert_claims(self) -> "AlertClaims":
         return AlertClaims(leases=self.leases)
 

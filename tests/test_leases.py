@@ -221,3 +221,14 @@ def test_work_done_once_is_never_claimed_again(engine, clock):
     a.release(["alert:2"], done=False)  # to be retried later
     clock.now += 11  # alert:3's holder died mid-send: after expiry it is someone else's
     assert sorted(b.claim_each(["alert:1", "alert:2", "alert:3"], once=True)) == ["alert:2", "alert:3"]
+
+
+def test_claims_of_work_done_long_ago_are_forgotten(engine, clock):
+    a = daemon(engine, "a", clock)
+    a.claim_each(["alert:1", "alert:2", "alert:3"], once=True)
+    a.release(["alert:1"], done=True)
+    clock.now += 100
+    a.release(["alert:2"], done=True)
+    assert a.forget_done("alert:", older_than=50) == 1  # alert:1; alert:2 is recent, alert:3 still held
+    assert {lease.name for lease in a.current()} == {"alert:3"}
+    assert not a.claim_each(["alert:2"], once=True)
