@@ -114,11 +114,18 @@ class Sharing:
     def source_work(self, name: str, source: Any) -> Iterator[SourceWork]:
         """Claim this daemon's share of the source's units for one poll; give them back after it."""
         declared = getattr(source, "work_units", None)
-        keys = declared() if declared is not None else [WHOLE_SOURCE]
-        by_name = {f"{name}:{key}": key for key in keys}
-        claimed = self.leases.claim_share(list(by_name))
+        sticky = bool(getattr(source, "paces_itself", False))
+        if declared is not None:
+            # Each unit's own schedule (a feed's next poll, in its cursor) says whether it is due.
+            by_name = {f"{name}:{key}": key for key in declared()}
+            claimed = self.leases.claim_share(list(by_name))
+        else:
+            # The source's interval is its only schedule: each daemon's job ticks at it, so the source is
+            # taken only when no daemon polled it within the interval (with room for the ticks' jitter).
+            by_name = {f"{name}:{WHOLE_SOURCE}": WHOLE_SOURCE}
+            claimed = self.leases.claim_each(list(by_name), every=0 if sticky else source.interval * 0.8)
         work = SourceWork(source=name, leases=self.leases, names={n: by_name[n] for n in claimed},
-                          whole=declared is None, sticky=bool(getattr(source, "paces_itself", False)))
+                          whole=declared is None, sticky=sticky)
         try:
             yield work
         finally:

@@ -185,3 +185,21 @@ def test_status_names_each_daemon_and_what_it_holds(engine, postgres_url):
     lines = format_daemons(daemons)
     assert lines[0] == "daemons: 2 running"
     assert lines[1] == "  daemon host-a:101:abc: alive; holds 2 rss; deliver; 0 alerts being sent"
+
+
+def test_a_whole_source_is_polled_once_per_interval_between_the_monitors(reddit, write_config, engine):
+    from tests.conftest import local_sources
+    reddit.add_post(subreddit="CustomerService", id="c1", title="Acme double charged me",
+                    selftext="Acme charged me twice and support never answered. I want a refund.")
+    config = write_config({"sources": {"reddit": {**local_sources(reddit, subreddits=["CustomerService"],
+                                                                 feeds=[])["reddit"], "interval": 300}}})
+    a, b = monitors(config, engine)
+    try:
+        first, second = at_once(lambda: a.poll("reddit"), lambda: b.poll("reddit"))
+        assert [r.outcome is not None for r in (first, second)].count(True) == 1
+        assert sum(r.outcome.seen for r in (first, second) if r.outcome) == 1
+        # The next ticks of either monitor within the interval find it done.
+        assert a.poll("reddit").outcome is None and b.poll("reddit").outcome is None
+        assert a.store.query("SELECT count(*) FROM poll_runs WHERE source = 'reddit'")[0][0] == 1
+    finally:
+        close(a, b)
