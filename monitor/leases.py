@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from sqlalchemy import (Column, Engine, Float, Index, MetaData, String, Table, and_, delete, literal,
-                        or_, select, update)
+                        or_, select, text, update)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
@@ -69,8 +69,15 @@ def daemon_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
+# Daemons started together would race to create the table: on PostgreSQL they take turns on this lock.
+CREATE_LOCK = 0x6C6561736573  # "leases"
+
+
 def create_table(engine: Engine) -> None:
-    metadata.create_all(engine, tables=[leases_table])
+    with engine.begin() as db:
+        if engine.dialect.name == "postgresql":
+            db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CREATE_LOCK})
+        metadata.create_all(db, tables=[leases_table])
 
 
 @dataclass(frozen=True)
