@@ -91,3 +91,15 @@ def postgres_server():
 def postgres_url(postgres_server) -> str:
     """The URL of a fresh database of its own for this test: postgresql://postgres@127.0.0.1:PORT/test_N."""
     return postgres_server.create_database()
+
+
+@pytest.fixture
+def leases_engine(postgres_url):
+    """A SQLAlchemy engine on a fresh database that has the leases table (monitor/leases.py)."""
+    from sqlalchemy import create_engine
+
+    from monitor.leases import create_table
+    engine = create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    create_table(engine)
+    yield engine
+    engine.dispose()

@@ -24,11 +24,8 @@ class Clock:
 
 
 @pytest.fixture
-def engine(postgres_url):
-    engine = create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
-    create_table(engine)
-    yield engine
-    engine.dispose()
+def engine(leases_engine):
+    return leases_engine
 
 
 @pytest.fixture

@@ -12,25 +12,20 @@ import threading
 from collections import Counter
 
 import pytest
-from sqlalchemy import create_engine
 
 from monitor.app import Monitor
 from monitor.config import load_config
 from monitor.daemon import once
-from monitor.leases import Leases, create_table
+from monitor.leases import Leases
 from monitor.sharing import Sharing
-from monitor.store import Store
 from tests.servers.feeds import recent, rss
 
 FEEDS = 30
 
 
 @pytest.fixture
-def engine(postgres_url):
-    engine = create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
-    create_table(engine)
-    yield engine
-    engine.dispose()
+def engine(leases_engine):
+    return leases_engine
 
 
 def serve_feeds(feeds, count: int, *, first: int = 0) -> list[dict]:
