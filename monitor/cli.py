@@ -148,12 +148,10 @@ def cmd_explain(args) -> int:
         return 1
     result = stored_explanation(row)
     # Priority decays once a story calms down; the level it reached is what the responder was told.
-    alerted = [r[0] for r in store.query(
-        "SELECT DISTINCT priority FROM alerts WHERE mention_id = ? AND status = 'sent' ORDER BY priority",
-        (args.mention_id,))]
-    result.update(peak_priority=row["peak_priority"], alerted=alerted)
+    alerted = store.sent_priorities(args.mention_id)
+    result.update(peak_priority=row.peak_priority, alerted=alerted)
     print(json.dumps(result, indent=2) if args.json else format_explanation(result)
-          + f"\nhighest priority reached: {row['peak_priority']} (alerted: {', '.join(alerted) or 'none'})")
+          + f"\nhighest priority reached: {row.peak_priority} (alerted: {', '.join(alerted) or 'none'})")
     return 0
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from .alert import Waiting
 from .logs import Redactor
 from .mail import FolderTransport, Transport, build_message
-from .store import Store
+from .store import SourceHealth, Store
 
 log = logging.getLogger("complaint_monitor.health")
 
@@ -53,13 +53,13 @@ class Health:
         now = time.time() if now is None else now
         subject, error = self.redact(subject), self.redact(error)  # a feed URL may carry a token
         row = self.store.record_failure(subject, error, now)
-        if self.operator and not row["notified"] and now - row["since"] >= self.notify_after:
+        if self.operator and not row.notified and now - row.since >= self.notify_after:
             name = self._name(subject)
             # Short first line (a phone shows little of subject and preview); the details below it.
             self._tell_operator(
-                subject, f"{name} failing since {_ts(row['since'], short=True)}",
-                f"{name} has failed {row['count']} times since {_ts(row['since'], short=True)}.\n\n"
-                f"What: {subject}\nLast error ({_ts(row['last_at'])}):\n{error}\n\n"
+                subject, f"{name} failing since {_ts(row.since, short=True)}",
+                f"{name} has failed {row.count} times since {_ts(row.since, short=True)}.\n\n"
+                f"What: {subject}\nLast error ({_ts(row.last_at)}):\n{error}\n\n"
                 "You get one more email when it works again, none in between.\n", smtp_down=subject == "smtp")
             self.store.mark_failure_notified(subject)
 
@@ -68,7 +68,7 @@ class Health:
         recorded failure has anything to clear, so a poll where nothing failed writes nothing."""
         if not subjects:
             return
-        failing = {row["subject"] for row in self.store.query("SELECT subject FROM failures")}
+        failing = {row.subject for row in self.store.failures()}
         if failing:
             for subject in subjects:
                 if self.redact(subject) in failing:
@@ -76,11 +76,11 @@ class Health:
 
     def succeeded(self, subject: str) -> None:
         row = self.store.clear_failure(self.redact(subject))
-        if row is not None and row["notified"] and self.operator:
+        if row is not None and row.notified and self.operator:
             name = self._name(subject)
             self._tell_operator(subject, f"{name} works again",
-                                f"{name} works again after {row['count']} failures since"
-                                f" {_ts(row['since'], short=True)}.\n\nWhat: {self.redact(subject)}\n",
+                                f"{name} works again after {row.count} failures since"
+                                f" {_ts(row.since, short=True)}.\n\nWhat: {self.redact(subject)}\n",
                                 smtp_down=False)
 
     def _name(self, subject: str) -> str:
@@ -151,40 +151,30 @@ def status(store: Store, intervals: dict[str, float], *, now: float | None = Non
     hour_ago = now - 3600
     sources = {}
     for name, interval in intervals.items():
-        last = store.query("SELECT * FROM poll_runs WHERE source = ? ORDER BY started_at DESC LIMIT 1", (name,))
-        last_ok = store.query("SELECT max(finished_at) FROM poll_runs WHERE source = ? AND errors = '[]'", (name,))
-        last_err = store.query("SELECT finished_at, errors FROM poll_runs WHERE source = ? AND errors != '[]'"
-                               " ORDER BY started_at DESC LIMIT 1", (name,))
-        items = store.query("SELECT coalesce(sum(items), 0) FROM poll_runs WHERE source = ? AND started_at >= ?",
-                            (name, hour_ago))[0][0]
-        mentions = store.query("SELECT count(*) FROM mentions WHERE source = ? AND fetched_at >= ?",
-                               (name, hour_ago))[0][0]
-        feeds = _feeds(store, name, hour_ago)
+        health = store.source_health(name, since=hour_ago)
+        last, last_err = health.last, health.last_error
         sources[name] = {
-            "last_poll": _ts(last[0]["started_at"]) if last else "never",
-            "last_success": _ts(last_ok[0][0]),
-            "last_error": (f"{_ts(last_err[0]['finished_at'])}: {'; '.join(json.loads(last_err[0]['errors']))}"
-                           if last_err else "none"),
-            "items_last_hour": items, "mentions_last_hour": mentions,
+            "last_poll": _ts(last.started_at) if last else "never",
+            "last_success": _ts(health.last_success),
+            "last_error": f"{_ts(last_err.finished_at)}: {'; '.join(last_err.errors)}" if last_err else "none",
+            "items_last_hour": health.items_since, "mentions_last_hour": health.mentions_since,
             # The interval the daemon ran the source at (an RSS source runs at its most frequent feed's).
-            "next_run": _next_run(last[0]["started_at"] + (last[0]["interval"] or interval), now) if last else "at start",
-            "feeds": feeds,
+            "next_run": _next_run(last.started_at + (last.interval or interval), now) if last else "at start",
+            "feeds": _feeds(store, name, health),
             "stream": _stream(store, name),
         }
     oldest = store.oldest_pending()
-    failing = [dict(r) for r in store.query("SELECT * FROM failures ORDER BY since")]
     return {
         "sources": sources,
-        "outbox": {"pending": store.pending_count(), "oldest_pending": _ts(oldest),
-                   "failed": store.query("SELECT count(*) FROM alerts WHERE status = 'failed'")[0][0],
+        "outbox": {"pending": store.pending_count(), "oldest_pending": _ts(oldest), "failed": store.failed_count(),
                    "waiting": [{**w._asdict(), "until": _ts(w.until) if w.until else None,
                                 "line": line} for w, line in zip(waiting, waiting_lines(waiting, now=now))]},
-        "failing": [{"subject": f["subject"], "since": _ts(f["since"]), "count": f["count"],
-                     "last_error": f["last_error"]} for f in failing],
+        "failing": [{"subject": f.subject, "since": _ts(f.since), "count": f.count,
+                     "last_error": f.last_error} for f in store.failures()],
     }
 
 
-def _feeds(store: Store, name: str, hour_ago: float) -> dict[str, dict[str, Any]]:
+def _feeds(store: Store, name: str, health: SourceHealth) -> dict[str, dict[str, Any]]:
     """Per feed: what its cursor says, its ongoing failure, its mentions in the last hour."""
     feeds: dict[str, dict[str, Any]] = {}
     for key, value in store.source_state(name).items():
@@ -197,13 +187,11 @@ def _feeds(store: Store, name: str, hour_ago: float) -> dict[str, dict[str, Any]
                 feeds[key[5:]]["last_error"] = (f"{_when(value.get('last_error_at'))}: {value.get('last_error')}"
                                                 f" ({value.get('failures') or 1} in a row)")
     # A feed that never worked has no cursor yet; its failure row still names it.
-    for row in store.query("SELECT * FROM failures WHERE subject LIKE ? ORDER BY subject", (f"{name} feed:%",)):
-        feed = feeds.setdefault(row["subject"][len(name) + 6:], {"last_success": None})
-        feed["last_error"] = f"{_ts(row['last_at'])}: {row['last_error']} (failing since {_ts(row['since'])})"
-    for url, count in store.query("SELECT json_extract(extra, '$.feed_url'), count(*) FROM mentions"
-                                  " WHERE source = ? AND fetched_at >= ? GROUP BY 1", (name, hour_ago)):
-        if url is not None:
-            feeds.setdefault(url, {"last_success": None})["mentions_last_hour"] = count
+    for row in store.failures(prefix=f"{name} feed:"):
+        feed = feeds.setdefault(row.subject[len(name) + 6:], {"last_success": None})
+        feed["last_error"] = f"{_ts(row.last_at)}: {row.last_error} (failing since {_ts(row.since)})"
+    for url, count in health.mentions_by_feed.items():
+        feeds.setdefault(url, {"last_success": None})["mentions_last_hour"] = count
     return feeds
 
 

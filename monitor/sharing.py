@@ -1,5 +1,5 @@
 """How a daemon shares the work with the other daemons on the same PostgreSQL store, through the leases of
-``monitor/leases.py``. On SQLite there is one daemon (``daemon.StoreLock``) and none of this is used.
+``monitor/store/leases.py``. On SQLite there is one daemon (``daemon.StoreLock``) and none of this is used.
 
 - A source's poll claims its share of the source's work units first: each feed of an RSS source (a source
   that declares ``work_units()`` and takes ``poll(state, units=...)``), the whole source otherwise (a Reddit
@@ -19,6 +19,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,13 +29,18 @@ from typing import Any, Callable, Iterator
 
 from sqlalchemy import create_engine
 
-from .leases import Leases, create_table, daemon_identity
+from .store.leases import Leases, create_table
 from .source import Poll
 
 log = logging.getLogger("complaint_monitor.sharing")
 
 WHOLE_SOURCE = "source"  # the unit name of a source that does not split its work
 POSTGRESQL_SCHEMES = ("postgresql://", "postgresql+psycopg://", "postgres://")
+
+
+def daemon_identity() -> str:
+    """host:pid:random. The random part tells apart two runs that got the same pid (a restarted container)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 def is_shared_store(store: str) -> bool:
@@ -168,7 +176,7 @@ class AlertClaims:
 
     def take(self, alerts: list) -> list:
         """The alerts of ``alerts`` that are ours to send: claimed now, by no one else, and never done."""
-        wanted = {self._name(a["id"]): a for a in alerts}
+        wanted = {self._name(a.id): a for a in alerts}
         got = set(self.leases.claim_each(list(wanted), once=True))
         self._taken |= got
         return [a for name, a in wanted.items() if name in got]

@@ -95,10 +95,10 @@ def postgres_url(postgres_server) -> str:
 
 @pytest.fixture
 def leases_engine(postgres_url):
-    """A SQLAlchemy engine on a fresh database that has the leases table (monitor/leases.py)."""
+    """A SQLAlchemy engine on a fresh database that has the leases table (monitor/store/leases.py)."""
     from sqlalchemy import create_engine
 
-    from monitor.leases import create_table
+    from monitor.store.leases import create_table
     engine = create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
     create_table(engine)
     yield engine

@@ -157,7 +157,7 @@ def test_prune_drops_old_snapshots_and_poll_records_but_never_mentions_or_alerts
                                       finished_at=now - age_days * day + 1, items=1, stored=0, errors=[])
         assert len(monitor.store.snapshots(mention_id)) == 3
         assert monitor.prune() == (1, 2)
-        assert sorted(now - s["taken_at"] < 2 * day for s in monitor.store.snapshots(mention_id)) == [True, True]
+        assert sorted(now - s.taken_at < 2 * day for s in monitor.store.snapshots(mention_id)) == [True, True]
         assert monitor.store.query("SELECT count(*) FROM poll_runs")[0][0] == 1
         assert monitor.store.query("SELECT count(*) FROM mentions")[0][0] == 1
         assert monitor.store.query("SELECT count(*) FROM alerts")[0][0] == 1

@@ -1,4 +1,4 @@
-"""Leases (monitor/leases.py) against a real PostgreSQL: two holders, expiry and takeover, renewal, the
+"""Leases (monitor/store/leases.py) against a real PostgreSQL: two holders, expiry and takeover, renewal, the
 SKIP LOCKED partitioning of many work units, and jobs that run once per period between several daemons."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import psycopg
 import pytest
 from sqlalchemy import create_engine
 
-from monitor.leases import Leases, create_table, daemon_identity
+from monitor.sharing import daemon_identity
+from monitor.store.leases import Leases, create_table
 
 
 class Clock:

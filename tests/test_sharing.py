@@ -16,7 +16,7 @@ import pytest
 from monitor.app import Monitor
 from monitor.config import load_config
 from monitor.daemon import once
-from monitor.leases import Leases
+from monitor.store.leases import Leases
 from monitor.sharing import Sharing
 from tests.servers.feeds import recent, rss
 
@@ -144,7 +144,7 @@ def test_an_alert_whose_sender_died_is_sent_by_the_other_after_the_lease(feeds, 
         assert b.deliver().sent == 0
         clock_now[0] += 11
         assert b.deliver().sent == 3
-        expected = {row["message_id"] for row in due}
+        expected = {alert.message_id for alert in due}
         assert {m["Message-ID"] for _, m in smtp.messages} == expected
         assert b.deliver().sent == 0 and len(smtp.messages) == 3
     finally:

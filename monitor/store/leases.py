@@ -20,9 +20,6 @@ daemon's, so two machines whose clocks disagree still agree on who holds what.
 from __future__ import annotations
 
 import math
-import os
-import secrets
-import socket
 import threading
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -62,11 +59,6 @@ def _postgresql_epoch(element, compiler, **kw) -> str:
 @compiles(database_epoch, "sqlite")
 def _sqlite_epoch(element, compiler, **kw) -> str:
     return "((julianday('now') - 2440587.5) * 86400.0)"
-
-
-def daemon_identity() -> str:
-    """host:pid:random. The random part tells apart two runs that got the same pid (a restarted container)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 # Daemons started together would race to create the table: on PostgreSQL they take turns on this lock.
