@@ -198,3 +198,15 @@ def test_a_whole_source_is_polled_once_per_interval_between_the_monitors(reddit,
         assert a.store.query("SELECT count(*) FROM poll_runs WHERE source = 'reddit'")[0][0] == 1
     finally:
         close(a, b)
+
+
+def test_the_heartbeat_keeps_what_a_daemon_holds_and_a_clean_stop_gives_it_back(engine):
+    from monitor.sharing import Heartbeat
+    a = Leases(engine=engine, holder="a", lease_seconds=3)
+    b = Leases(engine=engine, holder="b", lease_seconds=3)
+    with Heartbeat(leases=a):
+        assert a.claim("job:deliver")
+        threading.Event().wait(4)  # longer than the lease: only the heartbeat keeps it
+        assert not b.claim("job:deliver")
+        assert b.alive() == ["a"]
+    assert b.alive() == [] and b.claim("job:deliver"), "stopped: given back at once, not after expiry"
