@@ -24,9 +24,12 @@ from zoneinfo import ZoneInfo
 
 from .config import PRIORITIES, Config, Responder
 from .mail import SUBJECT_WORDS_LIMIT, Transport, build_message, header_safe, render, trim
+from .sharing import AlertClaims, OwnAlerts
 from .store import Store, from_epoch
 
 log = logging.getLogger("complaint_monitor.alert")
+
+Claims = AlertClaims | OwnAlerts
 
 RETRY_BASE_SECONDS = 30
 RETRY_MAX_SECONDS = 1800
@@ -312,7 +315,8 @@ def _batch_message_id(kind: str, recipient: str, batch) -> str:
     return f"<{kind}-{key}@complaint-monitor>"
 
 
-def _send_storms(store: Store, transport: Transport, config: Config, due: list, now: float) -> tuple[list, int]:
+def _send_storms(store: Store, transport: Transport, config: Config, due: list, now: float,
+                 claims: Claims) -> tuple[list, int]:
     """A responder who would get more than ``email.storm_threshold`` alerts in this round gets one summary
     email listing them, highest priority first, each with its link; each alert is recorded as sent in
     it. Returns the alerts left to send one by one, and the number of summaries sent."""
@@ -341,24 +345,31 @@ def _send_storms(store: Store, transport: Transport, config: Config, due: list, 
                         type(err).__name__, err)
             continue
         store.mark_sent([a.id for a in batch], time.time())
+        claims.done([a.id for a in batch])
         sent += 1
         log.info("storm summary of %d alerts sent to %s", len(batch), recipient)
     in_storms = {a.id for batch in storms.values() for a in batch}
     return [a for a in due if a.id not in in_storms], sent
 
 
-def deliver_pending(store: Store, transport: Transport, config: Config, *, now: float | None = None) -> Delivery:
-    """Send every due alert once; a storm of them as one summary per responder."""
+def deliver_pending(store: Store, transport: Transport, config: Config, *, now: float | None = None,
+                    claims: Claims | None = None) -> Delivery:
+    """Send every due alert once; a storm of them as one summary per responder. ``claims``: the alerts this
+    daemon may send when several share the store (``sharing.AlertClaims``); all of them otherwise."""
     now = time.time() if now is None else now
+    claims = claims or OwnAlerts()
     # One SMTP connection for the round. Each alert is still recorded as sent in its own commit before the
     # next one goes (a commit in WAL mode without fsync costs far less than the email): a crash mid-round
     # resends at most the one email in flight, with the same Message-ID.
-    with transport.session():
-        return _deliver_due(store, transport, config, now)
+    try:
+        with transport.session():
+            return _deliver_due(store, transport, config, now, claims)
+    finally:
+        claims.finish()
 
 
-def _deliver_due(store: Store, transport: Transport, config: Config, now: float) -> Delivery:
-    due, sent = _send_storms(store, transport, config, store.due_alerts(now), now)
+def _deliver_due(store: Store, transport: Transport, config: Config, now: float, claims: Claims) -> Delivery:
+    due, sent = _send_storms(store, transport, config, claims.take(store.due_alerts(now)), now, claims)
     connection_error = None
     for alert in due:
         # Everything about one alert is inside the try: whatever fails costs that alert a retry, never the round.
@@ -380,6 +391,7 @@ def _deliver_due(store: Store, transport: Transport, config: Config, now: float)
                 break
             continue
         store.mark_sent(alert.id, time.time(), subject=subject)
+        claims.done([alert.id])
         sent += 1
         log.info("alert %s (%s, mention %s) sent to %s", alert.id, alert.priority, alert.mention_id,
                  alert.recipient)
@@ -393,18 +405,23 @@ def digest_due(config: Config, recipient: str, alerts, now: float) -> float:
     return max(due, quiet_until(_responder(config, recipient), max(now, due)) or due)
 
 
-def deliver_digests(store: Store, transport: Transport, config: Config, *, now: float | None = None) -> int:
+def deliver_digests(store: Store, transport: Transport, config: Config, *, now: float | None = None,
+                    claims: Claims | None = None) -> int:
     """One email per responder with the lower-priority alerts gathered over ``digest_minutes``."""
     now = time.time() if now is None else now
-    by_recipient: dict[str, list] = {}
-    for alert in store.pending_digest_alerts():
-        by_recipient.setdefault(alert.recipient, []).append(alert)
-    with transport.session():
-        return _deliver_digests(store, transport, config, by_recipient, now)
+    claims = claims or OwnAlerts()
+    try:
+        by_recipient: dict[str, list] = {}
+        for alert in claims.take(store.pending_digest_alerts()):
+            by_recipient.setdefault(alert.recipient, []).append(alert)
+        with transport.session():
+            return _deliver_digests(store, transport, config, by_recipient, now, claims)
+    finally:
+        claims.finish()
 
 
 def _deliver_digests(store: Store, transport: Transport, config: Config, by_recipient: dict[str, list],
-                     now: float) -> int:
+                     now: float, claims: Claims) -> int:
     sent = 0
     for recipient, alerts in by_recipient.items():
         # Everything about one responder's digest is inside the try: a failure costs that digest, never the round.
@@ -429,6 +446,7 @@ def _deliver_digests(store: Store, transport: Transport, config: Config, by_reci
                 break
             continue
         store.mark_sent([a.id for a in batch], time.time())
+        claims.done([a.id for a in batch])
         sent += 1
         log.info("digest of %d alerts sent to %s", len(batch), recipient)
     return sent

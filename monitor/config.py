@@ -267,6 +267,9 @@ class Config(Strict):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     stories: StorySettings = Field(default_factory=StorySettings)
     spikes: SpikeSettings = Field(default_factory=SpikeSettings)
+    # Several daemons on one PostgreSQL store: a daemon that stops renewing its leases (it died) loses its work
+    # to the others after this many seconds; it renews every third of it. Used only with a PostgreSQL store.
+    lease_seconds: float = Field(default=60, ge=3, le=3600)
     # Where relative paths (store, rules, outbox) are resolved; set by load_config.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 

@@ -100,3 +100,15 @@ def store_where(request, tmp_path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "store.db")
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def leases_engine(postgres_url):
+    """A SQLAlchemy engine on a fresh database that has the leases table (monitor/store/leases.py)."""
+    from sqlalchemy import create_engine
+
+    from monitor.store.leases import create_table
+    engine = create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    create_table(engine)
+    yield engine
+    engine.dispose()

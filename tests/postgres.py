@@ -113,7 +113,7 @@ class PostgresServer:
         # A port found free can be taken before the server binds it: try a few.
         for attempt in range(5):
             self.port = free_port()
-            options = [f"-c listen_addresses=127.0.0.1", f"-p {self.port}", f"-k {self.sockets}"]
+            options = ["-c listen_addresses=127.0.0.1", f"-p {self.port}", f"-k {self.sockets}"]
             options += [f"-c {key}={value}" for key, value in THROWAWAY_SETTINGS.items()]
             try:
                 self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-w",

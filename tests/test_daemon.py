@@ -122,6 +122,7 @@ def test_a_second_daemon_on_the_same_store_refuses(feeds, write_config, tmp_path
                                 capture_output=True, text=True, cwd=ROOT, timeout=60)
         assert second.returncode == EXIT_ALREADY_RUNNING, second.stderr
         assert f"pid {first.proc.pid}" in second.stderr and "already running" in second.stderr
+        assert "several daemons need a PostgreSQL store" in second.stderr
         assert first.proc.poll() is None, "the first daemon is unaffected"
         first.send(signal.SIGINT)
         assert first.wait(timeout=30) == 0, first.log()
