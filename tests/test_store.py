@@ -88,6 +88,12 @@ def test_a_store_of_the_release_before_alembic_upgrades_in_place_with_every_row(
     assert load_alerts(path)["status"].tolist() == ["pending", "sent"]
 
 
+def test_the_newest_revision_is_alembics_head():
+    from monitor.store.database import newest_revision
+
+    assert newest_revision() == head_revision()
+
+
 def test_a_first_release_store_is_migrated_in_place_and_keeps_its_data(tmp_path):
     path = tmp_path / "old.db"
     _first_release_store(path)
