@@ -22,7 +22,8 @@ _MARK_SENT = alerts.update().where(a.id == bindparam("alert_id")).values(
 # The mention and, when it belongs to a story, every mention of that story: one incident, one thread.
 _STORY = select(mentions.c.story_id).where(mentions.c.id == bindparam("mention_id")).scalar_subquery()
 _THREAD = (a.recipient == bindparam("recipient")) & or_(
-    a.mention_id == bindparam("mention_id"), a.mention_id.in_(select(mentions.c.id).where(mentions.c.story_id == _STORY)))
+    a.mention_id == bindparam("mention_id"),
+    a.mention_id.in_(select(mentions.c.id).where(mentions.c.story_id == _STORY)))
 _THREAD_ALERTS = select(alerts).where(_THREAD).order_by(a.id)
 _EARLIER_ALERTS = select(alerts).where(_THREAD, a.status == "sent", a.id < bindparam("alert_id")).order_by(a.id)
 _ALERT_COLUMNS = ("mention_id", "recipient", "priority", "next_attempt_at", "message_id", "created_at", "urgency",

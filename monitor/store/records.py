@@ -147,18 +147,6 @@ class SourceHealth:
 
 
 @dataclass(frozen=True, slots=True)
-class StoryRecord:
-    id: int
-    brand: str | None
-    key: str
-    title: str
-    url: str
-    first_seen: float
-    last_seen: float
-    sightings: int
-
-
-@dataclass(frozen=True, slots=True)
 class StoryPlace:
     """Where one of a story's mentions was seen."""
     place: str
@@ -187,6 +175,5 @@ def record(cls: type[R], row: Mapping[str, Any]) -> R:
     return cls(**{f: row[f] for f in _NAMES[cls]})
 
 
-for _cls in (MentionRecord, AlertRecord, SnapshotRecord, FailureRecord, PollRunRecord, StoryRecord,
-             StoryPlace, LabelledMention):
+for _cls in (MentionRecord, AlertRecord, SnapshotRecord, FailureRecord, PollRunRecord, StoryPlace, LabelledMention):
     _NAMES[_cls] = tuple(f.name for f in fields(_cls))
