@@ -48,7 +48,8 @@ r AS MATERIALIZED (SELECT i, abs(random()) % 1000000 / 1e6 AS u, abs(random()) %
              {START} + abs(random()) % ({SPAN_DAYS} * 86400) AS created FROM n)
 INSERT INTO mentions (source, source_id, kind, url, author, title, text, place, created_at, fetched_at, brand, quote,
     score, comments, upvote_ratio, awards, reach, extra, compound, negative, neutral, positive, min_sentence,
-    negative_share, brand_compound, title_compound, urgency, virality, priority, reasons, tags, signals, suppressed)
+    negative_share, brand_compound, title_compound, urgency, virality, priority, reasons, tags, signals, suppressed,
+    rules)
 SELECT source, 't3_' || i, 'post', 'https://example.test/' || i, 'user' || (i % 9973),
     brand || ' charged me twice, order ' || i,
     'I was charged twice by ' || brand || ' and nobody answers. Ticket ' || i || ', still waiting for a refund.',
@@ -65,7 +66,9 @@ SELECT source, 't3_' || i, 'post', 'https://example.test/' || i, 'user' || (i % 
              ELSE ', {{"kind": "rule", "name": "legal_threat", "urgency": 30.0, "virality": 0.0, "detail": ""}}, '
                   || '{{"kind": "rule", "name": "growing_fast", "urgency": 0.0, "virality": 40.0, "detail": ""}}' END),
     CASE i % 3 WHEN 0 THEN '[]' WHEN 1 THEN '["billing"]' ELSE '["safety", "legal"]' END,
-    '{{}}', i % 50 = 0
+    '{{}}', i % 50 = 0,
+    -- The names of the rules among the reasons, as the store writes them beside the reasons.
+    CASE i % 3 WHEN 0 THEN '[]' WHEN 1 THEN '["refund_demand"]' ELSE '["legal_threat","growing_fast"]' END
 FROM r
 """
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import json
 import logging
 import random
 import re
@@ -25,9 +24,12 @@ from zoneinfo import ZoneInfo
 
 from .config import PRIORITIES, Config, Responder
 from .mail import SUBJECT_WORDS_LIMIT, Transport, build_message, header_safe, render, trim
+from .sharing import AlertClaims, OwnAlerts
 from .store import Store, from_epoch
 
 log = logging.getLogger("complaint_monitor.alert")
+
+Claims = AlertClaims | OwnAlerts
 
 RETRY_BASE_SECONDS = 30
 RETRY_MAX_SECONDS = 1800
@@ -98,8 +100,8 @@ def _responder(config: Config, address: str) -> Responder | None:
 def subject_words(mention) -> str:
     """What happened, for the subject: the title (or what was said), led by the brand only when it does not
     name it already ("Acme Air stranded us", not "Acme Air: Acme Air stranded us")."""
-    words = header_safe(mention["title"] or mention["quote"] or mention["text"], limit=SUBJECT_WORDS_LIMIT)
-    brand = mention["brand"] or ""
+    words = header_safe(mention.title or mention.quote or mention.text, limit=SUBJECT_WORDS_LIMIT)
+    brand = mention.brand or ""
     if brand and not re.search(rf"(?<!\w){re.escape(brand)}(?!\w)", words, re.IGNORECASE):
         words = f"{header_safe(brand)}: {words}"
     return words
@@ -145,7 +147,7 @@ def _when(epoch: float, zone: ZoneInfo) -> str:
 
 def _reasons(mention) -> list[str]:
     lines = []
-    for r in json.loads(mention["reasons"] or "[]"):
+    for r in mention.reasons:
         if r["kind"] == "rule":
             effects = [f"{k} {r[k]:+g}" for k in ("urgency", "virality") if r[k]]
             lines.append(f"rule {r['name']}: {', '.join(effects) or 'no points'}"
@@ -175,29 +177,29 @@ def _edit(first: str, now: str, limit: int = 300) -> str:
 def _changes(store: Store, previous, best: str, alert, mention) -> list[str]:
     """What moved between the last email of the thread (``best``: the highest level it reached) and this one."""
     changes = []
-    if alert["priority"] < best:
-        changes.append(f"priority {best} -> {alert['priority']}")
-    extra = json.loads(mention["extra"] or "{}")
+    if alert.priority < best:
+        changes.append(f"priority {best} -> {alert.priority}")
+    extra = mention.extra
     # Edited since the last email (Reddit's edit time): the news may be in the words, not the numbers.
-    if extra.get("first_text") and float(extra.get("edited_at") or 0) >= previous["created_at"]:
-        edit = _edit(extra["first_text"], mention["text"])
+    if extra.get("first_text") and float(extra.get("edited_at") or 0) >= previous.created_at:
+        edit = _edit(extra["first_text"], mention.text)
         if edit:
             changes.append(edit)
     # Places the story reached since the last email (this mention's own, when it is new to the thread).
-    places = [] if mention["story_id"] is None else [
-        f"{r['place'] or r['source']} ({r['source']})" for r in store.query(
-            "SELECT DISTINCT place, source FROM mentions WHERE story_id = ? AND fetched_at > ? AND id != ?"
-            " ORDER BY fetched_at LIMIT 10", (mention["story_id"], previous["created_at"], previous["mention_id"]))]
+    places = [] if mention.story_id is None else [
+        f"{p.place or p.source} ({p.source})" for p in store.story_places_since(
+            mention.story_id, since=previous.created_at, besides=previous.mention_id)]
     if places:
         changes.append(f"the story is now also in {', '.join(places)}")
-    if previous["mention_id"] != alert["mention_id"]:
+    if previous.mention_id != alert.mention_id:
         return changes  # another mention of the story: its numbers do not compare with the last email's
-    for label, key in (("urgency", "urgency"), ("virality risk", "virality")):
-        if previous[key] is not None and alert[key] is not None and previous[key] != alert[key]:
-            changes.append(f"{label} {previous[key]:.0f} -> {alert[key]:.0f}")
-    for label, key in (("score", "score"), ("comments", "comments")):
-        if previous[key] is not None and alert[key] is not None and previous[key] != alert[key]:
-            changes.append(f"{label} {previous[key]} -> {alert[key]} ({alert[key] - previous[key]:+d})")
+    for label, before, now in (("urgency", previous.urgency, alert.urgency),
+                               ("virality risk", previous.virality, alert.virality)):
+        if before is not None and now is not None and before != now:
+            changes.append(f"{label} {before:.0f} -> {now:.0f}")
+    for label, before, now in (("score", previous.score, alert.score), ("comments", previous.comments, alert.comments)):
+        if before is not None and now is not None and before != now:
+            changes.append(f"{label} {before} -> {now} ({now - before:+d})")
     return changes
 
 
@@ -211,9 +213,9 @@ def _growth_line(snapshots, zone: ZoneInfo) -> str:
         return "no engagement numbers from this source"
     readings = []
     for s in snapshots[-6:]:
-        numbers = [f"score {s['score']}" if s["score"] is not None else "",
-                   f"{s['comments']} comments" if s["comments"] is not None else ""]
-        clock = f"{from_epoch(s['taken_at']).astimezone(zone):%H:%M %Z}"
+        numbers = [f"score {s.score}" if s.score is not None else "",
+                   f"{s.comments} comments" if s.comments is not None else ""]
+        clock = f"{from_epoch(s.taken_at).astimezone(zone):%H:%M %Z}"
         readings.append(f"{clock}: {', '.join(n for n in numbers if n) or 'no numbers'}")
     return "; ".join(readings)
 
@@ -222,41 +224,40 @@ def alert_context(store: Store, alert, mention, previous=None, *, best: str | No
                   zone: ZoneInfo = ZoneInfo("UTC")) -> dict:
     """Everything an alert email shows; ``previous`` is the thread's last email and ``best`` the highest
     level the thread reached (default: the previous email's); times in ``zone``, the responder's timezone."""
-    best = best or (previous["priority"] if previous is not None else None)
+    best = best or (previous.priority if previous is not None else None)
     elsewhere = []
-    if mention["story_id"] is not None:
-        elsewhere = [f"{r['place'] or r['source']}: {r['url']}" for r in store.query(
-            "SELECT place, source, url FROM mentions WHERE story_id = ? AND id != ? ORDER BY created_at LIMIT 10",
-            (mention["story_id"], mention["id"]))]
-    extra = json.loads(mention["extra"] or "{}")
-    about = alert["about"]
-    complaint = mention["complaint"]
+    if mention.story_id is not None:
+        elsewhere = [f"{p.place or p.source}: {p.url}" for p in store.story_places(mention.story_id,
+                                                                                     besides=mention.id)]
+    extra = mention.extra
+    about = alert.about
+    complaint = mention.complaint
     changes = _changes(store, previous, best, alert, mention) if previous is not None else []
-    escalated = previous is not None and alert["priority"] < best
+    escalated = previous is not None and alert.priority < best
     return {
         # The level it was alerted at: the story may have calmed down (or grown) since. A viral alert's level is
         # its spread (the mention itself is P4 as a complaint).
-        "alert_id": alert["id"], "mention_id": mention["id"], "priority": alert["priority"], "about": about,
+        "alert_id": alert.id, "mention_id": mention.id, "priority": alert.priority, "about": about,
         "what": "complaint" if about == "complaint" else "viral mention (not a complaint)",
         "complaint": "n/a" if complaint is None else f"{complaint:.2f} (complaint model, 0-1)",
-        "brand": mention["brand"], "urgency": f"{mention['urgency']:.0f}", "virality": f"{mention['virality']:.0f}",
+        "brand": mention.brand, "urgency": f"{mention.urgency:.0f}", "virality": f"{mention.virality:.0f}",
         # The first line, which phones show as the preview: what happened, not the scores.
-        "headline": header_safe(mention["title"] or mention["quote"] or mention["text"], 200),
-        "quote": trim(mention["quote"] or mention["text"], 400), "title": header_safe(mention["title"], 300),
-        "text": trim(mention["text"]), "author": mention["author"] or "unknown author",
+        "headline": header_safe(mention.title or mention.quote or mention.text, 200),
+        "quote": trim(mention.quote or mention.text, 400), "title": header_safe(mention.title, 300),
+        "text": trim(mention.text), "author": mention.author or "unknown author",
         # A comment's thread: the post it answers.
-        "thread_title": header_safe(extra.get("post_title"), 300) if mention["kind"] == "comment" else "",
-        "thread_url": _web_link(extra.get("post_url")) if mention["kind"] == "comment" else "",
+        "thread_title": header_safe(extra.get("post_title"), 300) if mention.kind == "comment" else "",
+        "thread_url": _web_link(extra.get("post_url")) if mention.kind == "comment" else "",
         # Edited since it was first read: the responder sees both, the first text is what may have been seen.
         "first_text": trim(extra["first_text"]) if extra.get("first_text") else "",
-        "place": mention["place"] or mention["source"], "source": mention["source"], "url": mention["url"],
-        "posted": _when(mention["created_at"], zone),
-        "compound": _fmt(mention["compound"]), "min_sentence": _fmt(mention["min_sentence"]),
-        "negative_share": f"{(mention['negative_share'] or 0):.0%}",
-        "growth_line": _growth_line(store.snapshots(mention["id"]), zone), "reasons": _reasons(mention),
+        "place": mention.place or mention.source, "source": mention.source, "url": mention.url,
+        "posted": _when(mention.created_at, zone),
+        "compound": _fmt(mention.compound), "min_sentence": _fmt(mention.min_sentence),
+        "negative_share": f"{(mention.negative_share or 0):.0%}",
+        "growth_line": _growth_line(store.snapshots(mention.id), zone), "reasons": _reasons(mention),
         "elsewhere": elsewhere, "changes": changes,
         "change_heading": (f"Escalated from {best}" if escalated else "Update") if previous else "",
-        "since": _when(previous["sent_at"] or previous["created_at"], zone) if previous else "",
+        "since": _when(previous.sent_at or previous.created_at, zone) if previous else "",
     }
 
 
@@ -268,29 +269,29 @@ def _zone(config: Config, address: str) -> ZoneInfo:
 def render_alert(store: Store, alert, config: Config, *, now: float | None = None):
     """The email and its subject (kept with the alert for the thread). Date is the sending time: an alert
     held through quiet hours arrives on top of the inbox, not sorted back into the night."""
-    mention = store.mention(alert["mention_id"])
+    mention = store.mention(alert.mention_id)
     earlier = store.earlier_alerts(alert)
     previous = earlier[-1] if earlier else None
-    best = min(a["priority"] for a in earlier) if earlier else None
-    words = next((w for a in earlier if (w := _thread_words(a["subject"]))), None) or subject_words(mention)
-    context = alert_context(store, alert, mention, previous, best=best, zone=_zone(config, alert["recipient"]))
+    best = min(a.priority for a in earlier) if earlier else None
+    words = next((w for a in earlier if (w := _thread_words(a.subject))), None) or subject_words(mention)
+    context = alert_context(store, alert, mention, previous, best=best, zone=_zone(config, alert.recipient))
     text, html = render("alert", context)
-    subject = subject_for(words, priority=alert["priority"], previous_priority=best,
-                          previous_subject=previous["subject"] if previous else None, about=alert["about"])
+    subject = subject_for(words, priority=alert.priority, previous_priority=best,
+                          previous_subject=previous.subject if previous else None, about=alert.about)
     return build_message(
-        sender=config.email.from_, recipient=alert["recipient"], subject=subject,
-        text=text, html=html, message_id=alert["message_id"], date=time.time() if now is None else now,
-        in_reply_to=previous["message_id"] if previous else None,
-        references=[a["message_id"] for a in earlier], thread_topic=words), subject
+        sender=config.email.from_, recipient=alert.recipient, subject=subject,
+        text=text, html=html, message_id=alert.message_id, date=time.time() if now is None else now,
+        in_reply_to=previous.message_id if previous else None,
+        references=[a.message_id for a in earlier], thread_topic=words), subject
 
 
 # -- delivery ------------------------------------------------------------
 
 
 def _retry_at(config: Config, alert, now: float) -> float | None:
-    if now - alert["created_at"] > config.email.max_retry_hours * 3600:
+    if now - alert.created_at > config.email.max_retry_hours * 3600:
         return None  # given up: stays visible as failed
-    attempts = alert["attempts"] + 1
+    attempts = alert.attempts + 1
     delay = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempts - 1))
     return now + delay * random.uniform(0.8, 1.2)
 
@@ -310,24 +311,25 @@ class Delivery(NamedTuple):
 
 def _batch_message_id(kind: str, recipient: str, batch) -> str:
     # Same batch, same Message-ID: a resend after a crash is recognisably the same email.
-    key = hashlib.sha1(f"{recipient}|{','.join(str(a['id']) for a in batch)}".encode()).hexdigest()[:16]
+    key = hashlib.sha1(f"{recipient}|{','.join(str(a.id) for a in batch)}".encode()).hexdigest()[:16]
     return f"<{kind}-{key}@complaint-monitor>"
 
 
-def _send_storms(store: Store, transport: Transport, config: Config, due: list, now: float) -> tuple[list, int]:
+def _send_storms(store: Store, transport: Transport, config: Config, due: list, now: float,
+                 claims: Claims) -> tuple[list, int]:
     """A responder who would get more than ``email.storm_threshold`` alerts in this round gets one summary
     email listing them, highest priority first, each with its link; each alert is recorded as sent in
     it. Returns the alerts left to send one by one, and the number of summaries sent."""
     by_recipient: dict[str, list] = {}
     for alert in due:
         # What quiet hours hold back is not sent now, so it is not part of the storm either.
-        if alert["priority"] == "P1" or not _held(config, alert["recipient"], now):
-            by_recipient.setdefault(alert["recipient"], []).append(alert)
+        if alert.priority == "P1" or not _held(config, alert.recipient, now):
+            by_recipient.setdefault(alert.recipient, []).append(alert)
     storms = {r: batch for r, batch in by_recipient.items() if len(batch) > config.email.storm_threshold}
     sent = 0
     for recipient, batch in storms.items():
         zone = _zone(config, recipient)
-        items = sorted((alert_context(store, a, store.mention(a["mention_id"]), zone=zone) for a in batch),
+        items = sorted((alert_context(store, a, store.mention(a.mention_id), zone=zone) for a in batch),
                        key=lambda i: (i["priority"], -float(i["urgency"])))
         brands = sorted({i["brand"] or "?" for i in items})
         levels = ", ".join(f"{n} {p}" for p in PRIORITIES if (n := sum(i["priority"] == p for i in items)))
@@ -342,71 +344,84 @@ def _send_storms(store: Store, transport: Transport, config: Config, due: list, 
             log.warning("storm summary to %s not delivered via %s: %s: %s", recipient, transport.description,
                         type(err).__name__, err)
             continue
-        store.mark_sent([a["id"] for a in batch], time.time())
+        store.mark_sent([a.id for a in batch], time.time())
+        claims.done([a.id for a in batch])
         sent += 1
         log.info("storm summary of %d alerts sent to %s", len(batch), recipient)
-    in_storms = {a["id"] for batch in storms.values() for a in batch}
-    return [a for a in due if a["id"] not in in_storms], sent
+    in_storms = {a.id for batch in storms.values() for a in batch}
+    return [a for a in due if a.id not in in_storms], sent
 
 
-def deliver_pending(store: Store, transport: Transport, config: Config, *, now: float | None = None) -> Delivery:
-    """Send every due alert once; a storm of them as one summary per responder."""
+def deliver_pending(store: Store, transport: Transport, config: Config, *, now: float | None = None,
+                    claims: Claims | None = None) -> Delivery:
+    """Send every due alert once; a storm of them as one summary per responder. ``claims``: the alerts this
+    daemon may send when several share the store (``sharing.AlertClaims``); all of them otherwise."""
     now = time.time() if now is None else now
+    claims = claims or OwnAlerts()
     # One SMTP connection for the round. Each alert is still recorded as sent in its own commit before the
     # next one goes (a commit in WAL mode without fsync costs far less than the email): a crash mid-round
     # resends at most the one email in flight, with the same Message-ID.
-    with transport.session():
-        return _deliver_due(store, transport, config, now)
+    try:
+        with transport.session():
+            return _deliver_due(store, transport, config, now, claims)
+    finally:
+        claims.finish()
 
 
-def _deliver_due(store: Store, transport: Transport, config: Config, now: float) -> Delivery:
-    due, sent = _send_storms(store, transport, config, store.due_alerts(now), now)
+def _deliver_due(store: Store, transport: Transport, config: Config, now: float, claims: Claims) -> Delivery:
+    due, sent = _send_storms(store, transport, config, claims.take(store.due_alerts(now)), now, claims)
     connection_error = None
     for alert in due:
         # Everything about one alert is inside the try: whatever fails costs that alert a retry, never the round.
         try:
-            if alert["priority"] != "P1":
-                wake = quiet_until(_responder(config, alert["recipient"]), now)
+            if alert.priority != "P1":
+                wake = quiet_until(_responder(config, alert.recipient), now)
                 if wake is not None:
-                    store.postpone(alert["id"], wake)
+                    store.postpone(alert.id, wake)
                     continue
             msg, subject = render_alert(store, alert, config)
             transport.send(msg)
         except Exception as err:  # kept queued whatever went wrong; the log says what
             retry = None if _permanent(err) else _retry_at(config, alert, now)
-            store.mark_failed(alert["id"], f"{type(err).__name__}: {err}", retry_at=retry)
-            log.warning("alert %s to %s not delivered via %s (attempt %d): %s: %s", alert["id"], alert["recipient"],
-                        transport.description, alert["attempts"] + 1, type(err).__name__, err)
+            store.mark_failed(alert.id, f"{type(err).__name__}: {err}", retry_at=retry)
+            log.warning("alert %s to %s not delivered via %s (attempt %d): %s: %s", alert.id, alert.recipient,
+                        transport.description, alert.attempts + 1, type(err).__name__, err)
             if _server_unusable(err):
                 connection_error = f"{type(err).__name__}: {err}"
                 break
             continue
-        store.mark_sent(alert["id"], time.time(), subject=subject)
+        store.mark_sent(alert.id, time.time(), subject=subject)
+        claims.done([alert.id])
         sent += 1
-        log.info("alert %s (%s, mention %s) sent to %s", alert["id"], alert["priority"], alert["mention_id"],
-                 alert["recipient"])
+        log.info("alert %s (%s, mention %s) sent to %s", alert.id, alert.priority, alert.mention_id,
+                 alert.recipient)
     return Delivery(sent, store.pending_count(), connection_error)
 
 
 def digest_due(config: Config, recipient: str, alerts, now: float) -> float:
     """When the digest of these pending alerts may go: its oldest has waited ``digest_minutes``, and not in
     the recipient's quiet hours."""
-    due = min(a["created_at"] for a in alerts) + config.email.digest_minutes * 60
+    due = min(a.created_at for a in alerts) + config.email.digest_minutes * 60
     return max(due, quiet_until(_responder(config, recipient), max(now, due)) or due)
 
 
-def deliver_digests(store: Store, transport: Transport, config: Config, *, now: float | None = None) -> int:
+def deliver_digests(store: Store, transport: Transport, config: Config, *, now: float | None = None,
+                    claims: Claims | None = None) -> int:
     """One email per responder with the lower-priority alerts gathered over ``digest_minutes``."""
     now = time.time() if now is None else now
-    by_recipient: dict[str, list] = {}
-    for alert in store.pending_digest_alerts():
-        by_recipient.setdefault(alert["recipient"], []).append(alert)
-    with transport.session():
-        return _deliver_digests(store, transport, config, by_recipient, now)
+    claims = claims or OwnAlerts()
+    try:
+        by_recipient: dict[str, list] = {}
+        for alert in claims.take(store.pending_digest_alerts()):
+            by_recipient.setdefault(alert.recipient, []).append(alert)
+        with transport.session():
+            return _deliver_digests(store, transport, config, by_recipient, now, claims)
+    finally:
+        claims.finish()
 
 
 def _deliver_digests(store: Store, transport: Transport, config: Config, by_recipient: dict[str, list],
-                     now: float) -> int:
+                     now: float, claims: Claims) -> int:
     sent = 0
     for recipient, alerts in by_recipient.items():
         # Everything about one responder's digest is inside the try: a failure costs that digest, never the round.
@@ -415,7 +430,7 @@ def _deliver_digests(store: Store, transport: Transport, config: Config, by_reci
                 continue
             batch = alerts[:DIGEST_MAX_ITEMS]
             zone = _zone(config, recipient)
-            items = [alert_context(store, a, store.mention(a["mention_id"]), zone=zone) for a in batch]
+            items = [alert_context(store, a, store.mention(a.mention_id), zone=zone) for a in batch]
             text, html = render("digest", {"items": items, "count": len(batch), "more": len(alerts) - len(batch),
                                            "intro": f"{len(batch)} lower-priority mentions since the last digest"})
             brands = sorted({i["brand"] for i in items})
@@ -430,7 +445,8 @@ def _deliver_digests(store: Store, transport: Transport, config: Config, by_reci
             if _server_unusable(err):
                 break
             continue
-        store.mark_sent([a["id"] for a in batch], time.time())
+        store.mark_sent([a.id for a in batch], time.time())
+        claims.done([a.id for a in batch])
         sent += 1
         log.info("digest of %d alerts sent to %s", len(batch), recipient)
     return sent
@@ -455,29 +471,29 @@ def waiting(store: Store, config: Config, *, now: float | None = None) -> list[W
     now = time.time() if now is None else now
     groups: dict[tuple[str, str], list] = {}
     for alert in store.pending_alerts():
-        if alert["digest"]:
+        if alert.digest:
             reason = "digest"
-        elif alert["last_error"]:
+        elif alert.last_error:
             reason = "failing"
         # Postponed (the one thing that postpones an alert that has not failed), or not tried yet and due
         # inside the quiet hours, where the next round will postpone it.
-        elif alert["next_attempt_at"] > now or (alert["priority"] != "P1" and quiet_until(
-                _responder(config, alert["recipient"]), now)):
+        elif alert.next_attempt_at > now or (alert.priority != "P1" and quiet_until(
+                _responder(config, alert.recipient), now)):
             reason = "quiet hours"
         else:
             reason = "queued"
-        groups.setdefault((reason, alert["recipient"]), []).append(alert)
+        groups.setdefault((reason, alert.recipient), []).append(alert)
     found = []
     for (reason, recipient), alerts in groups.items():
         if reason == "digest":
             until = digest_due(config, recipient, alerts, now)
         elif reason == "quiet hours":
-            until = max([a["next_attempt_at"] for a in alerts] + [quiet_until(_responder(config, recipient), now) or 0])
+            until = max([a.next_attempt_at for a in alerts] + [quiet_until(_responder(config, recipient), now) or 0])
         elif reason == "failing":
-            until = min(a["next_attempt_at"] for a in alerts)
+            until = min(a.next_attempt_at for a in alerts)
         else:
             until = None
-        last_error = max(alerts, key=lambda a: a["attempts"])["last_error"]
+        last_error = max(alerts, key=lambda a: a.attempts).last_error
         found.append(Waiting(reason, recipient, len(alerts), until, last_error))
     return found
 

@@ -1,16 +1,15 @@
 """The analyst's view: stored history as typed pandas DataFrames, and exports of it.
 
-Filters go into the SQL, so loading a slice of a large store reads only that
-slice. Rows come out of SQLite as Arrow columns (the ADBC SQLite driver), not
-as one Python tuple per row, and every column is converted in bulk: a million
-mentions load in seconds (bench/bench_load.py measures it).
+Filters go into the SQL (``store.frames``), so loading a slice of a large store
+reads only that slice. Rows come out of the store as Arrow columns, not as one
+Python tuple per row, and every column is converted in bulk: a million mentions
+load in seconds (bench/bench_load.py measures it).
 """
 
 from __future__ import annotations
 
 import io
 import json
-from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
@@ -19,7 +18,8 @@ import pandas as pd
 import pyarrow as pa
 
 from .config import PRIORITIES, Config, load_config
-from .store import RULE_NAMES
+from .store import frames
+from .store.database import is_url
 
 # Ordered so that P1 is the highest: ``df[df.priority >= "P2"]`` keeps P1 and P2.
 PRIORITY_DTYPE = pd.CategoricalDtype(list(reversed(PRIORITIES)), ordered=True)
@@ -61,39 +61,12 @@ STORY_COLUMNS: dict[str, str] = {
 REASON_TYPE = pa.list_(pa.struct([("kind", pa.string()), ("name", pa.string()), ("urgency", pa.float64()),
                                   ("virality", pa.float64()), ("detail", pa.string())]))
 
-_MENTION_SELECT = {
-    # The names of the rules that fired: kept by the store beside the reasons (migration 11). Pulling them
-    # out of the reasons here, even in SQLite's C, cost as much as the whole rest of the load.
-    **{c: f"m.{c}" for c in MENTION_COLUMNS},
-}
-# A store not yet migrated (a daemon of an older version still runs on it) has no rules column.
-_MENTION_SELECT_UNMIGRATED = {**_MENTION_SELECT, "rules": RULE_NAMES.format(reasons="m.reasons")}
-_ALERT_SELECT = {
-    **{c: f"a.{c}" for c in ALERT_COLUMNS}, "brand": "m.brand", "source": "m.source",
-    "mention_created_at": "m.created_at", "mention_fetched_at": "m.fetched_at",
-    # From the poll that found the mention to the email leaving: the part of
-    # the delay the monitor controls (fetched_at - created_at is the source's).
-    "response_time": "a.sent_at - m.fetched_at",
-    # Waited on purpose (a digest, quiet hours, follow-up spacing): not a delay of the monitor's.
-    "held": "a.digest = 1 OR a.held_until IS NOT NULL",
-}
-_SNAPSHOT_SELECT = {
-    **{c: f"s.{c}" for c in SNAPSHOT_COLUMNS}, "brand": "m.brand", "source": "m.source",
-    "priority": "m.priority", "story_id": "m.story_id", "mention_created_at": "m.created_at",
-    "age": "s.taken_at - m.created_at",
-}
-_STORY_SELECT = {
-    **{c: f"s.{c}" for c in STORY_COLUMNS}, "mentions": "count(m.id)",
-    "sources": "json_group_array(DISTINCT m.source) FILTER (WHERE m.source IS NOT NULL)",
-    "urgency": "max(m.urgency)", "virality": "max(m.virality)", "priority": "min(m.priority)",
-    "score": "sum(m.score)", "comments": "sum(m.comments)", "peak_priority": "min(m.peak_priority)",
-}
-
-
-def store_path_of(where: str | Path | Config) -> Path:
-    """A loaded config, a config file (.yaml/.yml) or the SQLite store itself."""
+def store_path_of(where: str | Path | Config) -> Path | str:
+    """A loaded config, a config file (.yaml/.yml), the SQLite store itself, or a PostgreSQL store's URL."""
     if isinstance(where, Config):
         return where.store_path
+    if is_url(where):
+        return str(where)
     path = Path(where)
     if path.suffix.lower() in (".yaml", ".yml"):
         return load_config(path).store_path
@@ -118,58 +91,6 @@ def _priorities_up_to(min_priority: str) -> list[str]:
     if min_priority not in PRIORITIES:
         raise ValueError(f"min_priority must be one of {', '.join(PRIORITIES)}, not {min_priority!r}")
     return list(PRIORITIES[: PRIORITIES.index(min_priority) + 1])
-
-
-def _in(column: str, values: list[str]) -> str:
-    return f"{column} IN ({','.join('?' * len(values))})"
-
-
-def _where(*, brand_col: str, source_col: str, since_col: str, until_col: str, priority_col: str | None,
-           brand=None, since=None, until=None, source=None, min_priority=None) -> tuple[list[str], list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    if brand is not None:
-        brands = _one_or_many(brand)
-        clauses.append(_in(brand_col, brands))
-        params += brands
-    if source is not None:
-        sources = _one_or_many(source)
-        clauses.append(_in(source_col, sources))
-        params += sources
-    if since is not None:
-        clauses.append(f"{since_col} >= ?")
-        params.append(_epoch(since))
-    if until is not None:
-        clauses.append(f"{until_col} < ?")
-        params.append(_epoch(until))
-    if min_priority is not None and priority_col is not None:
-        wanted = _priorities_up_to(min_priority)
-        clauses.append(_in(priority_col, wanted))
-        params += wanted
-    return clauses, params
-
-
-def _read(path: Path, sql: str, params: list[Any]) -> pa.Table:
-    import adbc_driver_sqlite.dbapi as adbc
-
-    if not path.exists():
-        raise FileNotFoundError(f"no store at {path}")
-    with adbc.connect(f"{path.resolve().as_uri()}?mode=ro") as conn, conn.cursor() as cur:
-        # The driver infers each column's type from the first batch; one batch
-        # for the whole result means a column that starts with NULLs can't
-        # later surprise it with text.
-        cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(1 << 30)})
-        cur.execute(sql, params)
-        return cur.fetch_arrow_table()
-
-
-def _has_column(path: Path, table: str, column: str) -> bool:
-    import sqlite3
-
-    if not path.exists():
-        return False  # _read says there is no store
-    with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
-        return any(row[1] == column for row in db.execute(f"PRAGMA table_info({table})"))
 
 
 _ARROW_TYPE = {"int": pa.int64(), "Int64": pa.int64(), "bool": pa.int64(), "float": pa.float64(),
@@ -213,12 +134,12 @@ def _typed(table: pa.Table, spec: dict[str, str]) -> pd.DataFrame:
     return df
 
 
-def _select(columns: dict[str, str]) -> str:
-    return ", ".join(f"{expr} AS {name}" for name, expr in columns.items())
-
-
-def _sql_where(clauses: list[str]) -> str:
-    return (" WHERE " + " AND ".join(clauses)) if clauses else ""
+def _filters(*, brand=None, since=None, until=None, source=None, min_priority=None) -> frames.Filters:
+    return frames.Filters(
+        brands=None if brand is None else _one_or_many(brand),
+        sources=None if source is None else _one_or_many(source),
+        since=None if since is None else _epoch(since), until=None if until is None else _epoch(until),
+        priorities=None if min_priority is None else _priorities_up_to(min_priority))
 
 
 def load_mentions(where: str | Path | Config, *, brand: str | Iterable[str] | None = None,
@@ -229,13 +150,8 @@ def load_mentions(where: str | Path | Config, *, brand: str | Iterable[str] | No
     ``since``/``until`` compare with ``created_at`` (when it was posted);
     ``min_priority="P2"`` keeps P1 and P2. Columns: see MENTION_COLUMNS and the README.
     """
-    clauses, params = _where(brand_col="m.brand", source_col="m.source", since_col="m.created_at",
-                             until_col="m.created_at", priority_col="m.priority", brand=brand, since=since,
-                             until=until, source=source, min_priority=min_priority)
-    path = store_path_of(where)
-    columns = _MENTION_SELECT if _has_column(path, "mentions", "rules") else _MENTION_SELECT_UNMIGRATED
-    table = _read(path, f"SELECT {_select(columns)} FROM mentions m{_sql_where(clauses)} ORDER BY m.id", params)
-    return _typed(table, MENTION_COLUMNS)
+    filters = _filters(brand=brand, since=since, until=until, source=source, min_priority=min_priority)
+    return _typed(frames.mentions_table(store_path_of(where), MENTION_COLUMNS, filters), MENTION_COLUMNS)
 
 
 def load_alerts(where: str | Path | Config, *, brand=None, since=None, until=None, source=None,
@@ -246,13 +162,8 @@ def load_alerts(where: str | Path | Config, *, brand=None, since=None, until=Non
     ``source`` with its mention; ``min_priority`` with the alert's priority.
     ``response_time`` is ``sent_at - mention_fetched_at`` (NaT until sent).
     """
-    clauses, params = _where(brand_col="m.brand", source_col="m.source", since_col="a.created_at",
-                             until_col="a.created_at", priority_col="a.priority", brand=brand, since=since,
-                             until=until, source=source, min_priority=min_priority)
-    table = _read(store_path_of(where), f"SELECT {_select(_ALERT_SELECT)} FROM alerts a"
-                  f" JOIN mentions m ON m.id = a.mention_id{_sql_where(clauses)}"
-                  " ORDER BY a.id", params)
-    return _typed(table, ALERT_COLUMNS)
+    filters = _filters(brand=brand, since=since, until=until, source=source, min_priority=min_priority)
+    return _typed(frames.alerts_table(store_path_of(where), ALERT_COLUMNS, filters), ALERT_COLUMNS)
 
 
 def load_snapshots(where: str | Path | Config, *, brand=None, since=None, until=None, source=None,
@@ -262,13 +173,8 @@ def load_snapshots(where: str | Path | Config, *, brand=None, since=None, until=
     ``since``/``until`` compare with ``taken_at``; the other filters with the
     mention (its current priority). ``age`` is ``taken_at - mention_created_at``.
     """
-    clauses, params = _where(brand_col="m.brand", source_col="m.source", since_col="s.taken_at",
-                             until_col="s.taken_at", priority_col="m.priority", brand=brand, since=since,
-                             until=until, source=source, min_priority=min_priority)
-    table = _read(store_path_of(where), f"SELECT {_select(_SNAPSHOT_SELECT)} FROM snapshots s"
-                  f" JOIN mentions m ON m.id = s.mention_id{_sql_where(clauses)} ORDER BY s.mention_id, s.taken_at",
-                  params)
-    return _typed(table, SNAPSHOT_COLUMNS)
+    filters = _filters(brand=brand, since=since, until=until, source=source, min_priority=min_priority)
+    return _typed(frames.snapshots_table(store_path_of(where), SNAPSHOT_COLUMNS, filters), SNAPSHOT_COLUMNS)
 
 
 def load_stories(where: str | Path | Config, *, brand=None, since=None, until=None, source=None,
@@ -279,21 +185,10 @@ def load_stories(where: str | Path | Config, *, brand=None, since=None, until=No
     ``first_seen < until``), when one of its mentions came from ``source``, and
     when its best mention reaches ``min_priority``. Most viral first.
     """
-    clauses, params = _where(brand_col="s.brand", source_col="", since_col="s.last_seen", until_col="s.first_seen",
-                             priority_col=None, brand=brand, since=since, until=until)
-    having, having_params = [], []
-    if source is not None:
-        sources = _one_or_many(source)
-        having.append(f"sum({_in('m.source', sources)}) > 0")
-        having_params += sources
-    if min_priority is not None:
-        having.append("min(m.priority) <= ?")
-        having_params.append(_priorities_up_to(min_priority)[-1])
-    table = _read(store_path_of(where), f"SELECT {_select(_STORY_SELECT)} FROM stories s"
-                  f" LEFT JOIN mentions m ON m.story_id = s.id{_sql_where(clauses)} GROUP BY s.id"
-                  + (" HAVING " + " AND ".join(having) if having else "")
-                  + " ORDER BY max(m.virality) DESC NULLS LAST, s.last_seen DESC", params + having_params)
-    return _typed(table, STORY_COLUMNS)
+    filters = _filters(brand=brand, since=since, until=until, source=source)
+    best = None if min_priority is None else _priorities_up_to(min_priority)[-1]
+    return _typed(frames.stories_table(store_path_of(where), STORY_COLUMNS, filters, best_priority=best),
+                  STORY_COLUMNS)
 
 
 def expand_reasons(mentions: pd.DataFrame) -> pd.DataFrame:

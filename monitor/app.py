@@ -16,6 +16,7 @@ from .health import Health, subject_names
 from .logs import Redactor, config_secrets
 from .mail import FolderTransport, SmtpFactory, Transport, transport_for
 from .pipeline import Outcome, Pipeline
+from .sharing import AlertClaims, Sharing, SourceWork, is_shared_store
 from .source import Source, SourceContext, validate_source_settings
 from .store import Store
 
@@ -31,8 +32,10 @@ class PollReport:
 
 class Monitor:
     def __init__(self, *, config: Config, store: Store, sources: dict[str, Source], transport: Transport,
-                 pipeline: Pipeline | None = None, metrics=None):
+                 pipeline: Pipeline | None = None, metrics=None, sharing: Sharing | None = None):
         self.config = config
+        # The work shared with other daemons on one PostgreSQL store; None: this daemon does everything.
+        self.sharing = sharing
         self.store = store
         self.sources = sources
         self.transport = transport
@@ -57,18 +60,32 @@ class Monitor:
                                     log=logging.getLogger(f"complaint_monitor.sources.{name}"))
             sources[name] = adapter.from_settings(settings, context=context)
         transport = transport_for(config.email, base_dir=config.base_dir, connect=smtp_connect)
+        # Several daemons share a PostgreSQL store through its leases; a SQLite store has one daemon.
+        sharing = Sharing.for_store(config.store, lease_seconds=config.lease_seconds) \
+            if is_shared_store(config.store) else None
         metrics = None
         if config.metrics.port is not None:
             from .metrics import Metrics  # prometheus_client only when metrics are asked for
             metrics = Metrics(store=store, sources=sources)
-        return cls(config=config, store=store, sources=sources, transport=transport, metrics=metrics)
+        return cls(config=config, store=store, sources=sources, transport=transport, metrics=metrics,
+                   sharing=sharing)
 
     def poll(self, name: str) -> PollReport:
+        if self.sharing is None:
+            return self._poll(name)
+        with self.sharing.source_work(name, self.sources[name]) as work:
+            if not work.names:
+                return PollReport(source=name)  # the other daemons hold all of it
+            return self._poll(name, work)
+
+    def _poll(self, name: str, work: SourceWork | None = None) -> PollReport:
         source = self.sources[name]
         report = PollReport(source=name)
         started = time.time()
         try:
-            poll = source.poll(self.store.source_state(name))
+            # Read after the claim: the cursors are those the last holder of each unit stored.
+            state = self.store.source_state(name)
+            poll = source.poll(state) if work is None or work.units is None else source.poll(state, units=work.units)
         except Exception as err:  # an adapter bug must not stop the daemon or other sources
             log.exception("source %s failed", name, extra={"source": name})
             report.errors.append(self.redact(f"{type(err).__name__}: {err}"))
@@ -81,6 +98,8 @@ class Monitor:
         if poll.idle:
             return report
         report.errors.extend(self.redact(e) for e in poll.errors)
+        if work is not None:
+            poll = work.drop_lost(poll)
         report.outcome = self.pipeline.process(name, poll)
         self.store.record_poll(source=name, started_at=started, finished_at=time.time(), items=report.outcome.seen,
                                stored=len(report.outcome.stored), errors=report.errors, interval=source.interval)
@@ -104,7 +123,7 @@ class Monitor:
         return [self.poll(name) for name in self.sources]
 
     def deliver(self) -> Delivery:
-        delivery = deliver_pending(self.store, self.transport, self.config)
+        delivery = deliver_pending(self.store, self.transport, self.config, claims=self._alert_claims())
         if delivery.connection_error:
             self.health.failed("smtp", delivery.connection_error)
         elif delivery.sent:
@@ -114,7 +133,10 @@ class Monitor:
         return delivery
 
     def deliver_digests(self) -> int:
-        return deliver_digests(self.store, self.transport, self.config)
+        return deliver_digests(self.store, self.transport, self.config, claims=self._alert_claims())
+
+    def _alert_claims(self) -> AlertClaims | None:
+        return self.sharing.alert_claims() if self.sharing is not None else None
 
     def check_spikes(self) -> list:
         """Each brand's mention volume against its baseline; a spike re-scores its recent mentions."""
@@ -127,6 +149,8 @@ class Monitor:
                                   poll_runs_before=now - r.poll_runs_days * 86400)
         if any(pruned):
             log.info("pruned %d old snapshots and %d poll records", *pruned)
+        if self.sharing is not None:
+            self.sharing.prune()
         return pruned
 
     def close(self) -> None:
@@ -135,4 +159,6 @@ class Monitor:
                 source.close()
             except Exception:
                 log.exception("closing source %s", source)
+        if self.sharing is not None:
+            self.sharing.close()
         self.store.close()

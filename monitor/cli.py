@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+from contextlib import nullcontext
 
 from .config import ConfigError, load_config
 
@@ -46,9 +47,11 @@ def cmd_once(args) -> int:
     from .daemon import StoreLock
     from .health import waiting_lines
     from .logs import Redactor, config_secrets
+    from .sharing import is_shared_store
     config = _load(args.config)
-    # The same lock as the daemon's: two senders on one outbox would email every alert twice.
-    with StoreLock(config.store_path):
+    # The same lock as the daemon's: two senders on one outbox would email every alert twice. A PostgreSQL
+    # store has none: its leases let this run share the work with the daemons running on it.
+    with nullcontext() if is_shared_store(config.store) else StoreLock(config.store_path):
         monitor = Monitor.from_config(config)
         try:
             reports = monitor.poll_all()
@@ -145,12 +148,10 @@ def cmd_explain(args) -> int:
         return 1
     result = stored_explanation(row)
     # Priority decays once a story calms down; the level it reached is what the responder was told.
-    alerted = [r[0] for r in store.query(
-        "SELECT DISTINCT priority FROM alerts WHERE mention_id = ? AND status = 'sent' ORDER BY priority",
-        (args.mention_id,))]
-    result.update(peak_priority=row["peak_priority"], alerted=alerted)
+    alerted = store.sent_priorities(args.mention_id)
+    result.update(peak_priority=row.peak_priority, alerted=alerted)
     print(json.dumps(result, indent=2) if args.json else format_explanation(result)
-          + f"\nhighest priority reached: {row['peak_priority']} (alerted: {', '.join(alerted) or 'none'})")
+          + f"\nhighest priority reached: {row.peak_priority} (alerted: {', '.join(alerted) or 'none'})")
     return 0
 
 
@@ -272,9 +273,13 @@ def cmd_status(args) -> int:
     intervals = {name: settings.interval for name, (_, settings) in validate_source_settings(config).items()}
     from .logs import Redactor, config_secrets
     from .alert import waiting
+    from .sharing import daemons_status, format_daemons, is_shared_store
     store = Store(config.store_path)
     report = status(store, intervals, waiting=waiting(store, config))
     text = json.dumps(report, indent=2) if args.json else format_status(report)
+    if is_shared_store(config.store):  # several daemons may share it: who runs, and who does what
+        report["daemons"] = daemons_status(config.store)
+        text = json.dumps(report, indent=2) if args.json else "\n".join([text, *format_daemons(report["daemons"])])
     print(Redactor(config_secrets(config))(text))
     return 0
 

@@ -26,6 +26,7 @@ import os
 import signal
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -38,6 +39,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from .app import Monitor
 from .config import Config
+from .sharing import Heartbeat, is_shared_store, redact_url
 
 log = logging.getLogger("complaint_monitor.daemon")
 
@@ -84,6 +86,7 @@ class StoreLock:
             os.close(fd)
             raise AlreadyRunning(f"another complaint-monitor (pid {holder}) is already running on {self.store_path}"
                                  f" (lock {self.path}); stop it first, two daemons would send every alert twice"
+                                 " (several daemons need a PostgreSQL store: README, \"Scaling out\")"
                                  ) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
@@ -128,18 +131,28 @@ def daemon_jobs(monitor: Monitor, *, wake_delivery: Callable[[], None] = lambda:
                             jitter=min(MAX_JITTER, source.interval / 10), first_run=now))
     # Growth re-reads have no job of their own: adapters return fresh numbers for
     # stored items from their normal poll (Poll.updates), handled in Pipeline.process.
-    jobs.append(JobSpec(id="deliver", name="deliver alerts", func=monitor.deliver,
+    jobs.append(JobSpec(id="deliver", name="deliver alerts", func=once(monitor, "deliver", monitor.deliver),
                         seconds=config.email.send_interval, first_run=now))
     if any(r.digest_below for r in config.responders):
-        jobs.append(JobSpec(id="digest", name="send digests", func=monitor.deliver_digests,
+        jobs.append(JobSpec(id="digest", name="send digests", func=once(monitor, "digest", monitor.deliver_digests),
                             seconds=min(300, config.email.digest_minutes * 60), first_run=now))
-    jobs.append(JobSpec(id="prune", name="prune old snapshots", func=monitor.prune, seconds=PRUNE_EVERY,
+    jobs.append(JobSpec(id="prune", name="prune old snapshots",
+                        func=once(monitor, "prune", monitor.prune, every=PRUNE_EVERY), seconds=PRUNE_EVERY,
                         first_run=now + timedelta(seconds=PRUNE_FIRST_AFTER)))
     # A storm of mentions is news even when each one alone is not: a spike raises the
     # priority of the brand's latest mentions, and the deliver job sends what rose.
-    jobs.append(JobSpec(id="spikes", name="check brand spikes", func=monitor.check_spikes,
+    jobs.append(JobSpec(id="spikes", name="check brand spikes",
+                        func=once(monitor, "spikes", monitor.check_spikes, every=SPIKE_CHECK_EVERY),
                         seconds=SPIKE_CHECK_EVERY, first_run=now + timedelta(seconds=SPIKE_CHECK_EVERY)))
     return jobs
+
+
+def once(monitor: Monitor, job: str, func: Callable[[], Any], *, every: float = 0) -> Callable[[], Any]:
+    """A job that must run once: with other daemons on the store, on one of them at a time, and with
+    ``every`` once per period between them (a tick a little early still counts: 90% of it)."""
+    if monitor.sharing is None:
+        return func
+    return monitor.sharing.once(job, func, every=every * 0.9)
 
 
 class SkippedTickFilter(logging.Filter):
@@ -228,24 +241,38 @@ class StopSignal:
 
 
 def run(config: Config, *, monitor_factory: Callable[[Config], Monitor] = Monitor.from_config) -> None:
-    """Run until SIGTERM or SIGINT; raises AlreadyRunning when another daemon holds the store."""
-    with StoreLock(config.store_path), StopSignal() as stop:
+    """Run until SIGTERM or SIGINT; raises AlreadyRunning when another daemon holds a SQLite store.
+    On a PostgreSQL store any number of daemons run; they share the work through leases."""
+    # SQLite: one daemon, held by a file lock. PostgreSQL: the leases decide who does what.
+    lock = nullcontext() if is_shared_store(config.store) else StoreLock(config.store_path)
+    with lock, StopSignal() as stop:
         monitor = monitor_factory(config)
         try:
-            scheduler = build_scheduler(monitor)
-            server = _start_metrics(monitor)
-            scheduler.start()
-            log.info("complaint-monitor running: sources %s, store %s, alerts via %s, jobs %s",
-                     ", ".join(monitor.sources) or "none", config.store_path, monitor.transport.description,
-                     ", ".join(job.id for job in scheduler.get_jobs()))
-            signum = stop.wait()
-            log.info("received %s: stopping after the current step", signal.Signals(signum).name)
-            scheduler.shutdown(wait=True)
-            if server is not None:
-                server.shutdown()
-            log.info("stopped: %d alerts queued for the next start", monitor.store.pending_count())
+            with _heartbeat(monitor):
+                _run_until_stopped(monitor, stop)
         finally:
             monitor.close()
+
+
+def _heartbeat(monitor: Monitor):
+    return Heartbeat(leases=monitor.sharing.leases) if monitor.sharing is not None else nullcontext()
+
+
+def _run_until_stopped(monitor: Monitor, stop: StopSignal) -> None:
+    config = monitor.config
+    scheduler = build_scheduler(monitor)
+    server = _start_metrics(monitor)
+    scheduler.start()
+    shared = f", daemon {monitor.sharing.identity} sharing the store" if monitor.sharing is not None else ""
+    log.info("complaint-monitor running: sources %s, store %s, alerts via %s, jobs %s%s",
+             ", ".join(monitor.sources) or "none", redact_url(config.store) if shared else config.store_path,
+             monitor.transport.description, ", ".join(job.id for job in scheduler.get_jobs()), shared)
+    signum = stop.wait()
+    log.info("received %s: stopping after the current step", signal.Signals(signum).name)
+    scheduler.shutdown(wait=True)
+    if server is not None:
+        server.shutdown()
+    log.info("stopped: %d alerts queued for the next start", monitor.store.pending_count())
 
 
 def _start_metrics(monitor: Monitor):

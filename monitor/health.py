@@ -9,7 +9,6 @@ per poll.
 from __future__ import annotations
 
 import html
-import json
 import logging
 import time
 from datetime import datetime, timezone
@@ -54,13 +53,13 @@ class Health:
         now = time.time() if now is None else now
         subject, error = self.redact(subject), self.redact(error)  # a feed URL may carry a token
         row = self.store.record_failure(subject, error, now)
-        if self.operator and not row["notified"] and now - row["since"] >= self.notify_after:
+        if self.operator and not row.notified and now - row.since >= self.notify_after:
             name = self._name(subject)
             # Short first line (a phone shows little of subject and preview); the details below it.
             self._tell_operator(
-                subject, f"{name} failing since {_ts(row['since'], short=True)}",
-                f"{name} has failed {row['count']} times since {_ts(row['since'], short=True)}.\n\n"
-                f"What: {subject}\nLast error ({_ts(row['last_at'])}):\n{error}\n\n"
+                subject, f"{name} failing since {_ts(row.since, short=True)}",
+                f"{name} has failed {row.count} times since {_ts(row.since, short=True)}.\n\n"
+                f"What: {subject}\nLast error ({_ts(row.last_at)}):\n{error}\n\n"
                 "You get one more email when it works again, none in between.\n", smtp_down=subject == "smtp")
             self.store.mark_failure_notified(subject)
 
@@ -69,7 +68,7 @@ class Health:
         recorded failure has anything to clear, so a poll where nothing failed writes nothing."""
         if not subjects:
             return
-        failing = {row["subject"] for row in self.store.query("SELECT subject FROM failures")}
+        failing = {row.subject for row in self.store.failures()}
         if failing:
             for subject in subjects:
                 if self.redact(subject) in failing:
@@ -77,11 +76,11 @@ class Health:
 
     def succeeded(self, subject: str) -> None:
         row = self.store.clear_failure(self.redact(subject))
-        if row is not None and row["notified"] and self.operator:
+        if row is not None and row.notified and self.operator:
             name = self._name(subject)
             self._tell_operator(subject, f"{name} works again",
-                                f"{name} works again after {row['count']} failures since"
-                                f" {_ts(row['since'], short=True)}.\n\nWhat: {self.redact(subject)}\n",
+                                f"{name} works again after {row.count} failures since"
+                                f" {_ts(row.since, short=True)}.\n\nWhat: {self.redact(subject)}\n",
                                 smtp_down=False)
 
     def _name(self, subject: str) -> str:
@@ -150,44 +149,34 @@ def status(store: Store, intervals: dict[str, float], *, now: float | None = Non
     """Everything ``complaint-monitor status`` prints, as data; ``waiting``: why pending alerts wait."""
     now = time.time() if now is None else now
     hour_ago = now - 3600
-    failing = [dict(r) for r in store.query("SELECT * FROM failures ORDER BY since")]
+    failing = store.failures()
     sources = {}
     for name, interval in intervals.items():
-        last = store.query("SELECT * FROM poll_runs WHERE source = ? ORDER BY started_at DESC LIMIT 1", (name,))
-        last_ok = store.query("SELECT max(finished_at) FROM poll_runs WHERE source = ? AND errors = '[]'", (name,))
-        last_err = store.query("SELECT finished_at, errors FROM poll_runs WHERE source = ? AND errors != '[]'"
-                               " ORDER BY started_at DESC LIMIT 1", (name,))
-        items = store.query("SELECT coalesce(sum(items), 0) FROM poll_runs WHERE source = ? AND started_at >= ?",
-                            (name, hour_ago))[0][0]
-        mentions = store.query("SELECT count(*) FROM mentions WHERE source = ? AND fetched_at >= ?",
-                               (name, hour_ago))[0][0]
+        health = store.source_health(name, since=hour_ago, by_key=status_key(name))
+        last, last_err = health.last, health.last_error
         # Each source's own part (its feeds, streams, instances, cursors) from its stored state: its status_section.
-        key = status_key(name)
-        counted = store.query("SELECT json_extract(extra, ?), count(*) FROM mentions WHERE source = ? AND fetched_at >= ?"
-                              " GROUP BY 1", (f"$.{key}", name, hour_ago)) if key else []
         section = status_section(name, StatusView(
-            name, store.source_state(name), now, time=_time, mentions_by={k: n for k, n in counted if k is not None},
-            failures={f["subject"][len(name) + 1:]: {k: f[k] for k in ("since", "last_at", "count", "last_error")}
-                      for f in failing if f["subject"].startswith(f"{name} ")}))
+            name, store.source_state(name), now, time=_time, mentions_by=health.mentions_by,
+            failures={f.subject[len(name) + 1:]: {"since": f.since, "last_at": f.last_at, "count": f.count,
+                                                  "last_error": f.last_error}
+                      for f in failing if f.subject.startswith(f"{name} ")}))
         sources[name] = {
-            "last_poll": _ts(last[0]["started_at"]) if last else "never",
-            "last_success": _ts(last_ok[0][0]),
-            "last_error": (f"{_ts(last_err[0]['finished_at'])}: {'; '.join(json.loads(last_err[0]['errors']))}"
-                           if last_err else "none"),
-            "items_last_hour": items, "mentions_last_hour": mentions,
+            "last_poll": _ts(last.started_at) if last else "never",
+            "last_success": _ts(health.last_success),
+            "last_error": f"{_ts(last_err.finished_at)}: {'; '.join(last_err.errors)}" if last_err else "none",
+            "items_last_hour": health.items_since, "mentions_last_hour": health.mentions_since,
             # The interval the daemon ran the source at (an RSS source runs at its most frequent feed's).
-            "next_run": _next_run(last[0]["started_at"] + (last[0]["interval"] or interval), now) if last else "at start",
+            "next_run": _next_run(last.started_at + (last.interval or interval), now) if last else "at start",
             **section.data, "detail": section.lines,
         }
     oldest = store.oldest_pending()
     return {
         "sources": sources,
-        "outbox": {"pending": store.pending_count(), "oldest_pending": _ts(oldest),
-                   "failed": store.query("SELECT count(*) FROM alerts WHERE status = 'failed'")[0][0],
+        "outbox": {"pending": store.pending_count(), "oldest_pending": _ts(oldest), "failed": store.failed_count(),
                    "waiting": [{**w._asdict(), "until": _ts(w.until) if w.until else None,
                                 "line": line} for w, line in zip(waiting, waiting_lines(waiting, now=now))]},
-        "failing": [{"subject": f["subject"], "since": _ts(f["since"]), "count": f["count"],
-                     "last_error": f["last_error"]} for f in failing],
+        "failing": [{"subject": f.subject, "since": _ts(f.since), "count": f.count,
+                     "last_error": f.last_error} for f in failing],
     }
 
 

@@ -73,8 +73,7 @@ class Metrics:
         return 0.0 if oldest is None else max(0.0, time.time() - oldest)
 
     def _since_success(self, name: str) -> float:
-        last = self.store.query("SELECT max(finished_at) FROM poll_runs WHERE source = ? AND errors = '[]'",
-                                (name,))[0][0]
+        last = self.store.last_success(name)
         return math.nan if last is None else max(0.0, time.time() - last)
 
     @staticmethod

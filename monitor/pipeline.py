@@ -8,9 +8,7 @@ everything it found and every snapshot of its re-reads.
 
 from __future__ import annotations
 
-import json
 import logging
-import sqlite3
 import time
 from collections import OrderedDict
 from datetime import datetime
@@ -25,7 +23,7 @@ from .score import Reading, Scorer, Signals, signals_from_mention
 from .source import Poll
 from .spike import Volume, brand_volume
 from .stories import Stories
-from .store import Store, from_epoch, to_epoch
+from .store import Store, StoreError, from_epoch, to_epoch
 
 log = logging.getLogger("complaint_monitor.pipeline")
 
@@ -97,18 +95,18 @@ class Pipeline:
         """
         outcome = Outcome(seen=len(fresh))
         for update in fresh:
-            row = self.store.find_mention(source, update.source_id)
-            if row is None:
-                continue
             try:
+                row = self.store.find_mention(source, update.source_id)
+                if row is None:
+                    continue
                 outcome.alerts += self._update_one(row, update)
-            except sqlite3.Error:
+            except StoreError:
                 raise  # the store cannot write: nothing may count as done, so the next poll reads again
             except Exception:
                 # One item we cannot score must not pin the source's cursor; the others go on.
                 log.exception("could not apply new numbers to %s %s (%s)", source, update.source_id, update.url)
                 continue
-            outcome.stored.append(row["id"])
+            outcome.stored.append(row.id)
         return outcome
 
     def _update_one(self, row, update: Mention) -> int:
@@ -118,11 +116,11 @@ class Pipeline:
             mention.reach = update.reach
         edited = _apply_edit(mention, update)
         now = update.fetched_at
-        previous = [(from_epoch(s["taken_at"]), s["score"] or 0, s["comments"] or 0)
-                    for s in self.store.snapshots(row["id"]) if s["taken_at"] < to_epoch(now)]
-        before = _stored_signals(row)
+        previous = [(from_epoch(s.taken_at), s.score or 0, s.comments or 0)
+                    for s in self.store.snapshots(row.id) if s.taken_at < to_epoch(now)]
+        before = _signals(row.signals)
         signals = signals_from_mention(mention, now=now, previous=previous,
-                                       sightings=self.stories.sightings(row["story_id"]),
+                                       sightings=self.stories.sightings(row.story_id),
                                        brand_spike=before.brand_spike)
         match = self._match(mention)
         if edited and match is not None:
@@ -130,10 +128,10 @@ class Pipeline:
         scores = self.scorer.score(mention, match, signals=signals)
         with self.store.transaction():
             if edited:
-                self.store.update_text(row["id"], mention)
-            self.store.add_snapshot(row["id"], update.engagement, to_epoch(now))
-            self.store.update_scores(row["id"], scores)
-            return self._queue_alerts(row["id"], mention, scores)
+                self.store.update_text(row.id, mention)
+            self.store.add_snapshot(row.id, update.engagement, to_epoch(now))
+            self.store.update_scores(row.id, scores)
+            return self._queue_alerts(row.id, mention, scores)
 
     def rescore(self, mention_id: int, **signal_changes) -> int:
         """Score a stored mention again with some signals changed (sightings, brand_spike); returns alerts queued."""
@@ -141,7 +139,7 @@ class Pipeline:
         if row is None:
             return 0
         mention = self.store.row_to_mention(row)
-        before = _stored_signals(row)
+        before = _signals(row.signals)
         signals = before._replace(**signal_changes)
         match = self._match(mention)
         scores = self.scorer.rank(mention, match, self._read(mention_id, mention, match), signals=signals)
@@ -157,12 +155,9 @@ class Pipeline:
         for volume in volumes:
             if not volume.spiking:
                 continue
-            rows = self.store.query(
-                "SELECT id, signals FROM mentions WHERE brand = ? AND created_at > ? AND created_at <= ?"
-                " AND suppressed = 0 ORDER BY max(urgency, virality) DESC, created_at DESC",
-                (volume.brand, to_epoch(now) - 3600, to_epoch(now)))
-            stale = [r["id"] for r in rows
-                     if _stored_signals(r).brand_spike < volume.ratio][:self.config.spikes.rescore]
+            candidates = self.store.spike_candidates(volume.brand, after=to_epoch(now) - 3600, until=to_epoch(now))
+            stale = [mention_id for mention_id, signals in candidates
+                     if _signals(signals).brand_spike < volume.ratio][:self.config.spikes.rescore]
             for mention_id in stale:
                 self.rescore(mention_id, brand_spike=volume.ratio)
             log.info("brand %s spikes: %d mentions in the last hour, %.2f/hour usual (%.1fx); re-scored %d",
@@ -203,10 +198,10 @@ class Pipeline:
         for recipient, digest in recipients(self.config, brand=mention.brand, priority=priority,
                                             suppressed=scores.verdict.suppressed, notify=scores.verdict.notify,
                                             about=scores.about):
-            thread = [a for a in self.store.thread_alerts(mention_id, recipient) if a["status"] != "superseded"]
-            own = [a for a in thread if a["mention_id"] == mention_id]
+            thread = [a for a in self.store.thread_alerts(mention_id, recipient) if a.status != "superseded"]
+            own = [a for a in thread if a.mention_id == mention_id]
             kind, due = "alert", now
-            if own and min(a["priority"] for a in own) <= priority:
+            if own and min(a.priority for a in own) <= priority:
                 due = self._follow_up_due(thread, own[-1], mention, new_place=new_place, now=now)
                 if due is None:
                     continue
@@ -217,10 +212,10 @@ class Pipeline:
                 comments=mention.engagement.comments, digest=digest, kind=kind, not_before=due, about=scores.about)
             if alert_id:
                 queued += 1
-                if thread and priority < min(a["priority"] for a in thread):
+                if thread and priority < min(a.priority for a in thread):
                     # The escalation tells all the news: a follow-up still waiting would only repeat it.
-                    self.store.supersede([a["id"] for a in thread if a["status"] == "pending"
-                                          and a["kind"] == "follow_up"])
+                    self.store.supersede([a.id for a in thread if a.status == "pending"
+                                          and a.kind == "follow_up"])
         return queued
 
     def _follow_up_due(self, thread: list, last_own, mention: Mention, *, new_place: bool,
@@ -229,13 +224,13 @@ class Pipeline:
         grew ``follow_up_growth`` times since its last email, or its story reached a new place. One per
         thread every ``follow_up_minutes``, so a story going viral is a few emails, not one per re-read."""
         settings = self.config.email
-        if any(a["status"] == "pending" for a in thread):
+        if any(a.status == "pending" for a in thread):
             return None  # the email still waiting is rendered from the story as it is when it goes out
-        before = (last_own["score"] or 0) + (last_own["comments"] or 0)
+        before = (last_own.score or 0) + (last_own.comments or 0)
         after = (mention.engagement.score or 0) + (mention.engagement.comments or 0)
         if not (new_place or after >= settings.follow_up_growth * max(before, FOLLOW_UP_MIN_BASE)):
             return None
-        return max(now, max(a["created_at"] for a in thread) + settings.follow_up_minutes * 60)
+        return max(now, max(a.created_at for a in thread) + settings.follow_up_minutes * 60)
 
     def _match_new(self, mention: Mention) -> tuple[Mention, BrandMatch] | None:
         haystack = _haystack(mention)
@@ -309,6 +304,5 @@ def _apply_edit(mention: Mention, update: Mention) -> bool:
     return True
 
 
-def _stored_signals(row) -> Signals:
-    stored = json.loads(row["signals"] or "{}")
+def _signals(stored: dict[str, Any]) -> Signals:
     return Signals(**{k: v for k, v in stored.items() if k in Signals._fields})

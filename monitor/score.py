@@ -6,7 +6,6 @@ those facts are worth. Every number it produces carries its reasons.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
@@ -99,17 +98,14 @@ SENTIMENT_COLUMNS = ("compound", "negative", "neutral", "positive", "min_sentenc
 
 
 def stored_explanation(row) -> dict[str, Any]:
-    """The explanation of a stored mention, in the same shape as ``Scores.explain``."""
+    """The explanation of a stored mention (a ``store.MentionRecord``), in the same shape as ``Scores.explain``."""
     return {
-        "mention_id": row["id"], "brand": row["brand"], "source": row["source"], "place": row["place"],
-        "url": row["url"], "title": row["title"], "quote": row["quote"],
-        "priority": row["priority"], "urgency": row["urgency"], "virality": row["virality"],
-        "complaint": row["complaint"], "is_complaint": bool(row["is_complaint"]),
-        "sentiment": {c: row[c] for c in SENTIMENT_COLUMNS},
-        "signals": json.loads(row["signals"] or "{}"),
-        "reasons": json.loads(row["reasons"] or "[]"),
-        "tags": json.loads(row["tags"] or "[]"),
-        "suppressed": bool(row["suppressed"]),
+        "mention_id": row.id, "brand": row.brand, "source": row.source, "place": row.place,
+        "url": row.url, "title": row.title, "quote": row.quote,
+        "priority": row.priority, "urgency": row.urgency, "virality": row.virality,
+        "complaint": row.complaint, "is_complaint": row.is_complaint,
+        "sentiment": {c: getattr(row, c) for c in SENTIMENT_COLUMNS},
+        "signals": row.signals, "reasons": row.reasons, "tags": row.tags, "suppressed": row.suppressed,
     }
 
 

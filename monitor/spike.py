@@ -36,16 +36,14 @@ def brand_volume(store: Store, brand: str, now: datetime, *, pending: int = 0,
     """The brand's volume now; ``pending`` counts mentions about to be stored (the one being scored)."""
     end = to_epoch(now)
     hour_start = end - 3600
-    last_hour = store.query("SELECT count(*) FROM mentions WHERE brand = ? AND created_at > ? AND created_at <= ?",
-                            (brand, hour_start, end))[0][0] + pending
-    watched_since = store.query("SELECT min(fetched_at) FROM mentions")[0][0]
+    last_hour = store.count_mentions(brand, after=hour_start, until=end) + pending
+    watched_since = store.watched_since()
     if watched_since is None:
         return Volume(brand, last_hour, 0.0, 0.0, False)
     history_hours = min(settings.baseline_days * 24, (hour_start - watched_since) / 3600)
     if history_hours < settings.min_history_hours or history_hours <= 0:
         return Volume(brand, last_hour, 0.0, 0.0, False)
-    before = store.query("SELECT count(*) FROM mentions WHERE brand = ? AND created_at > ? AND created_at <= ?",
-                         (brand, hour_start - history_hours * 3600, hour_start))[0][0]
+    before = store.count_mentions(brand, after=hour_start - history_hours * 3600, until=hour_start)
     baseline = before / history_hours
     ratio = round(last_hour / max(baseline, settings.min_baseline_per_hour), 2)
     return Volume(brand, last_hour, round(baseline, 3), ratio, ratio >= settings.ratio)

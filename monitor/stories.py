@@ -135,32 +135,18 @@ class Stories:
             return Sighting(None, 1, keys)
         before = self.sightings(story_id)
         # A comment in its post's thread is where the post already is, not a new place.
-        new_place = mention.kind != "comment" and not self.store.query(
-            "SELECT 1 FROM mentions WHERE story_id = ? AND source = ? AND place = ? LIMIT 1",
-            (story_id, mention.source, mention.place))
+        new_place = mention.kind != "comment" and not self.store.story_seen_at(story_id, mention.source, mention.place)
         return Sighting(story_id, before + new_place, keys, previous_sightings=before)
 
     def record(self, mention_id: int, mention: Mention, sighting: Sighting, *, now: datetime) -> int | None:
-        """Attach a stored mention to its story (creating it), inside the caller's transaction."""
+        """Attach a stored mention to its story (creating it), inside the caller's transaction. The count of
+        places is kept by the store in the same transaction: ``sighting.sightings`` is what the score saw."""
         if not sighting.keys:
             return None
-        seen = to_epoch(now)
-        with self.store.transaction() as db:
-            story_id = sighting.story_id
-            if story_id is None:
-                cur = db.execute(
-                    "INSERT OR IGNORE INTO stories (brand, key, title, url, first_seen, last_seen, sightings)"
-                    " VALUES (?, ?, ?, ?, ?, ?, 1)",
-                    (mention.brand, sighting.keys[0], mention.title or _post(mention, "post_title", ""),
-                     _post(mention, "post_url", mention.url), seen, seen))
-                story_id = cur.lastrowid if cur.rowcount else db.execute(
-                    "SELECT id FROM stories WHERE key = ?", (sighting.keys[0],)).fetchone()[0]
-            else:
-                db.execute("UPDATE stories SET last_seen = max(last_seen, ?), sightings = ? WHERE id = ?",
-                           (seen, sighting.sightings, story_id))
-            db.executemany("INSERT OR IGNORE INTO story_keys (key, story_id) VALUES (?, ?)",
-                           [(k, story_id) for k in sighting.keys])
-            db.execute("UPDATE mentions SET story_id = ? WHERE id = ?", (story_id, mention_id))
+        story_id, _sightings = self.store.attach_story(
+            mention_id, story_id=sighting.story_id, keys=sighting.keys, brand=mention.brand,
+            title=mention.title or _post(mention, "post_title", ""), url=_post(mention, "post_url", mention.url),
+            seen=to_epoch(now), new_place=mention.kind != "comment")
         return story_id
 
     def sightings(self, story_id: int | None) -> int:
@@ -170,22 +156,14 @@ class Stories:
         place costs one indexed look-up per new mention, not a scan of all of them."""
         if story_id is None:
             return 1
-        rows = self.store.query("SELECT sightings FROM stories WHERE id = ?", (story_id,))
-        return rows[0][0] if rows else 1
+        return self.store.story_sightings(story_id) or 1
 
     def others(self, story_id: int, mention_id: int, *, limit: int = 20) -> list[int]:
         """The story's other mentions, newest first, at most ``limit`` (re-scoring is bounded)."""
-        return [r[0] for r in self.store.query(
-            "SELECT id FROM mentions WHERE story_id = ? AND id != ? ORDER BY created_at DESC LIMIT ?",
-            (story_id, mention_id, limit))]
+        return self.store.story_mentions(story_id, besides=mention_id, limit=limit)
 
     def _by_key(self, keys: tuple[str, ...]) -> int | None:
-        if not keys:
-            return None
-        marks = ",".join("?" * len(keys))
-        rows = self.store.query(f"SELECT story_id FROM story_keys WHERE key IN ({marks}) ORDER BY story_id LIMIT 1",
-                                keys)
-        return rows[0][0] if rows else None
+        return self.store.story_by_keys(keys)
 
     def _by_title(self, mention: Mention, now: datetime) -> int | None:
         tokens = title_tokens(mention.title)
@@ -193,12 +171,10 @@ class Stories:
             return None
         since = to_epoch(now) - self.window_hours * 3600
         best, best_score = None, self.similarity
-        for row in self.store.query(
-                "SELECT id, title FROM stories WHERE brand IS ? AND last_seen >= ? ORDER BY last_seen DESC LIMIT ?",
-                (mention.brand, since, self.candidates)):
-            score = jaccard(tokens, title_tokens(row["title"]))
+        for story_id, title in self.store.recent_stories(mention.brand, since=since, limit=self.candidates):
+            score = jaccard(tokens, title_tokens(title))
             if score >= best_score:
-                best, best_score = row["id"], score
+                best, best_score = story_id, score
         return best
 
 

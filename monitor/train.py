@@ -246,8 +246,8 @@ def train(*, out: str | Path, data: Path = DEFAULT_DATA, local: pd.DataFrame | N
 def local_labels(store) -> pd.DataFrame:
     """The labels people gave (``complaint-monitor label``), as the model reads them: title and text."""
     rows = store.labelled()
-    return pd.DataFrame({"text": [f"{r['title']}\n{r['text']}" if r["title"] else r["text"] for r in rows],
-                         "label": [int(r["label"]) for r in rows], "mention_id": [r["id"] for r in rows]})
+    return pd.DataFrame({"text": [f"{r.title}\n{r.text}" if r.title else r.text for r in rows],
+                         "label": [int(r.label) for r in rows], "mention_id": [r.id for r in rows]})
 
 
 def _auc(labels, scores) -> float | None:

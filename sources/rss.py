@@ -153,7 +153,12 @@ class RssSource:
         self._client.close()
         self._readers.close()
 
-    def poll(self, state: dict[str, Any]) -> Poll:
+    def work_units(self) -> list[str]:
+        """Each feed is a unit of work that daemons sharing a PostgreSQL store lease (monitor/sharing.py)."""
+        return [f"feed:{feed.identity}" for feed in self.settings.feeds]
+
+    def poll(self, state: dict[str, Any], *, units: set[str] | None = None) -> Poll:
+        """``units``: only these feeds (the ones this daemon holds), not every configured one."""
         now = utcnow()
         # Runs come every `interval` give or take the scheduler's jitter: a feed due before
         # the midpoint to the next run is polled now, so a run that fires a little early does
@@ -162,6 +167,8 @@ class RssSource:
         jobs = []
         for feed in self.settings.feeds:
             key = f"feed:{feed.identity}"
+            if units is not None and key not in units:
+                continue
             feed_state = FeedState.from_dict(state.get(key))
             if feed_state.is_due(now, slack=slack):
                 jobs.append(FeedJob(feed=feed, key=key, state=feed_state))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,47 @@ def write_config(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL server for the whole run (tests/postgres.py).
+
+    Without PostgreSQL binaries the tests that need it are skipped, except under CI (CI=true), where
+    .ci/run installs PostgreSQL and its absence is an error."""
+    from tests.postgres import PostgresServer, PostgresUnavailable, find_bindir
+    try:
+        bindir = find_bindir()
+    except PostgresUnavailable as e:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must test against PostgreSQL: {e}")
+        pytest.skip(str(e))
+    with PostgresServer(bindir=bindir) as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """The URL of a fresh database of its own for this test: postgresql://postgres@127.0.0.1:PORT/test_N."""
+    return postgres_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_where(request, tmp_path) -> str:
+    """Where a test that runs on both backends keeps its store: a SQLite file, or a fresh PostgreSQL database
+    of its own on the session's throwaway server."""
+    if request.param == "sqlite":
+        return str(tmp_path / "store.db")
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def leases_engine(postgres_url):
+    """A SQLAlchemy engine on a fresh database that has the leases table (monitor/store/leases.py)."""
+    from sqlalchemy import create_engine
+
+    from monitor.store.leases import create_table
+    engine = create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    create_table(engine)
+    yield engine
+    engine.dispose()

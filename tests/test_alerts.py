@@ -216,7 +216,7 @@ def test_a_story_that_rose_before_its_first_email_went_out_is_sent_once_at_the_l
         calm.fetched_at = first.fetched_at + timedelta(minutes=60)
         # Growth stopped: the story itself falls below P1 again (900 points in 90 minutes still count as spread).
         pipeline.update_engagement("reddit", [calm])
-        assert store.find_mention("reddit", "a")["priority"] in ("P2", "P3")
+        assert store.find_mention("reddit", "a").priority in ("P2", "P3")
 
         assert deliver_pending(store, transport, config)[:2] == (1, 0)
         assert deliver_pending(store, transport, config)[:2] == (0, 0)
@@ -370,7 +370,7 @@ def test_digest_lists_the_highest_first_at_the_level_alerted(setup):
                                                   mention("quiet", "FAINT either")]))
         # The P3 story calms down before the digest goes: it was alerted as P3 and is listed so.
         with store.transaction() as db:
-            db.execute("UPDATE mentions SET priority = 'P4' WHERE source_id = 'grey'")
+            db.exec_driver_sql("UPDATE mentions SET priority = 'P4' WHERE source_id = 'grey'")
         assert deliver_digests(store, transport, config, now=time.time() + 31 * 60) == 1
         digest = server.messages[0][1].get_body(("plain",)).get_content()
         levels = [line[:4] for line in digest.splitlines() if line.startswith("[P")]

@@ -82,7 +82,7 @@ def test_firehose_posts_are_matched_stored_and_the_cursor_survives_a_restart(ser
     assert poll.state["cursor"] == down + 21
     assert stored(run.store) == [
         (b, "comment", "bob.bsky.social", "Bluesky", "https://bsky.app/profile/did:plc:bob/post/3", 1200.0)]
-    assert run.store.find_mention("bluesky", b)["text"] == "Acme, answer me please"
+    assert run.store.find_mention("bluesky", b).text == "Acme, answer me please"
     assert a not in {r[0] for r in stored(run.store)}
 
 
@@ -99,7 +99,7 @@ def test_posts_naming_a_brand_are_reread_for_likes_and_reposts(servers, setup):
     poll = run()
     assert [(m.source_id, m.engagement.score, m.engagement.comments) for m in poll.updates] == [(uri, 350, 25)]
     row = run.store.find_mention("bluesky", uri)
-    assert [(s["score"], s["comments"]) for s in run.store.snapshots(row["id"])][-1] == (350, 25)
+    assert [(s.score, s.comments) for s in run.store.snapshots(row.id)][-1] == (350, 25)
 
 
 def test_a_refused_connection_429_waits_and_keeps_the_cursor(servers, setup):

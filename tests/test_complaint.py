@@ -17,6 +17,7 @@ import pytest
 
 from monitor import complaint, train
 from monitor.config import load_config
+from monitor.store import AlertRecord
 from monitor.mention import Engagement, Mention
 from monitor.pipeline import Pipeline
 from monitor.sentiment import SentimentScorer
@@ -205,7 +206,7 @@ def test_label_and_train_local_and_the_daemon_picks_the_new_model_up(mini_data, 
     assert imported.returncode == 1 and f"{len(texts) - 1} labels stored" in imported.stdout
     assert "no mention 999999" in imported.stderr
     labels = store.labelled()
-    assert len(labels) == len(texts) and {r["label"] for r in labels} == {0, 1}
+    assert len(labels) == len(texts) and {r.label for r in labels} == {0, 1}
 
     trained = cli("train", "--local", "--data", str(mini_data), "--folds", "0")
     assert trained.returncode == 0, trained.stderr
@@ -244,11 +245,11 @@ def test_only_complaints_are_paged_as_complaints_and_viral_praise_is_opt_in(writ
     assert rows["angry"]["is_complaint"] and rows["angry"]["complaint"] > rows["praise"]["complaint"]
     assert rows["angry"]["priority"] == "P1" and rows["quiet"]["is_complaint"]
     assert rows["quiet"]["priority"] > rows["angry"]["priority"], "spread raises a complaint's priority"
-    alerts = {(store.mention(a["mention_id"])["source_id"], a["recipient"]): a
-              for a in store.query("SELECT * FROM alerts")}
+    alerts = {(store.mention(a.mention_id).source_id, a.recipient): a
+              for a in map(AlertRecord.from_row, store.query("SELECT * FROM alerts"))}
     assert ("praise", "oncall@test.local") not in alerts, "praise is never a complaint alert"
-    assert alerts[("praise", "social@test.local")]["about"] == "viral"
-    assert alerts[("angry", "oncall@test.local")]["about"] == "complaint"
+    assert alerts[("praise", "social@test.local")].about == "viral"
+    assert alerts[("angry", "oncall@test.local")].about == "complaint"
     assert ("quiet", "social@test.local") not in alerts  # a P1-only responder for complaints
 
     from monitor.alert import render_alert

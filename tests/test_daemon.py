@@ -122,6 +122,7 @@ def test_a_second_daemon_on_the_same_store_refuses(feeds, write_config, tmp_path
                                 capture_output=True, text=True, cwd=ROOT, timeout=60)
         assert second.returncode == EXIT_ALREADY_RUNNING, second.stderr
         assert f"pid {first.proc.pid}" in second.stderr and "already running" in second.stderr
+        assert "several daemons need a PostgreSQL store" in second.stderr
         assert first.proc.poll() is None, "the first daemon is unaffected"
         first.send(signal.SIGINT)
         assert first.wait(timeout=30) == 0, first.log()
@@ -156,7 +157,7 @@ def test_prune_drops_old_snapshots_and_poll_records_but_never_mentions_or_alerts
                                       finished_at=now - age_days * day + 1, items=1, stored=0, errors=[])
         assert len(monitor.store.snapshots(mention_id)) == 3
         assert monitor.prune() == (1, 2)
-        assert sorted(now - s["taken_at"] < 2 * day for s in monitor.store.snapshots(mention_id)) == [True, True]
+        assert sorted(now - s.taken_at < 2 * day for s in monitor.store.snapshots(mention_id)) == [True, True]
         assert monitor.store.query("SELECT count(*) FROM poll_runs")[0][0] == 1
         assert monitor.store.query("SELECT count(*) FROM mentions")[0][0] == 1
         assert monitor.store.query("SELECT count(*) FROM alerts")[0][0] == 1

@@ -74,10 +74,10 @@ def test_new_stories_and_comments_are_matched_stored_and_the_cursor_survives_a_r
         ("7", "comment", "", "dang", "Hacker News", "https://news.ycombinator.com/item?id=7"),
     ]
     story = run.store.find_mention("hackernews", "1")
-    assert (story["score"], story["comments"]) == (12, 3)
-    assert COMPLAINT in story["text"]
+    assert (story.score, story.comments) == (12, 3)
+    assert COMPLAINT in story.text
     comment = run.store.find_mention("hackernews", "3")
-    assert comment["text"] == "Unrelated, but Acme support never answers me"
+    assert comment.text == "Unrelated, but Acme support never answers me"
 
 
 def test_a_burst_larger_than_a_page_is_read_whole(setup):
@@ -142,5 +142,5 @@ def test_stories_naming_a_brand_are_reread_for_growth(hn, setup):
     path, query = hn.requests[1]
     assert path == "/api/v1/search" and query["tags"] == ["story,(story_1)"]
     row = run.store.find_mention("hackernews", "1")
-    assert [(s["score"], s["comments"]) for s in run.store.snapshots(row["id"])] == [(2, 0), (150, 40)]
-    assert (row["score"], row["comments"]) == (150, 40)
+    assert [(s.score, s.comments) for s in run.store.snapshots(row.id)] == [(2, 0), (150, 40)]
+    assert (row.score, row.comments) == (150, 40)

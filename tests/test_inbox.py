@@ -210,7 +210,7 @@ def test_an_escalation_replaces_a_follow_up_still_waiting(setup):  # noqa: F811
     config, store, pipeline, transport = setup(follow_up_minutes=30)
     first = mention("a", "GREY story", score=20, comments=5, minutes_old=600)
     pipeline.process("reddit", Poll(mentions=[first]))
-    store.mark_sent([a["id"] for a in store.due_alerts(1e12)], time.time(), subject="[P3] Acme a")
+    store.mark_sent([a.id for a in store.due_alerts(1e12)], time.time(), subject="[P3] Acme a")
 
     def reread(minutes: int, score: int) -> None:
         grown = mention("a", "GREY story", score=score, comments=5, minutes_old=600)

@@ -93,7 +93,7 @@ def test_golden_alert_email(tmp_path, write_config):
         text="I was charged twice by Acme for one order. Third time I call and still no refund. "
              "Never again, switching to Globex.")
     # In the responder's timezone (UTC beside it), led by what happened rather than the scores.
-    text, html = render("alert", alert_context(store, alert, store.mention(alert["mention_id"]),
+    text, html = render("alert", alert_context(store, alert, store.mention(alert.mention_id),
                                                zone=ZoneInfo("Europe/Berlin")))
     assert text.startswith("Acme charged me twice and nobody answers\n")
     assert "2026-11-20 10:30 CET (09:30 UTC)" in text

@@ -73,7 +73,7 @@ def test_timelines_of_several_instances_are_read_forward_and_resume_after_a_rest
         assert (t["uri"], "post", "dan@two.test", f"{host_two} #acme", 0, 0, 5.0) in rows
         assert (later["uri"], "comment", "bob@one.test", f"{host_one} public", 1, 0, 10.0) in rows
         assert not [r for r in rows if "weather" in r[0]]
-        text = run.store.find_mention("mastodon", a["uri"])["text"]
+        text = run.store.find_mention("mastodon", a["uri"]).text
         assert text == "@acmesupport charged me twice and still no refund. [#acme](https://acme.test/x)"
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -96,15 +95,15 @@ def test_a_growing_post_rises_in_virality_across_rereads(reddit: RedditServer, s
                     created_utc=now - 1800, score=20, num_comments=2)
     _, run, store, clock = setup(reddit)
     run()
-    seen = [store.find_mention("reddit", "t3_g1")["virality"]]
+    seen = [store.find_mention("reddit", "t3_g1").virality]
     for minutes, score, comments in ((5, 80, 10), (10, 300, 45), (20, 1_500, 260)):
         clock.advance(minutes * 60 + 1)
         reddit.update_post("g1", score=score, num_comments=comments)
         assert [u.source_id for u in run().updates] == ["t3_g1"]
-        seen.append(store.find_mention("reddit", "t3_g1")["virality"])
+        seen.append(store.find_mention("reddit", "t3_g1").virality)
     assert seen == sorted(seen) and len(set(seen)) == len(seen), seen
     row = store.find_mention("reddit", "t3_g1")
-    signals = json.loads(row["signals"])
+    signals = row.signals
     assert signals["recent_velocity"] > signals["score_velocity"] and signals["acceleration"] > 0
-    reasons = {r["name"]: r["virality"] for r in json.loads(row["reasons"]) if r["kind"] == "signal"}
-    assert row["virality"] == pytest.approx(sum(reasons.values()))
+    reasons = {r["name"]: r["virality"] for r in row.reasons if r["kind"] == "signal"}
+    assert row.virality == pytest.approx(sum(reasons.values()))

@@ -1,0 +1,212 @@
+"""Two monitors sharing the work through leases on a real PostgreSQL (monitor/sharing.py): feeds split between
+them and fetched once, the cursors of a feed taken over mid-poll left to its new holder, each alert sent once
+when both deliver at the same moment, and an alert whose sender died sent by the other with its Message-ID.
+
+The two monitors here keep their mentions in one SQLite file (two connections to it, as two processes would
+have) while the leases are in PostgreSQL: what is under test is who does which work. The daemons' own test,
+on a PostgreSQL store, is tests/test_failover.py."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+
+from monitor.app import Monitor
+from monitor.config import load_config
+from monitor.daemon import once
+from monitor.store.leases import Leases
+from monitor.sharing import Sharing
+from tests.servers.feeds import recent, rss
+
+FEEDS = 30
+
+
+@pytest.fixture
+def engine(leases_engine):
+    return leases_engine
+
+
+def serve_feeds(feeds, count: int, *, first: int = 0) -> list[dict]:
+    found = []
+    for i in range(first, first + count):
+        url = feeds.serve(f"/feed/{i}.xml", rss([{
+            "title": f"Acme lost my parcel number {i}", "link": f"http://127.0.0.1/post/{i}",
+            "description": f"Acme support never answered about order {i}; I want a refund", "guid": f"post-{i}",
+            "pubDate": recent(0.1)}]))
+        found.append({"url": url, "name": f"feed {i}"})
+    return found
+
+
+def monitors(config_path, engine, *, lease_seconds: float = 30, count: int = 2, clock=None) -> list[Monitor]:
+    config = load_config(config_path)
+    built = []
+    for i in range(count):
+        alone = Monitor.from_config(config)
+        leases = Leases(engine=engine, holder=f"daemon-{i}", lease_seconds=lease_seconds, clock=clock)
+        leases.heartbeat()
+        built.append(Monitor(config=config, store=alone.store, sources=alone.sources, transport=alone.transport,
+                             sharing=Sharing(leases=leases)))
+    return built
+
+
+def at_once(*calls):
+    """Run the calls in threads released at the same moment; their results in order."""
+    start = threading.Barrier(len(calls))
+    results = [None] * len(calls)
+
+    def run(i, call):
+        start.wait()
+        results[i] = call()
+
+    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def close(*monitors_):
+    for m in monitors_:
+        for source in m.sources.values():
+            source.close()
+        m.store.close()
+
+
+def test_two_monitors_split_the_feeds_and_fetch_each_once(feeds, write_config, engine, tmp_path):
+    config = write_config({"sources": {"rss": {"feeds": serve_feeds(feeds, FEEDS), "interval": 300}}})
+    a, b = monitors(config, engine)
+    try:
+        first, second = at_once(lambda: a.poll("rss"), lambda: b.poll("rss"))
+        assert first.outcome.seen + second.outcome.seen == FEEDS
+        assert first.outcome.seen == second.outcome.seen == FEEDS // 2
+        assert [feeds.hits(f"/feed/{i}.xml") for i in range(FEEDS)] == [1] * FEEDS
+        assert a.store.query("SELECT count(*) FROM mentions")[0][0] == FEEDS
+        assert len(a.store.source_state("rss")) == FEEDS
+        # Nothing is due again this interval, whoever asks: the cursors were read after the claim.
+        at_once(lambda: a.poll("rss"), lambda: b.poll("rss"))
+        assert sum(feeds.hits(f"/feed/{i}.xml") for i in range(FEEDS)) == FEEDS
+    finally:
+        close(a, b)
+
+
+def test_a_feed_taken_over_mid_poll_keeps_its_new_holders_cursor(feeds, write_config, engine):
+    [slow] = serve_feeds(feeds, 1)
+    feeds.resources["/feed/0.xml"].delay = 3  # the first poll hangs on it past its lease
+    config = write_config({"sources": {"rss": {"feeds": [slow], "interval": 300, "timeout": 10}}})
+    a, b = monitors(config, engine, lease_seconds=1)  # no heartbeat: a's lease runs out during its poll
+    try:
+        polling = threading.Thread(target=a.poll, args=("rss",))
+        polling.start()
+        # b takes the feed once a's lease is gone, and reads it at once (answered without delay now).
+        threading.Event().wait(1.5)
+        feeds.resources["/feed/0.xml"].delay = 0
+        taken = b.poll("rss")
+        assert taken.outcome is not None and taken.outcome.seen == 1
+        after_b = a.store.source_state("rss")[f"feed:{slow['url']}"]
+        polling.join()
+        assert a.store.source_state("rss")[f"feed:{slow['url']}"] == after_b, "a wrote over b's cursor"
+        assert a.store.query("SELECT count(*) FROM mentions")[0][0] == 1
+    finally:
+        close(a, b)
+
+
+def test_two_monitors_delivering_at_once_send_each_alert_once(feeds, smtp, write_config, engine):
+    config = write_config({"sources": {"rss": {"feeds": serve_feeds(feeds, FEEDS), "interval": 300}},
+                           "email": {"smtp": {"host": "127.0.0.1", "port": smtp.port}, "storm_threshold": 1000}})
+    a, b = monitors(config, engine)
+    try:
+        at_once(lambda: a.poll("rss"), lambda: b.poll("rss"))
+        queued = a.store.pending_count()
+        assert queued == FEEDS
+        for _ in range(3):
+            at_once(a.deliver, b.deliver)
+        ids = Counter(m["Message-ID"] for _, m in smtp.messages)
+        assert len(ids) == queued and set(ids.values()) == {1}
+        assert a.store.pending_count() == 0
+    finally:
+        close(a, b)
+
+
+def test_an_alert_whose_sender_died_is_sent_by_the_other_after_the_lease(feeds, smtp, write_config, engine):
+    clock_now = [1_000_000.0]
+    config = write_config({"sources": {"rss": {"feeds": serve_feeds(feeds, 3), "interval": 300}},
+                           "email": {"smtp": {"host": "127.0.0.1", "port": smtp.port}}})
+    a, b = monitors(config, engine, lease_seconds=10, clock=lambda: clock_now[0])
+    try:
+        a.poll("rss")
+        b.poll("rss")  # each polls its share: two feeds and one
+        due = a.store.due_alerts(10**12)
+        dying = a.sharing.alert_claims()
+        assert len(dying.take(due)) == 3  # ... and a dies before sending: its claims are never given back
+        assert b.deliver().sent == 0
+        clock_now[0] += 11
+        assert b.deliver().sent == 3
+        expected = {alert.message_id for alert in due}
+        assert {m["Message-ID"] for _, m in smtp.messages} == expected
+        assert b.deliver().sent == 0 and len(smtp.messages) == 3
+    finally:
+        close(a, b)
+
+
+def test_a_job_that_must_run_once_runs_on_one_monitor_per_period(feeds, write_config, engine):
+    config = write_config({"sources": {"rss": {"feeds": serve_feeds(feeds, 1)}}})
+    a, b = monitors(config, engine)
+    runs = []
+    try:
+        jobs = [once(m, "spikes", lambda name=name: runs.append(name), every=300) for m, name in ((a, "a"), (b, "b"))]
+        at_once(*jobs)
+        at_once(*jobs)
+        assert len(runs) == 1
+    finally:
+        close(a, b)
+
+
+def test_status_names_each_daemon_and_what_it_holds(engine, postgres_url):
+    from monitor.sharing import daemons_status, format_daemons
+    a = Leases(engine=engine, holder="host-a:101:abc", lease_seconds=30)
+    b = Leases(engine=engine, holder="host-b:202:def", lease_seconds=30)
+    a.heartbeat()
+    b.heartbeat()
+    a.claim("job:deliver")
+    a.claim_share([f"rss:feed:{i}" for i in range(4)])
+    b.claim_share([f"rss:feed:{i}" for i in range(4)])
+    b.claim_each(["alert:1", "alert:2"], once=True)
+    daemons = daemons_status(postgres_url)
+    assert [(d["identity"], d["alive"], d["jobs"], d["units"], d["alerts"]) for d in daemons] == [
+        ("host-a:101:abc", True, ["deliver"], {"rss": 2}, 0), ("host-b:202:def", True, [], {"rss": 2}, 2)]
+    lines = format_daemons(daemons)
+    assert lines[0] == "daemons: 2 running"
+    assert lines[1] == "  daemon host-a:101:abc: alive; holds 2 rss; deliver; 0 alerts being sent"
+
+
+def test_a_whole_source_is_polled_once_per_interval_between_the_monitors(reddit, write_config, engine):
+    from tests.conftest import local_sources
+    reddit.add_post(subreddit="CustomerService", id="c1", title="Acme double charged me",
+                    selftext="Acme charged me twice and support never answered. I want a refund.")
+    config = write_config({"sources": {"reddit": {**local_sources(reddit, subreddits=["CustomerService"],
+                                                                 feeds=[])["reddit"], "interval": 300}}})
+    a, b = monitors(config, engine)
+    try:
+        first, second = at_once(lambda: a.poll("reddit"), lambda: b.poll("reddit"))
+        assert [r.outcome is not None for r in (first, second)].count(True) == 1
+        assert sum(r.outcome.seen for r in (first, second) if r.outcome) == 1
+        # The next ticks of either monitor within the interval find it done.
+        assert a.poll("reddit").outcome is None and b.poll("reddit").outcome is None
+        assert a.store.query("SELECT count(*) FROM poll_runs WHERE source = 'reddit'")[0][0] == 1
+    finally:
+        close(a, b)
+
+
+def test_the_heartbeat_keeps_what_a_daemon_holds_and_a_clean_stop_gives_it_back(engine):
+    from monitor.sharing import Heartbeat
+    a = Leases(engine=engine, holder="a", lease_seconds=3)
+    b = Leases(engine=engine, holder="b", lease_seconds=3)
+    with Heartbeat(leases=a):
+        assert a.claim("job:deliver")
+        threading.Event().wait(4)  # longer than the lease: only the heartbeat keeps it
+        assert not b.claim("job:deliver")
+        assert b.alive() == ["a"]
+    assert b.alive() == [] and b.claim("job:deliver"), "stopped: given back at once, not after expiry"
