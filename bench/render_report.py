@@ -118,11 +118,11 @@ def build_store(folder: Path, *, days: int = 30, seed: int = 3) -> Path:
     with store.transaction() as db:
         for key, members in (("riser", risers[-2:]), ("pair", risers[:2])):
             first = min(m.created_at for m in members)
-            story = db.execute("INSERT INTO stories (brand, key, title, url, first_seen, last_seen, sightings)"
+            story = db.exec_driver_sql("INSERT INTO stories (brand, key, title, url, first_seen, last_seen, sightings)"
                                " VALUES (?, ?, ?, ?, ?, ?, ?)",
                                (members[0].brand, key, members[0].title, members[0].url, to_epoch(first),
                                 to_epoch(now), len(members))).lastrowid
-            db.executemany("UPDATE mentions SET story_id = ? WHERE source = 'reddit' AND source_id = ?",
+            db.exec_driver_sql("UPDATE mentions SET story_id = ? WHERE source = 'reddit' AND source_id = ?",
                            [(story, m.source_id) for m in members])
     store.close()
     return config_path

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from .config import PRIORITIES, Config, load_config
 from .store import frames
+from .store.database import is_url
 
 # Ordered so that P1 is the highest: ``df[df.priority >= "P2"]`` keeps P1 and P2.
 PRIORITY_DTYPE = pd.CategoricalDtype(list(reversed(PRIORITIES)), ordered=True)
@@ -60,10 +61,12 @@ STORY_COLUMNS: dict[str, str] = {
 REASON_TYPE = pa.list_(pa.struct([("kind", pa.string()), ("name", pa.string()), ("urgency", pa.float64()),
                                   ("virality", pa.float64()), ("detail", pa.string())]))
 
-def store_path_of(where: str | Path | Config) -> Path:
-    """A loaded config, a config file (.yaml/.yml) or the SQLite store itself."""
+def store_path_of(where: str | Path | Config) -> Path | str:
+    """A loaded config, a config file (.yaml/.yml), the SQLite store itself, or a PostgreSQL store's URL."""
     if isinstance(where, Config):
         return where.store_path
+    if is_url(where):
+        return str(where)
     path = Path(where)
     if path.suffix.lower() in (".yaml", ".yml"):
         return load_config(path).store_path

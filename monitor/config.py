@@ -252,6 +252,8 @@ class MetricsSettings(Strict):
 class Config(Strict):
     brands: list[Brand] = Field(min_length=1)
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # A SQLite file (relative to the config file), or postgresql://user@host:port/database (the password in
+    # PGPASSWORD, never in the URL): several daemons may share a PostgreSQL store.
     store: str = "complaint-monitor.db"
     email: EmailSettings = Field(default_factory=EmailSettings)
     responders: list[Responder] = Field(default_factory=list)
@@ -270,6 +272,20 @@ class Config(Strict):
     lease_seconds: float = Field(default=60, ge=3, le=3600)
     # Where relative paths (store, rules, outbox) are resolved; set by load_config.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    @field_validator("store")
+    @classmethod
+    def _store_is_a_path_or_url(cls, value: str) -> str:
+        from .store.database import StoreUrlError, engine_url, is_url
+
+        if not value.strip():
+            raise ValueError("give a SQLite file path or a postgresql://user@host:port/database URL")
+        if is_url(value):
+            try:
+                engine_url(value)
+            except StoreUrlError as err:
+                raise ValueError(str(err)) from None
+        return value
 
     @field_validator("sources")
     @classmethod
@@ -303,8 +319,11 @@ class Config(Strict):
         return p if p.is_absolute() else self.base_dir / p
 
     @property
-    def store_path(self) -> Path:
-        return self.path(self.store)
+    def store_path(self) -> Path | str:
+        """The SQLite file (resolved against the config's folder), or the PostgreSQL URL as given."""
+        from .store.database import is_url
+
+        return self.store if is_url(self.store) else self.path(self.store)
 
     @property
     def rule_paths(self) -> list[Path | Traversable]:

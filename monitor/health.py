@@ -9,7 +9,6 @@ per poll.
 from __future__ import annotations
 
 import html
-import json
 import logging
 import time
 from datetime import datetime, timezone

@@ -6,7 +6,6 @@ those facts are worth. Every number it produces carries its reasons.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, NamedTuple

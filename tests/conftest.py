@@ -93,13 +93,19 @@ def postgres_url(postgres_server) -> str:
     return postgres_server.create_database()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_where(request, tmp_path) -> str:
+    """Where a test that runs on both backends keeps its store: a SQLite file, or a fresh PostgreSQL database
+    of its own on the session's throwaway server."""
+    if request.param == "sqlite":
+        return str(tmp_path / "store.db")
+    return request.getfixturevalue("postgres_url")
+
+
 @pytest.fixture
 def leases_engine(postgres_url):
-    """A SQLAlchemy engine on a fresh database that has the leases table (monitor/store/leases.py)."""
-    from sqlalchemy import create_engine
-
-    from monitor.store.leases import create_table
-    engine = create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
-    create_table(engine)
-    yield engine
-    engine.dispose()
+    """The engine of a PostgreSQL store on a fresh database, with the leases table (monitor/store/leases.py)."""
+    from monitor.store import Store
+    store = Store(postgres_url)
+    yield store.engine
+    store.close()

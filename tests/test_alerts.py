@@ -370,7 +370,7 @@ def test_digest_lists_the_highest_first_at_the_level_alerted(setup):
                                                   mention("quiet", "FAINT either")]))
         # The P3 story calms down before the digest goes: it was alerted as P3 and is listed so.
         with store.transaction() as db:
-            db.execute("UPDATE mentions SET priority = 'P4' WHERE source_id = 'grey'")
+            db.exec_driver_sql("UPDATE mentions SET priority = 'P4' WHERE source_id = 'grey'")
         assert deliver_digests(store, transport, config, now=time.time() + 31 * 60) == 1
         digest = server.messages[0][1].get_body(("plain",)).get_content()
         levels = [line[:4] for line in digest.splitlines() if line.startswith("[P")]

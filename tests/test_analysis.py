@@ -21,7 +21,7 @@ from monitor.mention import Engagement, Mention
 from monitor.pipeline import Pipeline
 from monitor.report import _day_axis, breakdown, build_report
 from monitor.source import Poll
-from monitor.store import Store, to_epoch
+from monitor.store import Store, schema, to_epoch
 from tests.conftest import ROOT
 
 # Priorities on demand, as in test_alerts: the words pick the urgency and vouch for a complaint.
@@ -47,11 +47,13 @@ def post(source: str, source_id: str, text: str, *, brand: str = "Acme", days_ol
 
 
 @pytest.fixture
-def built(tmp_path, write_config):
-    """A store filled by Pipeline.process/update_engagement and alert delivery to the outbox folder."""
+def built(tmp_path, write_config, store_where):
+    """A store filled by Pipeline.process/update_engagement and alert delivery to the outbox folder, on
+    SQLite and on PostgreSQL: the loaders give the same frames from both."""
     pack = tmp_path / "pack.yaml"
     pack.write_text(PACK)
     config = load_config(write_config({
+        "store": store_where,
         "brands": [{"name": "Acme", "keywords": ["acme"]}, {"name": "Globex", "keywords": ["globex"]}],
         "rules": [str(pack)], "complaint": {"urgency_points": 0},
         "responders": [{"email": "oncall@test.local", "brands": "all", "min_priority": "P2"}],
@@ -77,9 +79,9 @@ def built(tmp_path, write_config):
     deliver_pending(store, transport_for(config.email, base_dir=config.base_dir), config)
     # A story from long ago whose mentions are no longer kept.
     with store.transaction() as db:
-        db.execute("INSERT INTO stories (brand, key, title, url, first_seen, last_seen, sightings)"
-                   " VALUES ('Globex', 'old', 'Old Globex story', 'https://x.example', ?, ?, 1)",
-                   (to_epoch(NOW - timedelta(days=40)), to_epoch(NOW - timedelta(days=39))))
+        db.execute(schema.stories.insert().values(
+            brand="Globex", key="old", title="Old Globex story", url="https://x.example", sightings=1,
+            first_seen=to_epoch(NOW - timedelta(days=40)), last_seen=to_epoch(NOW - timedelta(days=39))))
     store.close()
     return config
 
@@ -259,9 +261,11 @@ CHARTS = {"mentions_per_day.png", "sentiment.png", "urgency.png", "stories.png",
 
 
 def test_report_writes_page_and_charts(built, tmp_path):
-    import sqlite3
-    with sqlite3.connect(built.store_path) as db:  # a hostile link, as a post could carry
-        db.execute("UPDATE mentions SET url = 'javascript:alert(document.cookie)' WHERE source_id = 'r3'")
+    store = Store(built.store_path)
+    with store.transaction() as db:  # a hostile link, as a post could carry
+        db.execute(schema.mentions.update().where(schema.mentions.c.source_id == "r3")
+                   .values(url="javascript:alert(document.cookie)"))
+    store.close()
     index = build_report(built, tmp_path / "report")
     html = index.read_text(encoding="utf-8")
     pngs = {p.name for p in index.parent.glob("*.png")}

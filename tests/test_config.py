@@ -113,6 +113,11 @@ def json_of(result):
     ({"responders": [{"email": "a@x.test", "quiet_hour": "22:00-07:00"}]}, "responders.0.quiet_hour",
      "did you mean 'quiet_hours'?"),
     ({"colour": "red"}, "colour", "known: brands, sources"),
+    ({"store": "postgresql://monitor:hunter2@db.example:5432/cm"}, "store", "PGPASSWORD"),
+    ({"store": "mysql://monitor@db.example/cm"}, "store", "unsupported database 'mysql'"),
+    ({"store": "postgresql://monitor@db.example:5432"}, "store", "names no database"),
+    ({"store": "postgresql://monitor@db.example:notaport/cm"}, "store", "not a database URL"),
+    ({"store": " "}, "store", "SQLite file path or a postgresql://"),
 ])
 def test_config_mistakes_are_rejected_naming_the_key(tmp_path, overrides, key, words):
     with pytest.raises(ConfigError) as err:

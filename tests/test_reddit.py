@@ -7,15 +7,13 @@ stored and how many requests reached the server.
 
 from __future__ import annotations
 
-import json
 import logging
-import sqlite3
 import time
 
 import pytest
 
 from monitor.alert import alert_context
-from monitor.store import AlertRecord
+from monitor.store import AlertRecord, StoreError
 from monitor.config import load_config
 from monitor.mail import render
 from monitor.pipeline import Pipeline
@@ -369,7 +367,7 @@ def test_a_reread_whose_snapshot_was_not_stored_is_read_again(reddit, setup):
     clock.advance(301)
     # A real write failure, from SQLite itself, for the snapshot only.
     store.query("CREATE TEMP TRIGGER disk_trouble BEFORE INSERT ON snapshots BEGIN SELECT RAISE(ABORT, 'disk trouble'); END")
-    with pytest.raises(sqlite3.IntegrityError, match="disk trouble"):
+    with pytest.raises(StoreError, match="disk trouble"):
         run()
     store.query("DROP TRIGGER disk_trouble")
     assert snapshots(store, "t3_c1") == [(3, 1)]

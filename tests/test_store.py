@@ -1,13 +1,21 @@
-"""The store's schema grows by migrations: a store made by the first release opens in this one, data intact."""
+"""The store's schema grows by migrations: a store made by an earlier release opens in this one, data intact.
+
+Stores from before Alembic are SQLite files versioned by ``PRAGMA user_version`` (11 in the release before
+issue 17): the frozen raw migrations bring them to 11, Alembic takes over from its baseline revision.
+"""
 
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import pytest
 
 from monitor.store import Store
+from monitor.store.database import head_revision
 from monitor.store.legacy import MIGRATIONS
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def _first_release_store(path) -> None:
@@ -23,27 +31,91 @@ def _first_release_store(path) -> None:
     db.close()
 
 
+def _scorer(write_config):
+    from monitor.config import load_config
+    from monitor.score import Scorer
+
+    return Scorer.from_config(load_config(write_config()))
+
+
+def _mention(i: int, text: str):
+    from datetime import datetime, timezone
+
+    from monitor.mention import Mention
+
+    now = datetime.now(timezone.utc)
+    return Mention(source="rss", source_id=f"new{i}", url=f"https://x.example/new{i}", title="", text=text,
+                   place="Blog", kind="entry", created_at=now, fetched_at=now, brand="Acme", quote=text)
+
+
+def test_a_store_of_the_release_before_alembic_upgrades_in_place_with_every_row(tmp_path, write_config):
+    """tests/fixtures/store-v11.sql: a store written by the previous release's own Store (user_version 11)."""
+    from monitor.analysis import load_alerts, load_mentions
+
+    path = tmp_path / "v11.db"
+    db = sqlite3.connect(path)
+    db.executescript((FIXTURES / "store-v11.sql").read_text(encoding="utf-8"))
+    db.close()
+
+    store = Store(path)
+    assert store.schema_version == head_revision()
+    assert store.query("PRAGMA user_version")[0][0] == 12, "a release that still relies on the triggers refuses it"
+    assert store.query("SELECT name FROM sqlite_master WHERE type = 'trigger'") == []
+    first = store.find_mention("reddit", "t3_v0")
+    assert (first.id, first.brand, first.extra, first.score) == (1, "Acme", {"subreddit": "CustomerService"}, 50)
+    assert first.rules == ["money-back", "complaint-evidence"] and first.reasons[0]["kind"]
+    assert [(s.score, s.comments) for s in store.snapshots(1)] == [(10, 0), (50, 9)]
+    assert [(a.mention_id, a.priority, a.status) for a in store.pending_alerts()] == [(1, "P2", "pending")]
+    assert store.sent_priorities(2) == ["P1"]
+    assert store.source_state("reddit") == {"cursor": {"new": "t3_v1"}, "etag": "abc"}
+    assert [f.subject for f in store.failures()] == ["rss feed:https://feeds.test/b.xml"]
+    assert [(r.id, r.label, r.labelled_by) for r in store.labelled()] == [(3, 0, "analyst")]
+    assert store.story_sightings(first.story_id) == 1
+    # The migrated store is written as a new one is: the store itself keeps the rule names now.
+    scorer = _scorer(write_config)
+    new = _mention(1, "Acme charged me twice and I want a refund, this is a scam")
+    scores = scorer.score(new)
+    mention_id = store.add_mention(new, scores)
+    assert store.mention(mention_id).rules == [r.name for r in scores.reasons if r.kind == "rule"] != []
+    assert store.enqueue_alert(mention_id=1, recipient="oncall@test.local", priority="P2", now=2e9) is None, \
+        "one first alert per mention, recipient and level still holds"
+    store.close()
+
+    assert Store(path).schema_version == head_revision(), "opening again migrates nothing twice"
+    mentions = load_mentions(path)
+    assert mentions["rules"].tolist()[:3] == [["money-back", "complaint-evidence"],
+                                              ["legal-or-safety", "complaint-evidence"], ["praise"]]
+    assert load_alerts(path)["status"].tolist() == ["pending", "sent"]
+
+
 def test_a_first_release_store_is_migrated_in_place_and_keeps_its_data(tmp_path):
     path = tmp_path / "old.db"
     _first_release_store(path)
     store = Store(path)
-    assert store.schema_version == len(MIGRATIONS)
+    assert store.schema_version == head_revision()
     row = store.mention(1)
     assert (row.source_id, row.priority, row.story_id) == ("e1", "P2", None)
     assert [r["status"] for r in store.query("SELECT status FROM alerts")] == ["pending"]
     assert store.pending_count() == 1, "the queued alert survives the upgrade"
     store.close()
-    assert Store(path).schema_version == len(MIGRATIONS), "opening again migrates nothing twice"
+    assert Store(path).schema_version == head_revision(), "opening again migrates nothing twice"
 
 
 def test_a_store_from_a_newer_release_is_refused(tmp_path):
     path = tmp_path / "new.db"
     Store(path).close()
     db = sqlite3.connect(path)
-    db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    db.execute("UPDATE alembic_version SET version_num = 'ffff'")
+    db.commit()
     db.close()
     with pytest.raises(RuntimeError, match="newer than this program"):
         Store(path)
+    before_alembic = tmp_path / "before.db"
+    db = sqlite3.connect(before_alembic)
+    db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 2}")
+    db.close()
+    with pytest.raises(RuntimeError, match="newer than this program"):
+        Store(before_alembic)
 
 
 def test_migration_9_allows_follow_ups_at_a_level_and_keeps_the_highest_priority_reached(tmp_path):
@@ -68,7 +140,8 @@ REASONS = ('[{"kind": "model", "name": "complaint", "urgency": 40.0, "virality":
            ' {"kind": "rule", "name": "legal", "urgency": 30.0, "virality": 0.0, "detail": ""}]')
 
 
-def test_migration_11_keeps_the_rule_names_beside_the_reasons_and_unmigrated_stores_still_load(tmp_path):
+def test_migration_11_keeps_the_rule_names_beside_the_reasons_and_unmigrated_stores_still_load(tmp_path,
+                                                                                                write_config):
     from monitor.analysis import load_mentions
 
     path = tmp_path / "old.db"
@@ -85,16 +158,20 @@ def test_migration_11_keeps_the_rule_names_beside_the_reasons_and_unmigrated_sto
 
     store = Store(path)
     assert store.query("SELECT rules FROM mentions")[0][0] == '["refund","legal"]', "filled by the migration"
-    with store.transaction() as db:  # whoever writes reasons, the names follow
-        db.execute("UPDATE mentions SET reasons = ? WHERE id = 1", (REASONS.replace('"refund"', '"charged-twice"'),))
-        db.execute("INSERT INTO mentions (source, source_id, kind, url, title, text, place, created_at, fetched_at,"
-                   " quote, extra, reasons) VALUES ('rss', 'e2', 'entry', 'u', '', 't', 'p', 1, 1, '', '{}', '[]')")
+    # Whoever writes reasons through the store, the names follow.
+    scorer = _scorer(write_config)
+    text = "Acme kettle caught fire, my lawyer will hear about this and I want a refund"
+    scores = scorer.score(_mention(2, text))
+    store.update_scores(1, scores)
+    store.add_mention(_mention(3, "Acme"), scorer.score(_mention(3, "Acme")))
     store.close()
-    assert load_mentions(path)["rules"].tolist() == [["charged-twice", "legal"], []]
+    rules = [r.name for r in scores.reasons if r.kind == "rule"]
+    assert rules and load_mentions(path)["rules"].tolist() == [rules, []]
 
 
-def test_concurrent_sightings_of_one_story_are_all_counted(tmp_path, write_config):
-    """Each thread has a store of its own on one SQLite file (two poll threads, or two daemons). All of them
+def test_concurrent_sightings_of_one_story_are_all_counted(store_where, write_config):
+    """Each thread has a store of its own on one SQLite file or PostgreSQL database (two poll threads, or two
+    daemons). All of them
     look the story up (``find``: sightings 1) before any of them records, the interleaving that lost updates
     when the count was written back as ``before + 1``; counted inside the transaction, none is lost."""
     import threading
@@ -107,7 +184,7 @@ def test_concurrent_sightings_of_one_story_are_all_counted(tmp_path, write_confi
 
     config = load_config(write_config())
     scorer = Scorer.from_config(config)
-    path = tmp_path / "race.db"
+    path = store_where
     article = "https://news.example/2026/11/acme-kettles-catch-fire"
     now = datetime.now(timezone.utc)
 
@@ -148,7 +225,7 @@ def test_concurrent_sightings_of_one_story_are_all_counted(tmp_path, write_confi
     assert errors == []
     store = Store(path)
     assert store.story_sightings(story_id) == 1 + writers, "every new place counted once"
-    assert store.query("SELECT count(*) FROM mentions WHERE story_id = ?", (story_id,))[0][0] == 1 + writers
+    assert len(store.story_mentions(story_id, besides=-1, limit=100)) == 1 + writers
     store.close()
 
 
@@ -164,3 +241,95 @@ def test_no_sql_outside_the_store():
                  for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
                  if sql.search(line) or re.search(r"\bstore\.query\(|\.execute\(", line)]
     assert offenders == []
+
+
+def test_every_part_of_the_store_on_both_backends(store_where, write_config):
+    """The store's whole surface, on SQLite and on PostgreSQL: the same calls give the same records."""
+    from monitor.mention import Engagement
+
+    store = Store(store_where)
+    assert store.schema_version == head_revision()
+    scorer = _scorer(write_config)
+    first = _mention(1, "Acme charged me twice and I want a refund, this is a scam")
+    first.engagement = Engagement(score=5, comments=1)
+    first.extra = {"feed_url": "https://feeds.test/a.xml", "nested": {"n": [1, 2]}}
+    scores = scorer.score(first)
+    mention_id = store.add_mention(first, scores)
+    assert store.add_mention(first, scores) is None, "stored once"
+    assert store.known("rss", ["new1", "nope"]) == {"new1"}
+    row = store.find_mention("rss", "new1")
+    assert row == store.mention(mention_id) and row.extra == first.extra and row.suppressed is False
+    assert row.rules == [r.name for r in scores.reasons if r.kind == "rule"] and row.reasons[0]["kind"]
+    assert store.row_to_mention(row).engagement == Engagement(score=5, comments=1)
+    store.add_snapshot(mention_id, Engagement(score=50, comments=9), row.fetched_at + 60)
+    store.add_snapshot(mention_id, Engagement(score=60, comments=9), row.fetched_at + 60)  # the same reading again
+    assert [(s.score, s.comments) for s in store.snapshots(mention_id)] == [(5, 1), (60, 9)]
+    assert store.mention(mention_id).score == 60
+    store.update_scores(mention_id, scores)
+    assert store.mention(mention_id).peak_priority == scores.priority
+    assert store.count_mentions("Acme", after=row.created_at - 1, until=row.created_at) == 1
+    assert store.watched_since() == row.fetched_at
+    assert store.spike_candidates("Acme", after=row.created_at - 1, until=row.created_at)[0][0] == mention_id
+
+    # The outbox: one first alert per level, follow-ups beside it, a lower level superseded by a higher one.
+    p3 = store.enqueue_alert(mention_id=mention_id, recipient="a@test.local", priority="P3", now=100.0)
+    p2 = store.enqueue_alert(mention_id=mention_id, recipient="a@test.local", priority="P2", now=101.0)
+    assert store.enqueue_alert(mention_id=mention_id, recipient="a@test.local", priority="P2", now=102.0) is None
+    follow = store.enqueue_alert(mention_id=mention_id, recipient="a@test.local", priority="P2", now=103.0,
+                                 kind="follow_up", not_before=500.0)
+    assert [(a.id, a.status) for a in store.thread_alerts(mention_id, "a@test.local")] == [
+        (p3, "superseded"), (p2, "pending"), (follow, "pending")]
+    assert [a.id for a in store.due_alerts(200.0)] == [p2] and store.pending_count() == 2
+    assert store.oldest_pending() == 101.0
+    store.mark_sent(p2, 201.0, subject="[P2] Acme")
+    assert store.sent_priorities(mention_id) == ["P2"]
+    assert [a.message_id for a in store.earlier_alerts(store.thread_alerts(mention_id, "a@test.local")[-1])] == [
+        f"<alert-{p2}-m{mention_id}@complaint-monitor>"]
+    store.mark_failed(follow, "421 busy", retry_at=900.0)
+    store.postpone(follow, 1000.0)
+    [waiting] = store.pending_alerts()
+    assert (waiting.attempts, waiting.last_error, waiting.next_attempt_at, waiting.held_until) == (
+        1, "421 busy", 1000.0, 1000.0)
+    store.mark_failed(follow, "550 no", retry_at=None)
+    assert store.failed_count() == 1 and store.pending_alerts() == []
+
+    # Stories: made under its first key, found by any, a new place counted once.
+    other = _mention(2, "Acme charged me twice too")
+    other.place = "Another blog"
+    other_id = store.add_mention(other, scorer.score(other))
+    story_id, sightings = store.attach_story(mention_id, story_id=None, keys=("url:a", "title:b"), brand="Acme",
+                                             title="Acme double charge", url="https://x", seen=10.0, new_place=True)
+    assert sightings == 1 and store.story_by_keys(("title:b",)) == story_id
+    assert store.attach_story(other_id, story_id=story_id, keys=("url:c",), brand="Acme", title="", url="",
+                              seen=20.0, new_place=True) == (story_id, 2)
+    assert store.recent_stories("Acme", since=15.0, limit=5) == [(story_id, "Acme double charge")]
+    assert store.recent_stories(None, since=0.0, limit=5) == []
+    assert store.story_seen_at(story_id, "rss", "Another blog")
+    assert store.story_mentions(story_id, besides=mention_id, limit=5) == [other_id]
+    assert [p.place for p in store.story_places(story_id, besides=mention_id)] == ["Another blog"]
+    assert [p.place for p in store.story_places_since(story_id, since=0.0, besides=mention_id)] == ["Another blog"]
+
+    # Labels, health, state, pruning.
+    assert store.set_label(mention_id, True, now=1.0, by="me") and store.set_label(mention_id, False, now=2.0)
+    assert not store.set_label(999999, True, now=1.0)
+    assert [(r.id, r.label) for r in store.labelled()] == [(mention_id, 0)]
+    store.record_poll(source="rss", started_at=row.fetched_at, finished_at=row.fetched_at + 1, items=4, stored=2,
+                      errors=[])
+    store.record_poll(source="rss", started_at=row.fetched_at + 5, finished_at=row.fetched_at + 6, items=1,
+                      stored=0, errors=["boom"], interval=60.0)
+    health = store.source_health("rss", since=row.fetched_at - 1)
+    assert (health.last.errors, health.last_error.interval, health.last_success) == (["boom"], 60.0,
+                                                                                       row.fetched_at + 1)
+    assert (health.items_since, health.mentions_since, health.mentions_by_feed) == (
+        5, 2, {"https://feeds.test/a.xml": 1})
+    assert store.record_failure("rss feed:x", "500", 1.0).count == 1
+    assert store.record_failure("rss feed:x", "502", 2.0).last_error == "502"
+    store.mark_failure_notified("rss feed:x")
+    assert [(f.count, f.notified) for f in store.failures(prefix="rss feed:")] == [(2, True)]
+    assert store.failures(prefix="reddit") == []
+    assert store.clear_failure("rss feed:x").since == 1.0 and store.clear_failure("rss feed:x") is None
+    store.save_source_state("rss", {"feed:a": {"etag": "x", "n": [1]}, "cursor": 5})
+    store.save_source_state("rss", {"cursor": None, "feed:a": {"etag": "y"}})
+    assert store.source_state("rss") == {"feed:a": {"etag": "y"}}
+    assert store.prune(snapshots_before=row.fetched_at + 1, poll_runs_before=row.fetched_at + 2) == (1, 1)
+    store.close()

@@ -1,4 +1,6 @@
-"""Storage: mentions with their scores, the alert outbox, stories, the daemon's health, source cursors.
+"""Storage: mentions with their scores, the alert outbox, stories, the daemon's health, source cursors,
+in a SQLite file or a PostgreSQL database (SQLAlchemy Core; the schema in ``schema``, its migrations run
+by Alembic when a store opens).
 
 Every statement of the program lives in this package, one module per concern; the rest of the program
 sees one ``Store`` and the typed records it hands out (``records``), never rows or JSON text.
@@ -8,8 +10,9 @@ leave a scored mention without its alerts.
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
+
+import sqlalchemy as sa
 
 from .alerts import AlertStore
 from .database import Database
@@ -26,11 +29,12 @@ __all__ = ["Store", "StoreError", "to_epoch", "from_epoch", "RULE_NAMES", "Alert
 
 
 # What the store raises when it cannot read or write: nothing may count as done then.
-StoreError = sqlite3.Error
+StoreError = sa.exc.SQLAlchemyError
 
 
 class Store(Database, MentionStore, AlertStore, StoryStore, HealthStore, StateStore):
     """The one door to the stored data: each concern's methods live in its own module."""
 
-    def __init__(self, path: str | Path):
-        super().__init__(path)
+    def __init__(self, where: str | Path):
+        """``where``: a SQLite file, or a postgresql://user@host:port/database URL (password in PGPASSWORD)."""
+        super().__init__(where)

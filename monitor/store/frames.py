@@ -1,7 +1,9 @@
 """The analyst's reads: whole tables (filtered in SQL) as Arrow columns, for ``monitor.analysis``.
 
-Rows come out of SQLite as Arrow columns (the ADBC SQLite driver), not as one Python tuple per row; the
-store is opened read-only and never migrated from here (a daemon of an older version may still run on it).
+Rows come out as Arrow columns through ADBC (its SQLite driver for a file, its PostgreSQL driver for a
+database), not as one Python tuple per row. The queries are SQLAlchemy Core, compiled for the backend's
+dialect; a SQLite store is opened read-only and never migrated from here (a daemon of an older version may
+still run on it).
 """
 
 from __future__ import annotations
@@ -12,8 +14,17 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy import case, func, literal_column, select
+from sqlalchemy.dialects import postgresql, sqlite
 
+from .database import is_url
 from .legacy import RULE_NAMES
+from .schema import alerts, mentions, snapshots, stories
+
+# Positional parameters as each ADBC driver takes them.
+_DIALECTS = {"sqlite": sqlite.dialect(paramstyle="qmark"),
+             "postgresql": postgresql.psycopg.dialect(paramstyle="numeric_dollar")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,55 +37,38 @@ class Filters:
     priorities: list[str] | None = None
 
 
-_ALERT_EXPRESSIONS = {
-    "brand": "m.brand", "source": "m.source", "mention_created_at": "m.created_at",
-    "mention_fetched_at": "m.fetched_at",
-    # From the poll that found the mention to the email leaving: the part of
-    # the delay the monitor controls (fetched_at - created_at is the source's).
-    "response_time": "a.sent_at - m.fetched_at",
-    # Waited on purpose (a digest, quiet hours, follow-up spacing): not a delay of the monitor's.
-    "held": "a.digest = 1 OR a.held_until IS NOT NULL",
-}
-_SNAPSHOT_EXPRESSIONS = {
-    "brand": "m.brand", "source": "m.source", "priority": "m.priority", "story_id": "m.story_id",
-    "mention_created_at": "m.created_at", "age": "s.taken_at - m.created_at",
-}
-_STORY_EXPRESSIONS = {
-    "mentions": "count(m.id)",
-    "sources": "json_group_array(DISTINCT m.source) FILTER (WHERE m.source IS NOT NULL)",
-    "urgency": "max(m.urgency)", "virality": "max(m.virality)", "priority": "min(m.priority)",
-    "score": "sum(m.score)", "comments": "sum(m.comments)", "peak_priority": "min(m.peak_priority)",
-}
+m, a, s, st = mentions.c, alerts.c, snapshots.c, stories.c
 
 
-def _select(columns: Iterable[str], prefix: str, expressions: dict[str, str]) -> str:
-    return ", ".join(f"{expressions.get(c, f'{prefix}.{c}')} AS {c}" for c in columns)
-
-
-def _in(column: str, values: list[str]) -> str:
-    return f"{column} IN ({','.join('?' * len(values))})"
-
-
-def _where(f: Filters, *, brand_col: str, source_col: str | None, time_col: str, until_col: str | None = None,
-           priority_col: str | None) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    for column, values in ((brand_col, f.brands), (source_col, f.sources), (priority_col, f.priorities)):
+def _where(query: sa.Select, f: Filters, *, brand, source, time, until=None, priority=None) -> sa.Select:
+    for column, values in ((brand, f.brands), (source, f.sources), (priority, f.priorities)):
         if column is not None and values is not None:
-            clauses.append(_in(column, values))
-            params += values
+            query = query.where(column.in_(values))
     if f.since is not None:
-        clauses.append(f"{time_col} >= ?")
-        params.append(f.since)
+        query = query.where(time >= f.since)
     if f.until is not None:
-        clauses.append(f"{until_col or time_col} < ?")
-        params.append(f.until)
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+        query = query.where((until if until is not None else time) < f.until)
+    return query
 
 
-def _read(path: Path, sql: str, params: list[Any]) -> pa.Table:
+def _columns(names: Iterable[str], table: sa.Table, expressions: dict[str, Any]) -> list:
+    return [expressions[n].label(n) if n in expressions else table.c[n].label(n) for n in names]
+
+
+def _read(where: str | Path, query: sa.Select) -> pa.Table:
+    dialect = "postgresql" if is_url(where) else "sqlite"
+    compiled = query.compile(dialect=_DIALECTS[dialect], compile_kwargs={"render_postcompile": True})
+    params = [compiled.params[name] for name in compiled.positiontup or ()]
+    if dialect == "postgresql":
+        import adbc_driver_postgresql.dbapi as adbc
+
+        # libpq takes the password from PGPASSWORD (or ~/.pgpass), as the daemon's connection does.
+        with adbc.connect(str(where)) as conn, conn.cursor() as cur:
+            cur.execute(compiled.string, params)
+            return cur.fetch_arrow_table()
     import adbc_driver_sqlite.dbapi as adbc
 
+    path = Path(where)
     if not path.exists():
         raise FileNotFoundError(f"no store at {path}")
     with adbc.connect(f"{path.resolve().as_uri()}?mode=ro") as conn, conn.cursor() as cur:
@@ -82,56 +76,73 @@ def _read(path: Path, sql: str, params: list[Any]) -> pa.Table:
         # for the whole result means a column that starts with NULLs can't
         # later surprise it with text.
         cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(1 << 30)})
-        cur.execute(sql, params)
+        cur.execute(compiled.string, params)
         return cur.fetch_arrow_table()
 
 
-def _has_column(path: Path, table: str, column: str) -> bool:
+def _has_rules(where: str | Path) -> bool:
+    """Whether the store keeps the rule names (migration 11); every PostgreSQL store does."""
     import sqlite3
 
-    if not path.exists():
-        return False  # _read says there is no store
-    with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
-        return any(row[1] == column for row in db.execute(f"PRAGMA table_info({table})"))
+    if is_url(where) or not Path(where).exists():
+        return True  # _read says there is no store
+    with closing(sqlite3.connect(f"{Path(where).resolve().as_uri()}?mode=ro", uri=True)) as db:
+        return any(row[1] == "rules" for row in db.execute("PRAGMA table_info(mentions)"))
 
 
-def mentions_table(path: Path, columns: Iterable[str], f: Filters) -> pa.Table:
-    # The names of the rules that fired: kept by the store beside the reasons (migration 11). Pulling them
-    # out of the reasons here, even in SQLite's C, cost as much as the whole rest of the load. A store not
-    # yet migrated (a daemon of an older version still runs on it) has no rules column.
-    expressions = {} if _has_column(path, "mentions", "rules") else {"rules": RULE_NAMES.format(reasons="m.reasons")}
-    where, params = _where(f, brand_col="m.brand", source_col="m.source", time_col="m.created_at",
-                           priority_col="m.priority")
-    return _read(path, f"SELECT {_select(columns, 'm', expressions)} FROM mentions m{where} ORDER BY m.id", params)
+def mentions_table(where: str | Path, columns: Iterable[str], f: Filters) -> pa.Table:
+    # The names of the rules that fired: kept by the store beside the reasons. Pulling them out of the
+    # reasons here, even in SQLite's C, cost as much as the whole rest of the load. A SQLite store not yet
+    # migrated (a daemon of an older version still runs on it) has no rules column: SQLite reads the reasons.
+    expressions = {} if _has_rules(where) else {"rules": literal_column(RULE_NAMES.format(reasons="mentions.reasons"))}
+    query = select(*_columns(columns, mentions, expressions)).order_by(m.id)
+    return _read(where, _where(query, f, brand=m.brand, source=m.source, time=m.created_at, priority=m.priority))
 
 
-def alerts_table(path: Path, columns: Iterable[str], f: Filters) -> pa.Table:
-    where, params = _where(f, brand_col="m.brand", source_col="m.source", time_col="a.created_at",
-                           priority_col="a.priority")
-    return _read(path, f"SELECT {_select(columns, 'a', _ALERT_EXPRESSIONS)} FROM alerts a"
-                       f" JOIN mentions m ON m.id = a.mention_id{where} ORDER BY a.id", params)
+def alerts_table(where: str | Path, columns: Iterable[str], f: Filters) -> pa.Table:
+    expressions = {
+        "brand": m.brand, "source": m.source, "mention_created_at": m.created_at, "mention_fetched_at": m.fetched_at,
+        # From the poll that found the mention to the email leaving: the part of
+        # the delay the monitor controls (fetched_at - created_at is the source's).
+        "response_time": a.sent_at - m.fetched_at,
+        # Waited on purpose (a digest, quiet hours, follow-up spacing): not a delay of the monitor's.
+        "held": case(((a.digest == 1) | a.held_until.is_not(None), 1), else_=0),
+    }
+    query = select(*_columns(columns, alerts, expressions)).join(mentions, m.id == a.mention_id).order_by(a.id)
+    return _read(where, _where(query, f, brand=m.brand, source=m.source, time=a.created_at, priority=a.priority))
 
 
-def snapshots_table(path: Path, columns: Iterable[str], f: Filters) -> pa.Table:
-    where, params = _where(f, brand_col="m.brand", source_col="m.source", time_col="s.taken_at",
-                           priority_col="m.priority")
-    return _read(path, f"SELECT {_select(columns, 's', _SNAPSHOT_EXPRESSIONS)} FROM snapshots s"
-                       f" JOIN mentions m ON m.id = s.mention_id{where} ORDER BY s.mention_id, s.taken_at", params)
+def snapshots_table(where: str | Path, columns: Iterable[str], f: Filters) -> pa.Table:
+    expressions = {"brand": m.brand, "source": m.source, "priority": m.priority, "story_id": m.story_id,
+                   "mention_created_at": m.created_at, "age": s.taken_at - m.created_at}
+    query = (select(*_columns(columns, snapshots, expressions)).join(mentions, m.id == s.mention_id)
+             .order_by(s.mention_id, s.taken_at))
+    return _read(where, _where(query, f, brand=m.brand, source=m.source, time=s.taken_at, priority=m.priority))
 
 
-def stories_table(path: Path, columns: Iterable[str], f: Filters, *, best_priority: str | None = None) -> pa.Table:
+def _sources_list(where: str | Path):
+    """The distinct sources of a story's mentions as a JSON list (text), on the store's backend."""
+    if is_url(where):
+        return func.coalesce(sa.cast(func.json_agg(m.source.distinct()).filter(m.source.is_not(None)), sa.Text),
+                             "[]")
+    return func.json_group_array(m.source.distinct()).filter(m.source.is_not(None))
+
+
+def stories_table(where: str | Path, columns: Iterable[str], f: Filters, *, best_priority: str | None = None) -> pa.Table:
     """Active in the window (``last_seen >= since``, ``first_seen < until``), with a mention from one of
     ``f.sources``, with a best mention at ``best_priority`` or higher; most viral first."""
-    where, params = _where(f, brand_col="s.brand", source_col=None, time_col="s.last_seen",
-                           until_col="s.first_seen", priority_col=None)
-    having, having_params = [], []
+    expressions = {
+        "mentions": func.count(m.id), "sources": _sources_list(where), "urgency": func.max(m.urgency),
+        "virality": func.max(m.virality), "priority": func.min(m.priority), "score": func.sum(m.score),
+        "comments": func.sum(m.comments), "peak_priority": func.min(m.peak_priority),
+    }
+    query = (select(*_columns(columns, stories, expressions)).select_from(stories)
+             .outerjoin(mentions, m.story_id == st.id).group_by(st.id)
+             .order_by(func.max(m.virality).desc().nulls_last(), st.last_seen.desc()))
+    query = _where(query, Filters(brands=f.brands, since=f.since, until=f.until), brand=st.brand, source=None,
+                   time=st.last_seen, until=st.first_seen)
     if f.sources is not None:
-        having.append(f"sum({_in('m.source', f.sources)}) > 0")
-        having_params += f.sources
+        query = query.having(func.sum(case((m.source.in_(f.sources), 1), else_=0)) > 0)
     if best_priority is not None:
-        having.append("min(m.priority) <= ?")
-        having_params.append(best_priority)
-    return _read(path, f"SELECT {_select(columns, 's', _STORY_EXPRESSIONS)} FROM stories s"
-                       f" LEFT JOIN mentions m ON m.story_id = s.id{where} GROUP BY s.id"
-                       + (" HAVING " + " AND ".join(having) if having else "")
-                       + " ORDER BY max(m.virality) DESC NULLS LAST, s.last_seen DESC", params + having_params)
+        query = query.having(func.min(m.priority) <= best_priority)
+    return _read(where, query)

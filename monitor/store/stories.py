@@ -2,7 +2,43 @@
 
 from __future__ import annotations
 
-from .records import StoryPlace, record
+from sqlalchemy import bindparam, case, func, select
+
+from .records import StoryPlace
+from .schema import mentions, stories, story_keys
+
+m, s = mentions.c, stories.c
+_SIGHTINGS = select(s.sightings).where(s.id == bindparam("id"))
+_BY_KEYS = (select(story_keys.c.story_id).where(story_keys.c.key.in_(bindparam("keys", expanding=True)))
+            .order_by(story_keys.c.story_id).limit(1))
+_RECENT = (select(s.id, s.title).where(s.brand.is_not_distinct_from(bindparam("brand")), s.last_seen >= bindparam("since"))
+           .order_by(s.last_seen.desc()).limit(bindparam("limit")))
+_BY_KEY = select(s.id).where(s.key == bindparam("key"))
+_PLACE = select(m.source, m.place).where(m.id == bindparam("mention_id"))
+_SEEN = stories.update().where(s.id == bindparam("story_id")).values(
+    last_seen=case((s.last_seen < bindparam("seen"), bindparam("seen")), else_=s.last_seen),
+    sightings=s.sightings + bindparam("new_places")).returning(s.sightings)
+_SET_STORY = mentions.update().where(m.id == bindparam("mention_id")).values(story_id=bindparam("story_id"))
+_OTHERS = (select(m.id).where(m.story_id == bindparam("story_id"), m.id != bindparam("besides"))
+           .order_by(m.created_at.desc()).limit(bindparam("limit")))
+_PLACES = (select(m.place, m.source, m.url).where(m.story_id == bindparam("story_id"), m.id != bindparam("besides"))
+           .order_by(m.created_at).limit(bindparam("limit")))
+_PLACES_SINCE = (select(m.place, m.source).where(m.story_id == bindparam("story_id"), m.fetched_at > bindparam("since"),
+                                                 m.id != bindparam("besides"))
+                 .group_by(m.place, m.source).order_by(func.min(m.fetched_at)).limit(bindparam("limit")))
+_STORY_COLUMNS = ("brand", "key", "title", "url", "first_seen", "last_seen", "sightings")
+
+
+def _create(insert):
+    return insert(stories).values({c: bindparam(c) for c in _STORY_COLUMNS}).on_conflict_do_nothing().returning(s.id)
+
+
+def _add_keys(insert):
+    return insert(story_keys).values(key=bindparam("key"), story_id=bindparam("story_id")).on_conflict_do_nothing()
+
+
+_SEEN_AT = select(m.id).where(m.story_id == bindparam("story_id"), m.source == bindparam("source"),
+                              m.place == bindparam("place")).limit(1)
 
 
 class StoryStore:
@@ -10,63 +46,55 @@ class StoryStore:
         """The oldest story known under one of these keys."""
         if not keys:
             return None
-        marks = ",".join("?" * len(keys))
-        return self._value(f"SELECT story_id FROM story_keys WHERE key IN ({marks}) ORDER BY story_id LIMIT 1", keys)
+        return self._value(_BY_KEYS, {"keys": list(keys)})
 
     def recent_stories(self, brand: str | None, *, since: float, limit: int) -> list[tuple[int, str]]:
         """The brand's stories seen since then, latest first: (id, title)."""
-        return [(r["id"], r["title"]) for r in self._rows(
-            "SELECT id, title FROM stories WHERE brand IS ? AND last_seen >= ? ORDER BY last_seen DESC LIMIT ?",
-            (brand, since, limit))]
+        return [(r.id, r.title) for r in self._rows(_RECENT, {"brand": brand, "since": since, "limit": limit})]
 
     def story_sightings(self, story_id: int) -> int | None:
-        return self._value("SELECT sightings FROM stories WHERE id = ?", (story_id,))
+        return self._value(_SIGHTINGS, {"id": story_id})
 
     def story_seen_at(self, story_id: int, source: str, place: str) -> bool:
         """Whether one of the story's mentions was in this place already."""
-        return self._value("SELECT 1 FROM mentions WHERE story_id = ? AND source = ? AND place = ? LIMIT 1",
-                           (story_id, source, place)) is not None
+        return self._value(_SEEN_AT, {"story_id": story_id, "source": source, "place": place}) is not None
 
     def attach_story(self, mention_id: int, *, story_id: int | None, keys: tuple[str, ...], brand: str | None,
                      title: str, url: str, seen: float, new_place: bool) -> tuple[int, int]:
         """Attach a stored mention to its story, creating it under ``keys[0]`` when ``story_id`` is None;
         returns (story id, sightings). ``new_place``: the mention may count as a new place (not a comment in
         its post's thread); whether its place is new is decided here, inside the transaction, and the count
-        grows in SQL, so two threads adding to one story never lose a sighting."""
+        grows in SQL, so two threads (or daemons) adding to one story never lose a sighting."""
         with self.transaction() as db:
             if story_id is None:
-                cur = db.execute(
-                    "INSERT OR IGNORE INTO stories (brand, key, title, url, first_seen, last_seen, sightings)"
-                    " VALUES (?, ?, ?, ?, ?, ?, 1)", (brand, keys[0], title, url, seen, seen))
-                if cur.rowcount:
-                    story_id, new_place = cur.lastrowid, False
+                created = db.execute(self._prepared(_create), dict(
+                    brand=brand, key=keys[0], title=title, url=url, first_seen=seen, last_seen=seen, sightings=1,
+                )).scalar()
+                if created is not None:
+                    story_id, new_place = created, False
                 else:  # created by another writer since the caller looked
-                    story_id = db.execute("SELECT id FROM stories WHERE key = ?", (keys[0],)).fetchone()[0]
+                    story_id = db.execute(_BY_KEY, {"key": keys[0]}).scalar_one()
             if new_place:
-                source, place = db.execute("SELECT source, place FROM mentions WHERE id = ?", (mention_id,)).fetchone()
-                new_place = db.execute("SELECT 1 FROM mentions WHERE story_id = ? AND source = ? AND place = ?"
-                                       " LIMIT 1", (story_id, source, place)).fetchone() is None
-            db.execute("UPDATE stories SET last_seen = max(last_seen, ?), sightings = sightings + ? WHERE id = ?",
-                       (seen, int(new_place), story_id))
-            db.executemany("INSERT OR IGNORE INTO story_keys (key, story_id) VALUES (?, ?)",
-                           [(k, story_id) for k in keys])
-            db.execute("UPDATE mentions SET story_id = ? WHERE id = ?", (story_id, mention_id))
-            return story_id, db.execute("SELECT sightings FROM stories WHERE id = ?", (story_id,)).fetchone()[0]
+                where = db.execute(_PLACE, {"mention_id": mention_id}).one()
+                new_place = db.execute(_SEEN_AT, {"story_id": story_id, "source": where.source,
+                                                  "place": where.place}).first() is None
+            sightings = db.execute(_SEEN, {"story_id": story_id, "seen": seen,
+                                           "new_places": int(new_place)}).scalar_one()
+            db.execute(self._prepared(_add_keys), [{"key": k, "story_id": story_id} for k in keys])
+            db.execute(_SET_STORY, {"mention_id": mention_id, "story_id": story_id})
+            return story_id, sightings
 
     def story_mentions(self, story_id: int, *, besides: int, limit: int) -> list[int]:
         """The story's other mentions, newest first."""
-        return [r[0] for r in self._rows(
-            "SELECT id FROM mentions WHERE story_id = ? AND id != ? ORDER BY created_at DESC LIMIT ?",
-            (story_id, besides, limit))]
+        return [r[0] for r in self._rows(_OTHERS, {"story_id": story_id, "besides": besides, "limit": limit})]
 
     def story_places(self, story_id: int, *, besides: int, limit: int = 10) -> list[StoryPlace]:
         """Where the story's other mentions are, oldest first."""
-        return [record(StoryPlace, r) for r in self._rows(
-            "SELECT place, source, url FROM mentions WHERE story_id = ? AND id != ? ORDER BY created_at LIMIT ?",
-            (story_id, besides, limit))]
+        return [StoryPlace(r.place, r.source, r.url) for r in self._rows(
+            _PLACES, {"story_id": story_id, "besides": besides, "limit": limit})]
 
     def story_places_since(self, story_id: int, *, since: float, besides: int, limit: int = 10) -> list[StoryPlace]:
-        """The distinct places the story's mentions fetched after ``since`` were in (but ``besides``'s)."""
-        return [StoryPlace(r["place"], r["source"]) for r in self._rows(
-            "SELECT DISTINCT place, source FROM mentions WHERE story_id = ? AND fetched_at > ? AND id != ?"
-            " ORDER BY fetched_at LIMIT ?", (story_id, since, besides, limit))]
+        """The distinct places the story's mentions fetched after ``since`` were in (but ``besides``'s), in the
+        order the story reached them."""
+        return [StoryPlace(r.place, r.source) for r in self._rows(
+            _PLACES_SINCE, {"story_id": story_id, "since": since, "besides": besides, "limit": limit})]
