@@ -16,7 +16,7 @@ time the others take to take over a killed daemon's work.
 The machine may be shared and has two cores: three daemons, their feed reader processes, PostgreSQL and the
 servers all compete for them; the ratios say how far one store and one machine scale, not a cluster.
 
-Run: .venv/bin/python bench/bench_scale.py [--feeds 3000] [--warmup 20] [--window 30] [--daemons 1,2,3]
+Run: .venv/bin/python bench/bench_scale.py [--feeds 3000] [--warmup 20] [--window 30] [--daemons 1,2,3] [--logs DIR]
 """
 
 from __future__ import annotations
@@ -110,9 +110,9 @@ def write_config(folder: Path, store: str, feed_url: str, reddit_url: str, feeds
         "responders": [],
         "email": {"from": "monitor@bench.local", "outbox_dir": str(folder / "outbox")},
         "sources": {
-            "rss": {"interval": 1, "workers": 32, "per_host": 32, "backfill_hours": 0,
+            "rss": {"interval": 1, "workers": 32, "per_host": 16, "backfill_hours": 0,
                     "feeds": [{"url": f"{feed_url}/feed/{i}.xml"} for i in range(feeds)]},
-            "reddit": {"client_id": "bench-id", "client_secret": "bench-secret", "user_agent": "bench",
+            "reddit": {"client_id": "test-id", "client_secret": "test-secret", "user_agent": "bench",
                        "all": True, "oauth_url": reddit_url, "reddit_url": reddit_url, "backfill_hours": 0.001},
         },
     }
@@ -143,6 +143,16 @@ def items_between(url: str, start: float, end: float) -> dict[str, int]:
                                " WHERE started_at >= %s AND started_at < %s GROUP BY source", (start, end)).fetchall())
 
 
+def stream_items(url: str) -> int:
+    """Items the stream has read so far (its listings and the gaps it read back), from its cursors: its polls
+    record only the items that name a brand."""
+    import json
+    with psycopg.connect(url) as db:
+        states = [json.loads(r[0]) for r in db.execute(
+            "SELECT value FROM source_state WHERE source = 'reddit' AND key LIKE 'stream:%%'")]
+    return sum((st.get("counts") or {}).get("read", 0) + (st.get("counts") or {}).get("filled", 0) for st in states)
+
+
 def held_by(url: str, pid: int) -> tuple[str | None, set[str]]:
     """The identity of the daemon with this pid, and the feeds it holds now."""
     with psycopg.connect(url) as db:
@@ -168,10 +178,11 @@ def run(count: int, *, server: PostgresServer, feed_url: str, reddit_url: str, f
             if proc.poll() is not None:
                 raise RuntimeError(log.read_text())
         time.sleep(warmup)
-        start = time.time()
+        start, streamed = time.time(), stream_items(url)
         time.sleep(window)
         counted = items_between(url, start, start + window)
-        result = {"daemons": count, "rss": counted.get("rss", 0) / window, "reddit": counted.get("reddit", 0) / window}
+        result = {"daemons": count, "rss": counted.get("rss", 0) / window,
+                  "reddit": (stream_items(url) - streamed) / window}
         if count > 1:
             victim = procs[-1]
             identity, held = wait_until(lambda: (lambda h: h if h[1] else None)(held_by(url, victim.pid)), 60,
@@ -206,6 +217,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=20)
     parser.add_argument("--window", type=float, default=30)
     parser.add_argument("--daemons", default="1,2,3")
+    parser.add_argument("--logs", help="keep the daemons' logs in this folder")
     args = parser.parse_args()
     counts = [int(c) for c in args.daemons.split(",")]
     parent, child = multiprocessing.Pipe()
@@ -216,8 +228,10 @@ def main() -> None:
     try:
         with PostgresServer(bindir=find_bindir()) as pg, tempfile.TemporaryDirectory() as folder:
             for count in counts:
+                logs = Path(args.logs) if args.logs else Path(folder)
+                logs.mkdir(parents=True, exist_ok=True)
                 results.append(run(count, server=pg, feed_url=feed_url, reddit_url=reddit_url, feeds=args.feeds,
-                                   warmup=args.warmup, window=args.window, folder=Path(folder)))
+                                   warmup=args.warmup, window=args.window, folder=logs))
                 r = results[-1]
                 print(f"{count} daemon(s): {r['rss'] + r['reddit']:.0f} items/s ({r['rss']:.0f} from feeds,"
                       f" {r['reddit']:.0f} from the stream)"
