@@ -27,10 +27,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+from .source import Poll
 from .store import Store
 from .store.database import is_url
 from .store.leases import Leases
-from .source import Poll
 
 log = logging.getLogger("complaint_monitor.sharing")
 
