@@ -1,4 +1,5 @@
-"""The whole pipeline against local servers: Reddit (praw), a feed, SMTP, SQLite."""
+"""The whole pipeline against local servers: Reddit (praw), a feed, SMTP, and the store on SQLite and on
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def cli(config, *args):
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
 
 
-def test_once_delivers_each_complaint_once_and_ranks_praise_lower(reddit, feeds, smtp, write_config):
+def test_once_delivers_each_complaint_once_and_ranks_praise_lower(reddit, feeds, smtp, write_config, store_where):
     now = time.time()
     reddit.add_subreddit("CustomerService", subscribers=250_000)
     reddit.add_post(subreddit="CustomerService", id="c1", title="Acme double charged me", selftext=COMPLAINT,
@@ -38,6 +39,7 @@ def test_once_delivers_each_complaint_once_and_ranks_praise_lower(reddit, feeds,
                                               "I'm talking to a lawyer.</p>", "pubDate": recent()},
     ]))
     config = write_config({
+        "store": store_where,
         # A second brand, so one responder watches a brand nobody mentions.
         "brands": [{"name": "Acme", "keywords": ["acme", "@acmesupport"], "own_accounts": ["acmesupport"]},
                    {"name": "Globex"}],
@@ -90,6 +92,22 @@ def test_once_delivers_each_complaint_once_and_ranks_praise_lower(reddit, feeds,
     body = smtp.to("oncall@test.local")[0].get_body(("plain",)).get_content()
     for must in ("Who:", "Where:", "Link:", "Why it was ranked", "urgency"):
         assert must in body
+
+    # The other commands on the same store.
+    import json
+    complaint_id = str(int(by_id.loc["t3_c1", "id"]))
+    explained = cli(config, "explain", complaint_id, "--json")
+    assert explained.returncode == 0, explained.stderr
+    assert json.loads(explained.stdout)["alerted"] == [by_id.loc["t3_c1", "priority"]]
+    labelled = cli(config, "label", complaint_id, "complaint")
+    assert labelled.returncode == 0 and "1 labels stored" in labelled.stdout, labelled.stderr
+    status = cli(config, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert report["outbox"]["pending"] == 0 and report["sources"]["reddit"]["last_error"] == "none"
+    assert report["sources"]["rss"]["feeds"][feed_url]["mentions_last_hour"] == 1
+    page = cli(config, "report", "--out", str(config.parent / "report"))
+    assert page.returncode == 0 and (config.parent / "report" / "index.html").exists(), page.stderr
 
 
 def test_run_with_shipped_config_offline_stays_up(tmp_path):

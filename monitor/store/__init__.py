@@ -20,12 +20,12 @@ from .health import HealthStore
 from .legacy import RULE_NAMES
 from .mentions import MentionStore, from_epoch, to_epoch
 from .records import (AlertRecord, FailureRecord, LabelledMention, MentionRecord, PollRunRecord, SnapshotRecord,
-                      SourceHealth, StoryPlace, StoryRecord)
+                      SourceHealth, StoryPlace)
 from .state import StateStore
 from .stories import StoryStore
 
-__all__ = ["Store", "StoreError", "to_epoch", "from_epoch", "RULE_NAMES", "AlertRecord", "FailureRecord", "LabelledMention",
-           "MentionRecord", "PollRunRecord", "SnapshotRecord", "SourceHealth", "StoryPlace", "StoryRecord"]
+__all__ = ["Store", "StoreError", "to_epoch", "from_epoch", "RULE_NAMES", "AlertRecord", "FailureRecord",
+           "LabelledMention", "MentionRecord", "PollRunRecord", "SnapshotRecord", "SourceHealth", "StoryPlace"]
 
 
 # What the store raises when it cannot read or write: nothing may count as done then.

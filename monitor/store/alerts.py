@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, func, or_, select
+from sqlalchemy import Integer, bindparam, cast, func, select, union
 
 from .records import AlertRecord
 from .schema import alerts, mentions
@@ -21,8 +21,10 @@ _MARK_SENT = alerts.update().where(a.id == bindparam("alert_id")).values(
 
 # The mention and, when it belongs to a story, every mention of that story: one incident, one thread.
 _STORY = select(mentions.c.story_id).where(mentions.c.id == bindparam("mention_id")).scalar_subquery()
-_THREAD = (a.recipient == bindparam("recipient")) & or_(
-    a.mention_id == bindparam("mention_id"), a.mention_id.in_(select(mentions.c.id).where(mentions.c.story_id == _STORY)))
+# IN (the mention UNION its story's mentions), not "= mention OR IN (...)": SQLite looks each one up in the
+# (recipient, mention_id) index instead of reading every alert of the recipient.
+_THREAD = (a.recipient == bindparam("recipient")) & a.mention_id.in_(union(
+    select(cast(bindparam("mention_id"), Integer)), select(mentions.c.id).where(mentions.c.story_id == _STORY)))
 _THREAD_ALERTS = select(alerts).where(_THREAD).order_by(a.id)
 _EARLIER_ALERTS = select(alerts).where(_THREAD, a.status == "sent", a.id < bindparam("alert_id")).order_by(a.id)
 _ALERT_COLUMNS = ("mention_id", "recipient", "priority", "next_attempt_at", "message_id", "created_at", "urgency",
@@ -38,7 +40,7 @@ def _enqueue(insert):
 
 
 def _alerts(rows) -> list[AlertRecord]:
-    return [AlertRecord.from_row(r._mapping) for r in rows]
+    return [AlertRecord.from_row(r) for r in rows]
 
 
 class AlertStore:

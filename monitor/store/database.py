@@ -76,8 +76,19 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(config).get_current_head()
 
 
+def newest_revision() -> str:
+    """The newest revision, read from the revision files' names (numbered in order: 0001_..., 0002_...)
+    without importing Alembic: a store already there opens without it (tests hold this to Alembic's head)."""
+    versions = resources.files("monitor.store") / "migrations" / "versions"
+    return max(f.name.split("_", 1)[0] for f in versions.iterdir() if f.name[:4].isdigit() and f.name.endswith(".py"))
+
+
 def _migrate(connection: Connection) -> None:
     """Alembic from the revision the store is at to the newest this program knows."""
+    if connection.dialect.has_table(connection, "alembic_version"):
+        current = connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+        if current == newest_revision():
+            return
     from alembic import command
     from alembic.migration import MigrationContext
     from alembic.script import ScriptDirectory

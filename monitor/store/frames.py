@@ -128,7 +128,8 @@ def _sources_list(where: str | Path):
     return func.json_group_array(m.source.distinct()).filter(m.source.is_not(None))
 
 
-def stories_table(where: str | Path, columns: Iterable[str], f: Filters, *, best_priority: str | None = None) -> pa.Table:
+def stories_table(where: str | Path, columns: Iterable[str], f: Filters, *,
+                  best_priority: str | None = None) -> pa.Table:
     """Active in the window (``last_seen >= since``, ``first_seen < until``), with a mention from one of
     ``f.sources``, with a best mention at ``best_priority`` or higher; most viral first."""
     expressions = {

@@ -38,8 +38,8 @@ class HealthStore:
             select(mentions.c.extra).where(mentions.c.source == source, mentions.c.fetched_at >= since)))
         by_feed.pop(None, None)
         return SourceHealth(
-            last=PollRunRecord.from_row(last[0]._mapping) if last else None, last_success=self.last_success(source),
-            last_error=PollRunRecord.from_row(last_error[0]._mapping) if last_error else None,
+            last=PollRunRecord.from_row(last[0]) if last else None, last_success=self.last_success(source),
+            last_error=PollRunRecord.from_row(last_error[0]) if last_error else None,
             items_since=self._value(select(func.coalesce(func.sum(p["items"]), 0))
                                     .where(p.source == source, p.started_at >= since)),
             mentions_since=self._value(select(func.count()).select_from(mentions)
@@ -53,12 +53,12 @@ class HealthStore:
                 index_elements=["subject"], set_={"last_at": upsert.excluded.last_at, "count": f["count"] + 1,
                                                   "last_error": upsert.excluded.last_error})
                 .returning(*failures.c)).one()
-            return FailureRecord.from_row(row._mapping)
+            return FailureRecord.from_row(row)
 
     def clear_failure(self, subject: str) -> FailureRecord | None:
         with self.transaction() as db:
             row = db.execute(failures.delete().where(f.subject == subject).returning(*failures.c)).first()
-            return None if row is None else FailureRecord.from_row(row._mapping)
+            return None if row is None else FailureRecord.from_row(row)
 
     def mark_failure_notified(self, subject: str) -> None:
         with self.transaction() as db:
@@ -70,7 +70,7 @@ class HealthStore:
         if prefix is not None:
             query = (select(failures).where(func.substr(f.subject, 1, len(prefix)) == prefix)
                      .order_by(f.subject))
-        return [FailureRecord.from_row(r._mapping) for r in self._rows(query)]
+        return [FailureRecord.from_row(r) for r in self._rows(query)]
 
     def prune(self, *, snapshots_before: float, poll_runs_before: float) -> tuple[int, int]:
         """Drop old growth snapshots and poll records; mentions and alerts are kept for good."""

@@ -117,11 +117,11 @@ class MentionStore:
 
     def find_mention(self, source: str, source_id: str) -> MentionRecord | None:
         rows = self._rows(_BY_SOURCE_ID, {"source": source, "source_id": source_id})
-        return MentionRecord.from_row(rows[0]._mapping) if rows else None
+        return MentionRecord.from_row(rows[0]) if rows else None
 
     def mention(self, mention_id: int) -> MentionRecord | None:
         rows = self._rows(_BY_ID, {"id": mention_id})
-        return MentionRecord.from_row(rows[0]._mapping) if rows else None
+        return MentionRecord.from_row(rows[0]) if rows else None
 
     def add_snapshot(self, mention_id: int, engagement: Engagement, taken_at: float) -> None:
         numbers = {"score": engagement.score, "comments": engagement.comments,
@@ -131,7 +131,7 @@ class MentionStore:
             db.execute(_SET_ENGAGEMENT, {"mention_id": mention_id, **numbers})
 
     def snapshots(self, mention_id: int) -> list[SnapshotRecord]:
-        return [record(SnapshotRecord, r._mapping) for r in self._rows(_SNAPSHOTS, {"id": mention_id})]
+        return [record(SnapshotRecord, r) for r in self._rows(_SNAPSHOTS, {"id": mention_id})]
 
     def update_scores(self, mention_id: int, scores) -> None:
         with self.transaction() as db:
@@ -184,6 +184,6 @@ class MentionStore:
 
     def labelled(self) -> list[LabelledMention]:
         """Labelled mentions with the words the complaint model reads, in the order labelled."""
-        return [record(LabelledMention, r._mapping) for r in self._rows(
+        return [record(LabelledMention, r) for r in self._rows(
             select(m.id, m.title, m.text, labels.c.label, labels.c.labelled_at, labels.c.labelled_by)
             .join(labels, labels.c.mention_id == m.id).order_by(labels.c.labelled_at, m.id))]

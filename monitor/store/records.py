@@ -17,6 +17,18 @@ def _json(text: str | None, empty: Any) -> Any:
     return empty if text is None or text == "" else json.loads(text)
 
 
+def _columns(row: Any) -> dict[str, Any]:
+    """A result row (SQLAlchemy's Row, sqlite3.Row, or a mapping) as a dict of its columns. Zipped from the
+    row's names and values: looking each column up by name cost more than the query."""
+    if isinstance(row, Mapping):
+        return dict(row)
+    return dict(zip(row._fields if hasattr(row, "_fields") else row.keys(), row))
+
+
+def _fields(cls: type, columns: dict[str, Any]) -> dict[str, Any]:
+    return {f: columns[f] for f in _NAMES[cls] if f in columns}
+
+
 @dataclass(frozen=True, slots=True)
 class MentionRecord:
     id: int
@@ -60,12 +72,12 @@ class MentionRecord:
     rules: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "MentionRecord":
-        return cls(**{**{f: row[f] for f in _NAMES[cls] if f in row.keys()},
-                      "extra": _json(row["extra"], {}), "reasons": _json(row["reasons"], []),
-                      "tags": _json(row["tags"], []), "signals": _json(row["signals"], {}),
-                      "rules": _json(row["rules"], []) if "rules" in row.keys() else [],
-                      "suppressed": bool(row["suppressed"]), "is_complaint": bool(row["is_complaint"])})
+    def from_row(cls, row: Any) -> "MentionRecord":
+        c = _columns(row)
+        return cls(**{**_fields(cls, c), "extra": _json(c["extra"], {}), "reasons": _json(c["reasons"], []),
+                      "tags": _json(c["tags"], []), "signals": _json(c["signals"], {}),
+                      "rules": _json(c.get("rules"), []), "suppressed": bool(c["suppressed"]),
+                      "is_complaint": bool(c["is_complaint"])})
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +104,9 @@ class AlertRecord:
     about: str  # complaint, or viral
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "AlertRecord":
-        return cls(**{**{f: row[f] for f in _NAMES[cls]}, "digest": bool(row["digest"])})
+    def from_row(cls, row: Any) -> "AlertRecord":
+        c = _columns(row)
+        return cls(**{**_fields(cls, c), "digest": bool(c["digest"])})
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +129,9 @@ class FailureRecord:
     notified: bool
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "FailureRecord":
-        return cls(**{**{f: row[f] for f in _NAMES[cls]}, "notified": bool(row["notified"])})
+    def from_row(cls, row: Any) -> "FailureRecord":
+        c = _columns(row)
+        return cls(**{**_fields(cls, c), "notified": bool(c["notified"])})
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +145,9 @@ class PollRunRecord:
     interval: float | None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "PollRunRecord":
-        return cls(**{**{f: row[f] for f in _NAMES[cls]}, "errors": _json(row["errors"], [])})
+    def from_row(cls, row: Any) -> "PollRunRecord":
+        c = _columns(row)
+        return cls(**{**_fields(cls, c), "errors": _json(c["errors"], [])})
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,18 +159,6 @@ class SourceHealth:
     items_since: int  # items its polls read since the time asked about
     mentions_since: int  # mentions of it stored since then
     mentions_by_feed: dict[str, int]  # of those, per feed URL (extra.feed_url), for feed sources
-
-
-@dataclass(frozen=True, slots=True)
-class StoryRecord:
-    id: int
-    brand: str | None
-    key: str
-    title: str
-    url: str
-    first_seen: float
-    last_seen: float
-    sightings: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,14 +182,13 @@ class LabelledMention:
 _NAMES: dict[type, tuple[str, ...]] = {}
 
 
-def record(cls: type[R], row: Mapping[str, Any]) -> R:
-    """The record of a result row (a mapping of column names), decoding what the class decodes."""
+def record(cls: type[R], row: Any) -> R:
+    """The record of a result row, decoding what the class decodes."""
     from_row = getattr(cls, "from_row", None)
     if from_row is not None:
         return from_row(row)
-    return cls(**{f: row[f] for f in _NAMES[cls]})
+    return cls(**_fields(cls, _columns(row)))
 
 
-for _cls in (MentionRecord, AlertRecord, SnapshotRecord, FailureRecord, PollRunRecord, StoryRecord,
-             StoryPlace, LabelledMention):
+for _cls in (MentionRecord, AlertRecord, SnapshotRecord, FailureRecord, PollRunRecord, StoryPlace, LabelledMention):
     _NAMES[_cls] = tuple(f.name for f in fields(_cls))

@@ -11,10 +11,14 @@ m, s = mentions.c, stories.c
 _SIGHTINGS = select(s.sightings).where(s.id == bindparam("id"))
 _BY_KEYS = (select(story_keys.c.story_id).where(story_keys.c.key.in_(bindparam("keys", expanding=True)))
             .order_by(story_keys.c.story_id).limit(1))
-_RECENT = (select(s.id, s.title).where(s.brand.is_not_distinct_from(bindparam("brand")), s.last_seen >= bindparam("since"))
+_RECENT = (select(s.id, s.title)
+           .where(s.brand.is_not_distinct_from(bindparam("brand")), s.last_seen >= bindparam("since"))
            .order_by(s.last_seen.desc()).limit(bindparam("limit")))
 _BY_KEY = select(s.id).where(s.key == bindparam("key"))
 _PLACE = select(m.source, m.place).where(m.id == bindparam("mention_id"))
+# On PostgreSQL the story's row stays locked until the transaction ends: a second writer with a mention from
+# the same place waits, then sees the first one's mention (SQLite's writers are one at a time anyway).
+_LOCK_STORY = select(s.id).where(s.id == bindparam("story_id")).with_for_update()
 _SEEN = stories.update().where(s.id == bindparam("story_id")).values(
     last_seen=case((s.last_seen < bindparam("seen"), bindparam("seen")), else_=s.last_seen),
     sightings=s.sightings + bindparam("new_places")).returning(s.sightings)
@@ -75,6 +79,7 @@ class StoryStore:
                 else:  # created by another writer since the caller looked
                     story_id = db.execute(_BY_KEY, {"key": keys[0]}).scalar_one()
             if new_place:
+                db.execute(_LOCK_STORY, {"story_id": story_id})
                 where = db.execute(_PLACE, {"mention_id": mention_id}).one()
                 new_place = db.execute(_SEEN_AT, {"story_id": story_id, "source": where.source,
                                                   "place": where.place}).first() is None

@@ -137,7 +137,8 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['mention_id'], ['mentions.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
-    op.create_index('alerts_once_per_level', 'alerts', ['mention_id', 'recipient', 'priority'], unique=True, sqlite_where=sa.text("kind = 'alert'"), postgresql_where=sa.text("kind = 'alert'"))
+    op.create_index('alerts_once_per_level', 'alerts', ['mention_id', 'recipient', 'priority'], unique=True,
+                    sqlite_where=sa.text("kind = 'alert'"), postgresql_where=sa.text("kind = 'alert'"))
     op.create_index('alerts_pending', 'alerts', ['status', 'next_attempt_at'], unique=False)
     op.create_index('alerts_recipient_mention', 'alerts', ['recipient', 'mention_id'], unique=False)
     op.create_table('labels',
