@@ -9,14 +9,16 @@ time the others take to take over a killed daemon's work.
   the brand, in a complaint.
 - The daemons are real ``complaint-monitor run`` processes with the same config (feeds every second,
   ``lease_seconds`` 10, the stream with ``all: true``).
-- Items per second: the items the daemons' polls read (their poll records) in a window after a warm-up.
+- Items per second: the feed entries read and stored (ten per stored mention: one in ten names the brand)
+  and the items the stream read (its cursors), in a window after a warm-up.
 - Takeover: one daemon is SIGKILLed while it holds feeds; the time until every feed it held was claimed
-  by another daemon (its leases expire after ``lease_seconds``, then the others' next polls take them).
+  by another daemon (its leases expire after ``lease_seconds``, then the others take them at the start of
+  their next poll, which may wait for the poll they are in).
 
 The machine may be shared and has two cores: three daemons, their feed reader processes, PostgreSQL and the
 servers all compete for them; the ratios say how far one store and one machine scale, not a cluster.
 
-Run: .venv/bin/python bench/bench_scale.py [--feeds 3000] [--warmup 20] [--window 30] [--daemons 1,2,3]
+Run: .venv/bin/python bench/bench_scale.py [--feeds 3000] [--warmup 30] [--window 40] [--daemons 1,2,3] [--logs DIR]
 """
 
 from __future__ import annotations
@@ -87,7 +89,12 @@ def serve(conn, feeds: int) -> None:
             self.end_headers()
             self.wfile.write(body)
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        def handle_error(self, request, client_address):
+            if not isinstance(sys.exc_info()[1], ConnectionError):  # a daemon killed mid-request: expected
+                super().handle_error(request, client_address)
+
+    httpd = Server(("127.0.0.1", 0), Handler)
     httpd.daemon_threads = True
     httpd.request_queue_size = 512
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
@@ -110,9 +117,9 @@ def write_config(folder: Path, store: str, feed_url: str, reddit_url: str, feeds
         "responders": [],
         "email": {"from": "monitor@bench.local", "outbox_dir": str(folder / "outbox")},
         "sources": {
-            "rss": {"interval": 1, "workers": 32, "per_host": 32, "backfill_hours": 0,
+            "rss": {"interval": 1, "workers": 32, "per_host": 16, "backfill_hours": 0,
                     "feeds": [{"url": f"{feed_url}/feed/{i}.xml"} for i in range(feeds)]},
-            "reddit": {"client_id": "bench-id", "client_secret": "bench-secret", "user_agent": "bench",
+            "reddit": {"client_id": "test-id", "client_secret": "test-secret", "user_agent": "bench",
                        "all": True, "oauth_url": reddit_url, "reddit_url": reddit_url, "backfill_hours": 0.001},
         },
     }
@@ -137,10 +144,23 @@ def wait_until(condition, timeout: float, what: str):
     raise RuntimeError(f"timed out waiting for {what}")
 
 
-def items_between(url: str, start: float, end: float) -> dict[str, int]:
+def feed_items(url: str) -> int:
+    """Feed entries the daemons have read and stored so far: exactly one entry in ten names the brand and is
+    stored, so ten per stored mention. Counted from the store, not from poll records (a poll of thousands of
+    feeds is recorded when it ends, long after the window it worked in) nor at the server (a poll fetches
+    everything first and reads it afterwards)."""
     with psycopg.connect(url) as db:
-        return dict(db.execute("SELECT source, coalesce(sum(items), 0) FROM poll_runs"
-                               " WHERE started_at >= %s AND started_at < %s GROUP BY source", (start, end)).fetchall())
+        return 10 * db.execute("SELECT count(*) FROM mentions WHERE source = 'rss'").fetchone()[0]
+
+
+def stream_items(url: str) -> int:
+    """Items the stream has read so far (its listings and the gaps it read back), from its cursors: its polls
+    record only the items that name a brand."""
+    import json
+    with psycopg.connect(url) as db:
+        states = [json.loads(r[0]) for r in db.execute(
+            "SELECT value FROM source_state WHERE source = 'reddit' AND key LIKE 'stream:%%'")]
+    return sum((st.get("counts") or {}).get("read", 0) + (st.get("counts") or {}).get("filled", 0) for st in states)
 
 
 def held_by(url: str, pid: int) -> tuple[str | None, set[str]]:
@@ -155,8 +175,8 @@ def held_by(url: str, pid: int) -> tuple[str | None, set[str]]:
         return holders[0], names
 
 
-def run(count: int, *, server: PostgresServer, feed_url: str, reddit_url: str, feeds: int, warmup: float,
-        window: float, folder: Path) -> dict:
+def run(count: int, *, server: PostgresServer, feed_url: str, reddit_url: str, feeds: int,
+        warmup: float, window: float, folder: Path) -> dict:
     url = server.create_database()
     config = write_config(folder, url, feed_url, reddit_url, feeds)
     logs = [folder / f"daemon-{count}-{i}.log" for i in range(count)]
@@ -168,10 +188,10 @@ def run(count: int, *, server: PostgresServer, feed_url: str, reddit_url: str, f
             if proc.poll() is not None:
                 raise RuntimeError(log.read_text())
         time.sleep(warmup)
-        start = time.time()
+        fed, streamed = feed_items(url), stream_items(url)
         time.sleep(window)
-        counted = items_between(url, start, start + window)
-        result = {"daemons": count, "rss": counted.get("rss", 0) / window, "reddit": counted.get("reddit", 0) / window}
+        result = {"daemons": count, "rss": (feed_items(url) - fed) / window,
+                  "reddit": (stream_items(url) - streamed) / window}
         if count > 1:
             victim = procs[-1]
             identity, held = wait_until(lambda: (lambda h: h if h[1] else None)(held_by(url, victim.pid)), 60,
@@ -203,9 +223,10 @@ def run(count: int, *, server: PostgresServer, feed_url: str, reddit_url: str, f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--feeds", type=int, default=3000)
-    parser.add_argument("--warmup", type=float, default=20)
-    parser.add_argument("--window", type=float, default=30)
+    parser.add_argument("--warmup", type=float, default=30)
+    parser.add_argument("--window", type=float, default=40)
     parser.add_argument("--daemons", default="1,2,3")
+    parser.add_argument("--logs", help="keep the daemons' logs in this folder")
     args = parser.parse_args()
     counts = [int(c) for c in args.daemons.split(",")]
     parent, child = multiprocessing.Pipe()
@@ -216,8 +237,10 @@ def main() -> None:
     try:
         with PostgresServer(bindir=find_bindir()) as pg, tempfile.TemporaryDirectory() as folder:
             for count in counts:
+                logs = Path(args.logs) if args.logs else Path(folder)
+                logs.mkdir(parents=True, exist_ok=True)
                 results.append(run(count, server=pg, feed_url=feed_url, reddit_url=reddit_url, feeds=args.feeds,
-                                   warmup=args.warmup, window=args.window, folder=Path(folder)))
+                                   warmup=args.warmup, window=args.window, folder=logs))
                 r = results[-1]
                 print(f"{count} daemon(s): {r['rss'] + r['reddit']:.0f} items/s ({r['rss']:.0f} from feeds,"
                       f" {r['reddit']:.0f} from the stream)"
@@ -229,8 +252,8 @@ def main() -> None:
     base = results[0]["rss"] + results[0]["reddit"]
     for r in results[1:]:
         total = r["rss"] + r["reddit"]
-        print(f"scaling {r['daemons']} daemons / {results[0]['daemons']}: x{total / base:.2f} items/s"
-              f" (feeds x{r['rss'] / max(results[0]['rss'], 1e-9):.2f})")
+        feeds = f" (feeds x{r['rss'] / results[0]['rss']:.2f})" if results[0]["rss"] else ""
+        print(f"scaling {r['daemons']} daemons / {results[0]['daemons']}: x{total / base:.2f} items/s{feeds}")
     print(f"load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
 
 

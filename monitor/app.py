@@ -61,7 +61,7 @@ class Monitor:
             sources[name] = adapter.from_settings(settings, context=context)
         transport = transport_for(config.email, base_dir=config.base_dir, connect=smtp_connect)
         # Several daemons share a PostgreSQL store through its leases; a SQLite store has one daemon.
-        sharing = Sharing.for_store(config.store, lease_seconds=config.lease_seconds) \
+        sharing = Sharing.for_store(store, lease_seconds=config.lease_seconds) \
             if is_shared_store(config.store) else None
         metrics = None
         if config.metrics.port is not None:
@@ -159,6 +159,4 @@ class Monitor:
                 source.close()
             except Exception:
                 log.exception("closing source %s", source)
-        if self.sharing is not None:
-            self.sharing.close()
         self.store.close()

@@ -278,7 +278,7 @@ def cmd_status(args) -> int:
     report = status(store, intervals, waiting=waiting(store, config))
     text = json.dumps(report, indent=2) if args.json else format_status(report)
     if is_shared_store(config.store):  # several daemons may share it: who runs, and who does what
-        report["daemons"] = daemons_status(config.store)
+        report["daemons"] = daemons_status(store)
         text = json.dumps(report, indent=2) if args.json else "\n".join([text, *format_daemons(report["daemons"])])
     print(Redactor(config_secrets(config))(text))
     return 0

@@ -39,7 +39,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from .app import Monitor
 from .config import Config
-from .sharing import Heartbeat, is_shared_store, redact_url
+from .sharing import Heartbeat, is_shared_store
 
 log = logging.getLogger("complaint_monitor.daemon")
 
@@ -265,7 +265,7 @@ def _run_until_stopped(monitor: Monitor, stop: StopSignal) -> None:
     scheduler.start()
     shared = f", daemon {monitor.sharing.identity} sharing the store" if monitor.sharing is not None else ""
     log.info("complaint-monitor running: sources %s, store %s, alerts via %s, jobs %s%s",
-             ", ".join(monitor.sources) or "none", redact_url(config.store) if shared else config.store_path,
+             ", ".join(monitor.sources) or "none", config.store_path,
              monitor.transport.description, ", ".join(job.id for job in scheduler.get_jobs()), shared)
     signum = stop.wait()
     log.info("received %s: stopping after the current step", signal.Signals(signum).name)

@@ -27,15 +27,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from sqlalchemy import create_engine
-
-from .store.leases import Leases, create_table
 from .source import Poll
+from .store import Store
+from .store.database import is_url
+from .store.leases import Leases
 
 log = logging.getLogger("complaint_monitor.sharing")
 
 WHOLE_SOURCE = "source"  # the unit name of a source that does not split its work
-POSTGRESQL_SCHEMES = ("postgresql://", "postgresql+psycopg://", "postgres://")
 
 
 def daemon_identity() -> str:
@@ -44,22 +43,8 @@ def daemon_identity() -> str:
 
 
 def is_shared_store(store: str) -> bool:
-    """A store several daemons may share: PostgreSQL. A path (SQLite) is one daemon's."""
-    return store.startswith(POSTGRESQL_SCHEMES)
-
-
-def sqlalchemy_url(url: str) -> str:
-    """The URL SQLAlchemy needs to drive PostgreSQL with psycopg 3 (the password comes from PGPASSWORD)."""
-    for scheme in ("postgresql://", "postgres://"):
-        if url.startswith(scheme):
-            return "postgresql+psycopg://" + url[len(scheme):]
-    return url
-
-
-def redact_url(url: str) -> str:
-    """The store's URL for a log line: a password written into it is not repeated."""
-    from sqlalchemy.engine import make_url
-    return make_url(url).render_as_string(hide_password=True)
+    """A store several daemons may share: PostgreSQL (a URL). A path (SQLite) is one daemon's."""
+    return is_url(store)
 
 
 @dataclass
@@ -105,14 +90,9 @@ class Sharing:
         self.leases = leases
 
     @classmethod
-    def for_store(cls, url: str, *, lease_seconds: float) -> "Sharing":
-        """This daemon's side of the work on the PostgreSQL store at ``url``, under a new identity."""
-        engine = create_engine(sqlalchemy_url(url), pool_pre_ping=True)
-        create_table(engine)
-        return cls(leases=Leases(engine=engine, holder=daemon_identity(), lease_seconds=lease_seconds))
-
-    def close(self) -> None:
-        self.leases.engine.dispose()
+    def for_store(cls, store: Store, *, lease_seconds: float) -> "Sharing":
+        """This daemon's side of the work on a PostgreSQL store, under a new identity."""
+        return cls(leases=Leases(engine=store.engine, holder=daemon_identity(), lease_seconds=lease_seconds))
 
     @property
     def identity(self) -> str:
@@ -238,30 +218,26 @@ class Heartbeat:
                             ", ".join(sorted(lost)[:5]))
 
 
-def daemons_status(url: str) -> list[dict[str, Any]]:
+def daemons_status(store: Store) -> list[dict[str, Any]]:
     """For ``status`` on a PostgreSQL store: each daemon with a live heartbeat, and what it holds now (work units
     per source, jobs, alerts being sent); a holder whose heartbeat expired shows as not alive until its leases are
     taken over."""
-    engine = create_engine(sqlalchemy_url(url))
-    try:
-        leases = Leases(engine=engine, holder="status", lease_seconds=0)
-        alive = set(leases.alive())
-        holders: dict[str, dict[str, Any]] = {}
-        for lease in leases.current():
-            entry = holders.setdefault(lease.holder, {"identity": lease.holder, "alive": lease.holder in alive,
-                                                      "jobs": [], "units": {}, "alerts": 0})
-            kind, _, rest = lease.name.partition(":")
-            if kind == "daemon":
-                entry["heartbeat_expires_in"] = round(lease.expires_in, 1)
-            elif kind == "job":
-                entry["jobs"].append(rest)
-            elif kind == "alert":
-                entry["alerts"] += 1
-            else:  # "<source>:<unit>"
-                entry["units"][kind] = entry["units"].get(kind, 0) + 1
-        return sorted(holders.values(), key=lambda d: d["identity"])
-    finally:
-        engine.dispose()
+    leases = Leases(engine=store.engine, holder="status", lease_seconds=0)
+    alive = set(leases.alive())
+    holders: dict[str, dict[str, Any]] = {}
+    for lease in leases.current():
+        entry = holders.setdefault(lease.holder, {"identity": lease.holder, "alive": lease.holder in alive,
+                                                  "jobs": [], "units": {}, "alerts": 0})
+        kind, _, rest = lease.name.partition(":")
+        if kind == "daemon":
+            entry["heartbeat_expires_in"] = round(lease.expires_in, 1)
+        elif kind == "job":
+            entry["jobs"].append(rest)
+        elif kind == "alert":
+            entry["alerts"] += 1
+        else:  # "<source>:<unit>"
+            entry["units"][kind] = entry["units"].get(kind, 0) + 1
+    return sorted(holders.values(), key=lambda d: d["identity"])
 
 
 def format_daemons(daemons: list[dict[str, Any]]) -> list[str]:

@@ -104,11 +104,8 @@ def store_where(request, tmp_path) -> str:
 
 @pytest.fixture
 def leases_engine(postgres_url):
-    """A SQLAlchemy engine on a fresh database that has the leases table (monitor/store/leases.py)."""
-    from sqlalchemy import create_engine
-
-    from monitor.store.leases import create_table
-    engine = create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
-    create_table(engine)
-    yield engine
-    engine.dispose()
+    """The engine of a PostgreSQL store on a fresh database, with the leases table (monitor/store/leases.py)."""
+    from monitor.store import Store
+    store = Store(postgres_url)
+    yield store.engine
+    store.close()

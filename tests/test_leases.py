@@ -8,10 +8,9 @@ import time
 
 import psycopg
 import pytest
-from sqlalchemy import create_engine
 
 from monitor.sharing import daemon_identity
-from monitor.store.leases import Leases, create_table
+from monitor.store.leases import Leases
 
 
 class Clock:
@@ -231,24 +230,3 @@ def test_claims_of_work_done_long_ago_are_forgotten(engine, clock):
     assert {lease.name for lease in a.current()} == {"alert:3"}
     assert not a.claim_each(["alert:2"], once=True)
 
-
-def test_daemons_starting_together_create_the_table_once(postgres_url):
-    engine = create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"), pool_size=8)
-    try:
-        errors = []
-
-        def create():
-            try:
-                create_table(engine)
-            except Exception as err:  # noqa: BLE001 - collected for the assertion
-                errors.append(err)
-
-        threads = [threading.Thread(target=create) for _ in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert errors == []
-        assert daemon(engine, "a").claim("job:x")
-    finally:
-        engine.dispose()

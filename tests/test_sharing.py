@@ -2,9 +2,8 @@
 them and fetched once, the cursors of a feed taken over mid-poll left to its new holder, each alert sent once
 when both deliver at the same moment, and an alert whose sender died sent by the other with its Message-ID.
 
-The two monitors here keep their mentions in one SQLite file (two connections to it, as two processes would
-have) while the leases are in PostgreSQL: what is under test is who does which work. The daemons' own test,
-on a PostgreSQL store, is tests/test_failover.py."""
+Both monitors are built from one config on one PostgreSQL store, each with a store (a connection pool) of
+its own as two processes would have; the daemons themselves are tested in tests/test_failover.py."""
 
 from __future__ import annotations
 
@@ -28,6 +27,12 @@ def engine(leases_engine):
     return leases_engine
 
 
+@pytest.fixture
+def shared_config(write_config, postgres_url):
+    """write_config with the store on this test's PostgreSQL database."""
+    return lambda overrides: write_config({"store": postgres_url, **overrides})
+
+
 def serve_feeds(feeds, count: int, *, first: int = 0) -> list[dict]:
     found = []
     for i in range(first, first + count):
@@ -39,12 +44,14 @@ def serve_feeds(feeds, count: int, *, first: int = 0) -> list[dict]:
     return found
 
 
-def monitors(config_path, engine, *, lease_seconds: float = 30, count: int = 2, clock=None) -> list[Monitor]:
+def monitors(config_path, *, lease_seconds: float = 30, count: int = 2, clock=None) -> list[Monitor]:
+    """Monitors on the config's PostgreSQL store under the names daemon-0, daemon-1..., on ``clock``."""
     config = load_config(config_path)
     built = []
     for i in range(count):
         alone = Monitor.from_config(config)
-        leases = Leases(engine=engine, holder=f"daemon-{i}", lease_seconds=lease_seconds, clock=clock)
+        assert alone.sharing is not None, "a PostgreSQL store is shared"
+        leases = Leases(engine=alone.store.engine, holder=f"daemon-{i}", lease_seconds=lease_seconds, clock=clock)
         leases.heartbeat()
         built.append(Monitor(config=config, store=alone.store, sources=alone.sources, transport=alone.transport,
                              sharing=Sharing(leases=leases)))
@@ -75,15 +82,15 @@ def close(*monitors_):
         m.store.close()
 
 
-def test_two_monitors_split_the_feeds_and_fetch_each_once(feeds, write_config, engine, tmp_path):
-    config = write_config({"sources": {"rss": {"feeds": serve_feeds(feeds, FEEDS), "interval": 300}}})
-    a, b = monitors(config, engine)
+def test_two_monitors_split_the_feeds_and_fetch_each_once(feeds, shared_config):
+    config = shared_config({"sources": {"rss": {"feeds": serve_feeds(feeds, FEEDS), "interval": 300}}})
+    a, b = monitors(config)
     try:
         first, second = at_once(lambda: a.poll("rss"), lambda: b.poll("rss"))
         assert first.outcome.seen + second.outcome.seen == FEEDS
         assert first.outcome.seen == second.outcome.seen == FEEDS // 2
         assert [feeds.hits(f"/feed/{i}.xml") for i in range(FEEDS)] == [1] * FEEDS
-        assert a.store.query("SELECT count(*) FROM mentions")[0][0] == FEEDS
+        assert a.store.query("SELECT count(*) AS n FROM mentions")[0]["n"] == FEEDS
         assert len(a.store.source_state("rss")) == FEEDS
         # Nothing is due again this interval, whoever asks: the cursors were read after the claim.
         at_once(lambda: a.poll("rss"), lambda: b.poll("rss"))
@@ -92,11 +99,11 @@ def test_two_monitors_split_the_feeds_and_fetch_each_once(feeds, write_config, e
         close(a, b)
 
 
-def test_a_feed_taken_over_mid_poll_keeps_its_new_holders_cursor(feeds, write_config, engine):
+def test_a_feed_taken_over_mid_poll_keeps_its_new_holders_cursor(feeds, shared_config):
     [slow] = serve_feeds(feeds, 1)
     feeds.resources["/feed/0.xml"].delay = 3  # the first poll hangs on it past its lease
-    config = write_config({"sources": {"rss": {"feeds": [slow], "interval": 300, "timeout": 10}}})
-    a, b = monitors(config, engine, lease_seconds=1)  # no heartbeat: a's lease runs out during its poll
+    config = shared_config({"sources": {"rss": {"feeds": [slow], "interval": 300, "timeout": 10}}})
+    a, b = monitors(config, lease_seconds=1)  # no heartbeat: a's lease runs out during its poll
     try:
         polling = threading.Thread(target=a.poll, args=("rss",))
         polling.start()
@@ -108,15 +115,15 @@ def test_a_feed_taken_over_mid_poll_keeps_its_new_holders_cursor(feeds, write_co
         after_b = a.store.source_state("rss")[f"feed:{slow['url']}"]
         polling.join()
         assert a.store.source_state("rss")[f"feed:{slow['url']}"] == after_b, "a wrote over b's cursor"
-        assert a.store.query("SELECT count(*) FROM mentions")[0][0] == 1
+        assert a.store.query("SELECT count(*) AS n FROM mentions")[0]["n"] == 1
     finally:
         close(a, b)
 
 
-def test_two_monitors_delivering_at_once_send_each_alert_once(feeds, smtp, write_config, engine):
-    config = write_config({"sources": {"rss": {"feeds": serve_feeds(feeds, FEEDS), "interval": 300}},
+def test_two_monitors_delivering_at_once_send_each_alert_once(feeds, smtp, shared_config):
+    config = shared_config({"sources": {"rss": {"feeds": serve_feeds(feeds, FEEDS), "interval": 300}},
                            "email": {"smtp": {"host": "127.0.0.1", "port": smtp.port}, "storm_threshold": 1000}})
-    a, b = monitors(config, engine)
+    a, b = monitors(config)
     try:
         at_once(lambda: a.poll("rss"), lambda: b.poll("rss"))
         queued = a.store.pending_count()
@@ -130,11 +137,11 @@ def test_two_monitors_delivering_at_once_send_each_alert_once(feeds, smtp, write
         close(a, b)
 
 
-def test_an_alert_whose_sender_died_is_sent_by_the_other_after_the_lease(feeds, smtp, write_config, engine):
+def test_an_alert_whose_sender_died_is_sent_by_the_other_after_the_lease(feeds, smtp, shared_config):
     clock_now = [1_000_000.0]
-    config = write_config({"sources": {"rss": {"feeds": serve_feeds(feeds, 3), "interval": 300}},
+    config = shared_config({"sources": {"rss": {"feeds": serve_feeds(feeds, 3), "interval": 300}},
                            "email": {"smtp": {"host": "127.0.0.1", "port": smtp.port}}})
-    a, b = monitors(config, engine, lease_seconds=10, clock=lambda: clock_now[0])
+    a, b = monitors(config, lease_seconds=10, clock=lambda: clock_now[0])
     try:
         a.poll("rss")
         b.poll("rss")  # each polls its share: two feeds and one
@@ -151,9 +158,9 @@ def test_an_alert_whose_sender_died_is_sent_by_the_other_after_the_lease(feeds, 
         close(a, b)
 
 
-def test_a_job_that_must_run_once_runs_on_one_monitor_per_period(feeds, write_config, engine):
-    config = write_config({"sources": {"rss": {"feeds": serve_feeds(feeds, 1)}}})
-    a, b = monitors(config, engine)
+def test_a_job_that_must_run_once_runs_on_one_monitor_per_period(feeds, shared_config):
+    config = shared_config({"sources": {"rss": {"feeds": serve_feeds(feeds, 1)}}})
+    a, b = monitors(config)
     runs = []
     try:
         jobs = [once(m, "spikes", lambda name=name: runs.append(name), every=300) for m, name in ((a, "a"), (b, "b"))]
@@ -165,6 +172,7 @@ def test_a_job_that_must_run_once_runs_on_one_monitor_per_period(feeds, write_co
 
 
 def test_status_names_each_daemon_and_what_it_holds(engine, postgres_url):
+    from monitor.store import Store
     from monitor.sharing import daemons_status, format_daemons
     a = Leases(engine=engine, holder="host-a:101:abc", lease_seconds=30)
     b = Leases(engine=engine, holder="host-b:202:def", lease_seconds=30)
@@ -174,7 +182,9 @@ def test_status_names_each_daemon_and_what_it_holds(engine, postgres_url):
     a.claim_share([f"rss:feed:{i}" for i in range(4)])
     b.claim_share([f"rss:feed:{i}" for i in range(4)])
     b.claim_each(["alert:1", "alert:2"], once=True)
-    daemons = daemons_status(postgres_url)
+    store = Store(postgres_url)
+    daemons = daemons_status(store)
+    store.close()
     assert [(d["identity"], d["alive"], d["jobs"], d["units"], d["alerts"]) for d in daemons] == [
         ("host-a:101:abc", True, ["deliver"], {"rss": 2}, 0), ("host-b:202:def", True, [], {"rss": 2}, 2)]
     lines = format_daemons(daemons)
@@ -182,20 +192,20 @@ def test_status_names_each_daemon_and_what_it_holds(engine, postgres_url):
     assert lines[1] == "  daemon host-a:101:abc: alive; holds 2 rss; deliver; 0 alerts being sent"
 
 
-def test_a_whole_source_is_polled_once_per_interval_between_the_monitors(reddit, write_config, engine):
+def test_a_whole_source_is_polled_once_per_interval_between_the_monitors(reddit, shared_config):
     from tests.conftest import local_sources
     reddit.add_post(subreddit="CustomerService", id="c1", title="Acme double charged me",
                     selftext="Acme charged me twice and support never answered. I want a refund.")
-    config = write_config({"sources": {"reddit": {**local_sources(reddit, subreddits=["CustomerService"],
+    config = shared_config({"sources": {"reddit": {**local_sources(reddit, subreddits=["CustomerService"],
                                                                  feeds=[])["reddit"], "interval": 300}}})
-    a, b = monitors(config, engine)
+    a, b = monitors(config)
     try:
         first, second = at_once(lambda: a.poll("reddit"), lambda: b.poll("reddit"))
         assert [r.outcome is not None for r in (first, second)].count(True) == 1
         assert sum(r.outcome.seen for r in (first, second) if r.outcome) == 1
         # The next ticks of either monitor within the interval find it done.
         assert a.poll("reddit").outcome is None and b.poll("reddit").outcome is None
-        assert a.store.query("SELECT count(*) FROM poll_runs WHERE source = 'reddit'")[0][0] == 1
+        assert a.store.query("SELECT count(*) AS n FROM poll_runs WHERE source = 'reddit'")[0]["n"] == 1
     finally:
         close(a, b)
 

@@ -1,10 +1,10 @@
 """Leases: how several daemons on one PostgreSQL store share the work, and take it over from one that died.
 
-A lease is one row of the ``leases`` table: a name ("rss:feed:https://...", "job:deliver", "alert:42",
+A lease is one row of the ``leases`` table (``schema.leases``, migration 0003): a name ("rss:feed:https://...", "job:deliver", "alert:42",
 "daemon:HOLDER"), the daemon holding it and when that expires. Times are the database's clock, never a
 daemon's, so two machines whose clocks disagree still agree on who holds what.
 
-- Work units (a feed, a Reddit listing group or the stream) are claimed for one poll with ``claim_share``:
+- Work units (each feed, a whole source) are claimed for one poll with ``claim_share``:
   ``SELECT ... FOR UPDATE SKIP LOCKED`` picks free or expired rows, least recently done first, and two
   daemons claiming at the same moment never block each other nor get the same row. Each daemon takes at
   most its share (units / live daemons), so the work spreads instead of going to whoever asks first.
@@ -24,21 +24,11 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from sqlalchemy import (Column, Engine, Float, Index, MetaData, String, Table, and_, delete, literal,
-                        or_, select, text, update)
+from sqlalchemy import Engine, Float, and_, delete, literal, or_, select, update
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
-metadata = MetaData()
-
-leases_table = Table(
-    "leases", metadata,
-    Column("name", String, primary_key=True),
-    Column("holder", String, nullable=True),  # None: free
-    Column("expires_at", Float, nullable=False, default=0.0),  # unix seconds, the database's clock
-    Column("done_at", Float, nullable=True),  # when the work was last finished: who is due first, jobs' periods
-    Index("leases_holder", "holder"),
-)
+from .schema import leases as leases_table
 
 DAEMON_PREFIX = "daemon:"
 
@@ -59,17 +49,6 @@ def _postgresql_epoch(element, compiler, **kw) -> str:
 @compiles(database_epoch, "sqlite")
 def _sqlite_epoch(element, compiler, **kw) -> str:
     return "((julianday('now') - 2440587.5) * 86400.0)"
-
-
-# Daemons started together would race to create the table: on PostgreSQL they take turns on this lock.
-CREATE_LOCK = 0x6C6561736573  # "leases"
-
-
-def create_table(engine: Engine) -> None:
-    with engine.begin() as db:
-        if engine.dialect.name == "postgresql":
-            db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CREATE_LOCK})
-        metadata.create_all(db, tables=[leases_table])
 
 
 @dataclass(frozen=True)

@@ -144,3 +144,13 @@ labels = Table(
     Column("labelled_at", Float, nullable=False),
     Column("labelled_by", Text, nullable=False, server_default=text("''")),
 )
+
+# Several daemons on one PostgreSQL store: who does which work, until when (monitor/store/leases.py).
+leases = Table(
+    "leases", metadata,
+    Column("name", Text, primary_key=True),  # "rss:feed:URL", "job:deliver", "alert:42", "daemon:HOLDER"
+    Column("holder", Text),  # None: free
+    Column("expires_at", Float, nullable=False, server_default=text("0")),  # the database's clock
+    Column("done_at", Float),  # when its work was last finished: who goes first, jobs' periods, alerts sent
+    Index("leases_holder", "holder"),
+)
