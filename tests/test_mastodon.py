@@ -237,11 +237,15 @@ def test_growth_re_reads_store_snapshots_and_the_schedule_survives_a_restart(set
             (toot["uri"], 15, 3, 80.0)]
         assert [(p, q.get("id[]")) for p, q in one.requests if p == "/api/v1/statuses"] == [
             ("/api/v1/statuses", [toot["id"]])]
-        one.count(toot, favourites=30, reblogs=10, replies=9)
+        # The author's followers grew between the reads: the stored reach follows (50 when first read).
+        [row] = run.store.query("SELECT reach FROM mentions WHERE source_id = ?", (toot["uri"],))
+        assert row["reach"] == 80
+        one.count(toot, favourites=30, reblogs=10, replies=9, followers=120)
         clock.advance(601)  # the second re-read is due 10 minutes after the first
         run()
-        [row] = run.store.query("SELECT id, score, comments FROM mentions WHERE source_id = ?", (toot["uri"],))
-        assert (row["score"], row["comments"]) == (40, 9)
+        [row] = run.store.query("SELECT id, score, comments, reach FROM mentions WHERE source_id = ?",
+                                (toot["uri"],))
+        assert (row["score"], row["comments"], row["reach"]) == (40, 9, 120)
         snapshots = run.store.query("SELECT score, comments FROM snapshots WHERE mention_id = ? ORDER BY taken_at",
                                     (row["id"],))
         assert [(s["score"], s["comments"]) for s in snapshots] == [(1, 0), (15, 3), (40, 9)]
