@@ -66,6 +66,9 @@ class SourceContext:
     name: str
     search_terms: dict[str, list[str]]  # brand name -> keywords to search for
     log: logging.Logger
+    # A one-shot read (``complaint-monitor once``): what is there now, through requests that end; nothing
+    # long-lived (a stream) is opened, since the process exits after one poll.
+    once: bool = False
 
 
 @dataclass(frozen=True)
