@@ -50,13 +50,14 @@ class Monitor:
                              names=subject_names(config.sources))
 
     @classmethod
-    def from_config(cls, config: Config, *, smtp_connect: SmtpFactory | None = None) -> "Monitor":
+    def from_config(cls, config: Config, *, smtp_connect: SmtpFactory | None = None, once: bool = False) -> "Monitor":
+        """The monitor the config describes; ``once``: for one poll of each source (its sources open no streams)."""
         adapters = validate_source_settings(config)
         store = Store(config.store_path)
         search_terms = {b.name: b.terms for b in config.brands}
         sources = {}
         for name, (adapter, settings) in adapters.items():
-            context = SourceContext(name=name, search_terms=search_terms,
+            context = SourceContext(name=name, search_terms=search_terms, once=once,
                                     log=logging.getLogger(f"complaint_monitor.sources.{name}"))
             sources[name] = adapter.from_settings(settings, context=context)
         transport = transport_for(config.email, base_dir=config.base_dir, connect=smtp_connect)

@@ -4,7 +4,8 @@ The input is CSV or JSON Lines with at least ``id`` and ``text``; ``title``,
 ``author``, ``source``, ``kind``, ``url``, ``place``, ``subreddit``,
 ``created_at``, ``fetched_at``, the engagement counts (``score``,
 ``comments``, ``upvote_ratio``, ``awards``), ``reach``, ``sightings`` and
-``brand_spike`` are used when present. Every input row comes back unchanged
+``brand_spike`` are used when present (a row with a ``subreddit`` and no
+``source`` is Reddit's, so rules read its ``subreddit``). Every input row comes back unchanged
 with ``brand``, ``compound``, ``urgency``, ``virality``, ``priority`` and
 ``reasons`` added.
 
@@ -190,7 +191,8 @@ def _mentions(frame: pd.DataFrame, created: pd.Series, fetched: pd.Series, now: 
     for i in range(len(frame)):
         subreddit = text["subreddit"][i]
         mentions.append(Mention(
-            source=text["source"][i] or "backtest", source_id=text["id"][i], url=text["url"][i],
+            # A subreddit is Reddit's own rule field: a row that names one and no source is Reddit's.
+            source=text["source"][i] or ("reddit" if subreddit else "backtest"), source_id=text["id"][i], url=text["url"][i],
             title=text["title"][i], text=text["text"][i], author=text["author"][i] or None,
             created_at=posted[i], fetched_at=read_at[i], kind=text["kind"][i] or "post",
             place=text["place"][i] or (f"r/{subreddit}" if subreddit else ""),

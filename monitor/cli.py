@@ -52,7 +52,7 @@ def cmd_once(args) -> int:
     # The same lock as the daemon's: two senders on one outbox would email every alert twice. A PostgreSQL
     # store has none: its leases let this run share the work with the daemons running on it.
     with nullcontext() if is_shared_store(config.store) else StoreLock(config.store_path):
-        monitor = Monitor.from_config(config)
+        monitor = Monitor.from_config(config, once=True)  # one poll: the sources open no streams
         try:
             reports = monitor.poll_all()
             delivery = monitor.deliver()

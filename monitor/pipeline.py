@@ -129,7 +129,7 @@ class Pipeline:
         with self.store.transaction():
             if edited:
                 self.store.update_text(row.id, mention)
-            self.store.add_snapshot(row.id, update.engagement, to_epoch(now))
+            self.store.add_snapshot(row.id, update.engagement, to_epoch(now), reach=update.reach)
             self.store.update_scores(row.id, scores)
             return self._queue_alerts(row.id, mention, scores)
 

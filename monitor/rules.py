@@ -13,10 +13,12 @@ A rule pack is data an operator edits::
 
 Every expression is checked against the field names and types below when the
 pack loads, so a typo is reported with file and rule name, not at 3 a.m. The
-fields are the core's ``FIELDS`` and the rule fields the configured sources
-declare (``monitor.source.SourceField``): each rule book has its own
-``RuleFields`` (and rule-engine context), so two configs with different
-sources never see each other's fields.
+fields are the core's ``FIELDS`` and the rule fields sources declare
+(``monitor.source.SourceField``; Reddit's ``subreddit``, RSS's ``feed``): the
+configured sources' and every installed one's (``monitor.source.rule_fields_for``),
+so a pack loads whatever sources a config reads. Each rule book has its own
+``RuleFields`` (and rule-engine context), so two configs never see each
+other's fields or types.
 """
 
 from __future__ import annotations
@@ -53,8 +55,6 @@ FIELDS: dict[str, tuple[Any, str]] = {
     "source": (_T.STRING, "the adapter that found it: reddit, rss, ..."),
     "kind": (_T.STRING, "post, comment or entry"),
     "place": (_T.STRING, "where it was said, e.g. r/espresso or the feed's name"),
-    "subreddit": (_T.STRING, "the subreddit's name, empty outside Reddit"),
-    "feed": (_T.STRING, "the feed's name, empty outside RSS"),
     "author": (_T.STRING, "the author's name or handle, empty if unknown"),
     "brand": (_T.STRING, "the matched brand's configured name"),
     "own_account": (_T.BOOLEAN, "true when the author is one of the brand's own accounts"),
@@ -97,8 +97,8 @@ SOURCE_FIELD_EMPTY: dict[str, Any] = {"string": "", "float": 0.0, "integer": 0.0
 
 @dataclass(frozen=True)
 class DeclaredField:
-    """A rule field a configured source declares: its ``SourceField`` type, meaning, and the sources declaring it
-    (the config's names for them: ``Mention.source``)."""
+    """A rule field a source declares: its ``SourceField`` type, meaning, and the sources declaring it (their
+    names: ``Mention.source``); a mention from any other source reads the type's empty value."""
 
     name: str
     type: str
@@ -127,8 +127,8 @@ class DeclaredField:
 
 
 class RuleFields:
-    """The fields one rule book's rules may read: the core's ``FIELDS`` and the configured sources' declared
-    ones, with the rule-engine context that types them. Immutable once made."""
+    """The fields one rule book's rules may read: the core's ``FIELDS`` and the sources' declared ones, with the
+    rule-engine context that types them. Immutable once made."""
 
     def __init__(self, declared: list[DeclaredField] | tuple[DeclaredField, ...] = ()):
         for f in declared:
@@ -627,7 +627,7 @@ def _compile(expression: str, where: str, fields: RuleFields = CORE_FIELDS) -> r
         known = ", ".join(fields.types)
         hint = f"; did you mean {err.suggestion!r}?" if getattr(err, "suggestion", None) else ""
         raise ConfigError(f"{where}: unknown field {err.symbol_name!r}{hint} (fields: {known}; a source's own"
-                          " fields are known when the source is configured)") from None
+                          " fields are known when the source is installed)") from None
     except rule_engine.errors.EngineError as err:
         named = _named_fields(expression, fields)
         about = f" (fields: {', '.join(fields.describe(n) for n in named)})" if named else ""
@@ -707,9 +707,10 @@ class RuleBook:
 
     @classmethod
     def from_config(cls, config: Any) -> "RuleBook":
-        """The config's rule packs, checked against the core's fields and those its sources declare."""
-        from .source import configured_rule_fields  # source imports the config; rules need it only here
-        return cls.from_files(config.rule_paths, fields=RuleFields(configured_rule_fields(config)))
+        """The config's rule packs, checked against the core's fields and those the sources declare (the
+        configured ones', then the other installed ones')."""
+        from .source import rule_fields_for  # source imports the config; rules need it only here
+        return cls.from_files(config.rule_paths, fields=RuleFields(rule_fields_for(config)))
 
     def evaluate(self, facts: dict[str, Any], *, urgency: float = 0.0, virality: float = 0.0) -> Verdict:
         """The rules' points added to ``urgency`` and ``virality`` (the continuous bases the complaint model and

@@ -201,9 +201,14 @@ class Scorer:
         self.complaint = complaint or ModelFile()  # the shipped model
         self.complaint_settings = complaint_settings or ComplaintSettings()
         self._own_account = own_account
-        # The rule fields the configured sources declare, read from a mention's extra when it comes from one of
-        # them, else empty (see ``rules.DeclaredField``): the facts carry every field the book's rules may read.
-        self._declared = rules.fields.declared
+        # The rule fields sources declare, read from a mention's extra when it comes from one of them, else empty
+        # (see ``rules.DeclaredField``): the facts carry every field the book's rules may read. Per source, made
+        # once: a book knows every installed source's fields and a mention reads only its own source's.
+        self._declared_empty = {f.name: f.empty for f in rules.fields.declared}
+        self._declared_by_source: dict[str, list[Any]] = {}
+        for declared in rules.fields.declared:
+            for source in declared.sources:
+                self._declared_by_source.setdefault(source, []).append(declared)
         self._units = dict(units or {})  # source -> what its score and comments count, for the explanation
 
     @classmethod
@@ -221,8 +226,7 @@ class Scorer:
         # One dict display, in FIELDS order (a test holds it to FIELDS): no defaults copied and overwritten.
         facts = {
             "text": mention.text, "title": mention.title, "source": mention.source, "kind": mention.kind,
-            "place": mention.place, "subreddit": str(extra.get("subreddit") or "") if extra else "",
-            "feed": str(extra.get("feed") or "") if extra else "", "author": mention.author or "",
+            "place": mention.place, "author": mention.author or "",
             "brand": mention.brand or "", "own_account": bool(self._own_account(mention.brand, mention.author)),
             "compound": sentiment.compound, "negative": sentiment.negative, "positive": sentiment.positive,
             "min_sentence": sentiment.min_sentence, "negative_share": sentiment.negative_share,
@@ -238,9 +242,9 @@ class Scorer:
             "spike_ratio": self.spike_ratio,
             "length": float(len(mention.text)), "tags": (),
         }
-        for declared in self._declared:
-            facts[declared.name] = declared.value(extra.get(declared.name)) if mention.source in declared.sources \
-                else declared.empty
+        facts.update(self._declared_empty)
+        for declared in self._declared_by_source.get(mention.source, ()):
+            facts[declared.name] = declared.value(extra.get(declared.name))
         return facts
 
     def read(self, mention: Mention, match: BrandMatch | None = None) -> Reading:

@@ -4,7 +4,8 @@ An adapter is a class registered in the ``complaint_monitor.sources`` entry
 point group (the built-in ``reddit`` and ``rss`` adapters are registered in
 ``pyproject.toml`` exactly as a third party's would be). It declares a
 pydantic ``Settings`` model for its ``sources.<name>`` config section and is
-built by ``from_settings``. Only the adapters the config names are imported.
+built by ``from_settings``. Only the adapters the config names are built;
+rule packs know the rule fields of every installed one (``rule_fields_for``).
 
 An adapter also declares what it adds beyond the core's ``Mention`` fields:
 ``extra_keys`` (the keys it puts in ``Mention.extra``) and ``rule_fields``
@@ -65,6 +66,9 @@ class SourceContext:
     name: str
     search_terms: dict[str, list[str]]  # brand name -> keywords to search for
     log: logging.Logger
+    # A one-shot read (``complaint-monitor once``): what is there now, through requests that end; nothing
+    # long-lived (a stream) is opened, since the process exits after one poll.
+    once: bool = False
 
 
 @dataclass(frozen=True)
@@ -251,10 +255,14 @@ def load_source_class(name: str) -> type:
     return found[name].load()
 
 
-def configured_rule_fields(config: Config) -> list["DeclaredField"]:
-    """The rule fields the config's sources declare (each read from ``Mention.extra`` under its name). Two sources
-    may share a field of the same type; a name declared with two types is a config error naming both."""
-    from .rules import DeclaredField  # the rules need this module only through here
+def rule_fields_for(config: Config) -> list["DeclaredField"]:
+    """The rule fields a config's rule packs may read (each from ``Mention.extra`` under its name): those its
+    sources declare, then those of every other installed source, so a pack naming ``subreddit`` loads whatever the
+    config reads (the field is then empty for every mention). Two configured sources may share a field of the same
+    type; a name a configured source declares with another type is a config error naming both. An installed
+    source the config does not name costs nothing when it cannot be loaded, and gives no field whose name is
+    taken, by the core or with another type (a rule naming such a field fails as an unknown field)."""
+    from .rules import FIELDS, DeclaredField  # the rules need this module only through here
 
     found: dict[str, DeclaredField] = {}
     for name in config.sources:
@@ -267,7 +275,26 @@ def configured_rule_fields(config: Config) -> list["DeclaredField"]:
                                   f" in sources.{min(known.sources)}: one name, one type")
             else:
                 found[key] = DeclaredField(key, known.type, known.doc, known.sources | {name})
-    return list(found.values())
+    installed: dict[str, DeclaredField] = {}
+    ambiguous: set[str] = set()
+    for name, entry in sorted(available_sources().items()):
+        if name in config.sources:
+            continue
+        try:
+            declared = declared_fields(entry.load(), "rule_fields")
+        except Exception:  # noqa: BLE001 - a broken adapter the config does not use must not stop this one
+            continue
+        for key, spec in declared.items():
+            if key in FIELDS or key in found:
+                continue
+            known = installed.get(key)
+            if known is None:
+                installed[key] = DeclaredField(key, spec.type, spec.doc, frozenset([name]))
+            elif known.type != spec.type:
+                ambiguous.add(key)
+            else:
+                installed[key] = DeclaredField(key, known.type, known.doc, known.sources | {name})
+    return [*found.values(), *(f for key, f in installed.items() if key not in ambiguous)]
 
 
 def validate_source_settings(config: Config) -> dict[str, tuple[type, BaseModel]]:

@@ -18,6 +18,7 @@ and asks the REST timelines nothing, except after a stream broke (a stream
 has no replay, so the timelines are read from their cursors once more). An
 instance that refuses the stream is polled, and asked again after
 ``stream_retry`` seconds; ``instance:<host>`` in the state says which and why.
+``complaint-monitor once`` streams nothing: it polls the timelines.
 
 Growth: statuses naming a brand are re-read on Reddit's schedule
 (``GET /api/v1/statuses?id[]=``, 20 at a time; one ``/api/v1/statuses/:id``
@@ -182,9 +183,13 @@ class MastodonSource:
     status_key = "instance"  # status counts mentions per instance
 
     def __init__(self, *, name: str = "mastodon", settings: MastodonSettings, clients: dict[str, Mastodon],
-                 search_terms: dict[str, list[str]] | None = None, clock: Callable[[], float] = time.time):
+                 search_terms: dict[str, list[str]] | None = None, clock: Callable[[], float] = time.time,
+                 once: bool = False):
         self.name = name
         self.settings = settings
+        # A one-shot read (``once``) polls the timelines: a stream would cost a health check and a connection
+        # wait for a process about to exit, and its statuses would come after the poll that could store them.
+        self._once = once
         self.interval = settings.interval
         self._clients = clients  # instance url -> its Mastodon.py client
         self._brands = BrandTerms(search_terms)
@@ -195,7 +200,7 @@ class MastodonSource:
 
     @classmethod
     def from_settings(cls, settings: MastodonSettings, *, context: SourceContext) -> "MastodonSource":
-        return cls(name=context.name, settings=settings, search_terms=context.search_terms,
+        return cls(name=context.name, settings=settings, search_terms=context.search_terms, once=context.once,
                    clients={i.url: mastodon_client(i, settings) for i in settings.instances})
 
     def close(self) -> None:
@@ -268,6 +273,8 @@ class MastodonSource:
 
     def _stream(self, instance: InstanceSettings, info: dict[str, Any], now: float) -> InstanceStream | None:
         """The instance's open streams (started when due), or None while it is polled."""
+        if self._once:
+            return None  # its stream state (mode, a refusal's retry time) is the daemon's: left as it is
         if not (self.settings.stream and instance.stream):
             info.update(mode="polling", refused=None, retry_at=None)
             return None

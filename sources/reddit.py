@@ -120,7 +120,7 @@ class RedditSource:
     engagement = ENGAGEMENT
     status_section = staticmethod(stream_status)  # status: the site-wide stream's listings (all: true)
     extra_keys = {
-        "subreddit": SourceField("string", "the subreddit's name (rules read it as `subreddit`)"),
+        "subreddit": SourceField("string", "the subreddit's name"),
         "link_url": SourceField("string", "a link post's target (a story is also known by it)"),
         "nsfw": SourceField("boolean", "marked over 18"),
         "quarantined": SourceField("boolean", "posted in a quarantined subreddit"),
@@ -133,7 +133,7 @@ class RedditSource:
         "post_title": SourceField("string", "the title of a comment's post (the email's 'In:' line)"),
         "post_url": SourceField("string", "the link of a comment's post (stories put the comment in its post's story)"),
     }
-    rule_fields = also_rule_fields(extra_keys, "nsfw", "quarantined")
+    rule_fields = also_rule_fields(extra_keys, "subreddit", "nsfw", "quarantined")
 
     def __init__(self, *, name: str = "reddit", settings: RedditSettings, reddit: praw.Reddit | None,
                  search_terms: dict[str, list[str]] | None = None, clock: Callable[[], float] = time.time):

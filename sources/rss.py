@@ -129,11 +129,11 @@ class RssSource:
     engagement = EngagementMap(numbers={"weight": SourceField("float", "the feed's configured `weight`")},
                                reach=("weight",), reach_scale=1000)
     extra_keys = {
-        "feed": SourceField("string", "the feed's configured name (rules read it as `feed`)"),
+        "feed": SourceField("string", "the feed's configured name"),
         "feed_url": SourceField("string", "the feed's URL without credentials: its identity in the store"),
         "canonical_url": SourceField("string", "the entry's link without tracking parameters, fragment or credentials"),
     }
-    rule_fields = also_rule_fields(extra_keys, "feed_url")
+    rule_fields = also_rule_fields(extra_keys, "feed", "feed_url")
 
     def __init__(self, *, name: str = "rss", settings: RssSettings, client: httpx.Client,
                  processes: int | None = None):

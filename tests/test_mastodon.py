@@ -237,11 +237,15 @@ def test_growth_re_reads_store_snapshots_and_the_schedule_survives_a_restart(set
             (toot["uri"], 15, 3, 80.0)]
         assert [(p, q.get("id[]")) for p, q in one.requests if p == "/api/v1/statuses"] == [
             ("/api/v1/statuses", [toot["id"]])]
-        one.count(toot, favourites=30, reblogs=10, replies=9)
+        # The author's followers grew between the reads: the stored reach follows (50 when first read).
+        [row] = run.store.query("SELECT reach FROM mentions WHERE source_id = ?", (toot["uri"],))
+        assert row["reach"] == 80
+        one.count(toot, favourites=30, reblogs=10, replies=9, followers=120)
         clock.advance(601)  # the second re-read is due 10 minutes after the first
         run()
-        [row] = run.store.query("SELECT id, score, comments FROM mentions WHERE source_id = ?", (toot["uri"],))
-        assert (row["score"], row["comments"]) == (40, 9)
+        [row] = run.store.query("SELECT id, score, comments, reach FROM mentions WHERE source_id = ?",
+                                (toot["uri"],))
+        assert (row["score"], row["comments"], row["reach"]) == (40, 9, 120)
         snapshots = run.store.query("SELECT score, comments FROM snapshots WHERE mention_id = ? ORDER BY taken_at",
                                     (row["id"],))
         assert [(s["score"], s["comments"]) for s in snapshots] == [(1, 0), (15, 3), (40, 9)]
@@ -267,3 +271,40 @@ def test_statuses_a_stream_let_go_are_read_from_the_timelines(setup, monkeypatch
         assert sorted(m.source_id for m in poll.mentions) == sorted(s["uri"] for s in burst)
         assert run.store.source_state("mastodon")[f"instance:{one.url[7:]}"]["dropped"] == 2
         run.source.close()
+
+
+def test_once_polls_the_timelines_without_streaming_and_run_streams(write_config, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    from tests.daemon_process import Daemon, wait_for
+
+    with MastodonServer() as one:
+        toot = one.add_status(COMPLAINT, acct="bob", created=time.time() - 60)
+        # Streaming is on by default: `once` still asks no streaming endpoint (not even its health check).
+        config = write_config({"sources": {"mastodon": {"instances": [{"url": one.url}], "timeout": 5}}})
+        once = subprocess.run([sys.executable, "-m", "monitor.cli", "--config", str(config), "once"],
+                              capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert once.returncode == 0, once.stderr
+        assert once.stdout.startswith("1 new mentions") and "0 source errors" in once.stdout, once.stdout
+        paths = [path for path, _ in one.requests]
+        assert "/api/v1/timelines/public" in paths
+        assert [p for p in paths if p.startswith("/api/v1/streaming")] == [] and one.stream_requests == []
+        [row] = Store(str(tmp_path / "store.db")).query("SELECT source_id FROM mentions")
+        assert row["source_id"] == toot["uri"]
+
+        # The daemon streams the same instance.
+        daemon = Daemon(config, tmp_path / "daemon.log")
+        try:
+            daemon.wait_running()
+            wait_for(lambda: one.stream_requests == ["/api/v1/streaming/public"], timeout=60,
+                     what="the daemon's stream")
+            streamed = one.add_status("<p>Acme refund still missing</p>", acct="carol")
+            db = Store(str(tmp_path / "store.db"))
+            wait_for(lambda: db.query("SELECT 1 FROM mentions WHERE source_id = ?", (streamed["uri"],)),
+                     timeout=90, what="the streamed status stored")
+        finally:
+            daemon.send(signal.SIGTERM)
+            assert daemon.wait(timeout=60) == 0, daemon.log()

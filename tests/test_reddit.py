@@ -308,10 +308,12 @@ def test_growing_post_is_reread_on_a_slowing_schedule_and_snapshotted(reddit, se
     clock.advance(301)  # the second gap is 10 minutes
     assert run().updates == [] and reddit.count("/api/info") == 2
     clock.advance(300)
-    reddit.update_post("c1", score=1500, num_comments=400)
-    assert [u.engagement.score for u in run().updates] == [1500]
+    # The subreddit grew meanwhile: the re-read's reach is stored too, not only used for its scores.
+    reddit.update_post("c1", score=1500, num_comments=400, subreddit_subscribers=260_000)
+    assert [(u.engagement.score, u.reach) for u in run().updates] == [(1500, 260_000)]
     assert snapshots(store, "t3_c1") == [(3, 1), (900, 240), (1500, 400)]
     assert reddit.count("/api/info") == 3
+    assert store.find_mention("reddit", "t3_c1").reach == 260_000
 
     # Gone from Reddit: it stops being tracked; past track_hours nothing is tracked either.
     reddit.remove("t3_c1")

@@ -392,12 +392,22 @@ def test_facts_hold_every_rule_field_in_order_with_its_type():
              "brand_compound", "age_hours", "kind", "source", "complaint"}  # set by this mention or its scores
     assert {k: v for k, v in bare.items() if k not in unset} == {k: v for k, v in defaults.items() if k not in unset}
     assert bare["upvote_ratio"] == 1.0 and bare["sightings"] == 1.0  # unknown ratio, seen once
+    # Reddit's `subreddit` and RSS's `feed` are their sources' declared fields: after the core's, each read from
+    # the extra of its own source's mentions only.
+    from monitor.rules import DeclaredField, RuleFields
+    fields = RuleFields([DeclaredField("subreddit", "string", "", frozenset({"reddit"})),
+                         DeclaredField("feed", "string", "", frozenset({"rss"}))])
+    scorer = Scorer(rules=RuleBook([], fields=fields), sentiment=SentimentScorer(), thresholds=Thresholds())
     full = scorer.score(Mention(source="reddit", source_id="2", url="", title="T", text="x", author="bob",
                                 brand="Acme", reach=5, extra={"subreddit": "espresso", "feed": "F"},
                                 engagement=Engagement(score=3, comments=2, upvote_ratio=0.5, awards=1))).facts
+    assert list(full) == [*FIELDS, "subreddit", "feed"]
     assert (full["subreddit"], full["feed"], full["author"], full["brand"], full["score"], full["comments"],
-            full["upvote_ratio"], full["awards"], full["reach"]) == ("espresso", "F", "bob", "Acme", 3.0, 2.0,
+            full["upvote_ratio"], full["awards"], full["reach"]) == ("espresso", "", "bob", "Acme", 3.0, 2.0,
                                                                      0.5, 1.0, 5.0)
+    entry = scorer.score(Mention(source="rss", source_id="3", url="", title="T", text="x",
+                                 extra={"subreddit": "espresso", "feed": "Kettle news"})).facts
+    assert (entry["subreddit"], entry["feed"]) == ("", "Kettle news")
 
 
 def test_rounded_is_round_with_a_shortcut_for_zero():

@@ -1,4 +1,4 @@
-"""The rule fields sources declare: known to a rule book when the source is configured, typed, checked on load,
+"""The rule fields sources declare: known to a rule book when the source is installed, typed, checked on load,
 carried by the facts, and read by real rules end to end (local Mastodon server -> store -> rule fired -> explain)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 
 from monitor.config import ConfigError, Thresholds, load_config
 from monitor.mention import Mention
-from monitor.rules import DeclaredField, RuleBook, RuleFields
+from monitor.rules import FIELDS, DeclaredField, RuleBook, RuleFields
 from monitor.score import Scorer
 from monitor.sentiment import SentimentScorer
 
@@ -34,20 +34,31 @@ MASTODON = {"mastodon": {"instances": [{"url": "http://127.0.0.1:9"}]}}
 HACKERNEWS = {"hackernews": {"api_url": "http://127.0.0.1:9"}}
 
 
-def test_a_configured_sources_fields_load_and_an_unconfigured_ones_fail_naming_pack_rule_and_field(tmp_path,
-                                                                                                      write_config):
+def test_every_installed_sources_fields_load_and_a_truly_unknown_one_fails_naming_pack_rule_and_field(
+        tmp_path, write_config):
     pack = _pack(tmp_path, 'source == "mastodon" and reblogs >= 10 and instance != ""')
     book = RuleBook.from_config(_config(write_config, pack, MASTODON))
     assert [r.name for r in book.rules] == ["boosted"]
-    assert [f.name for f in book.fields.declared] == ["instance", "favourites", "reblogs"]
-    # The same pack with a config whose sources do not declare the field: refused at load, not at 3 a.m.
+    declared = {f.name: (f.type, sorted(f.sources)) for f in book.fields.declared}
+    # The configured source's fields first, then every other installed source's (Reddit's and RSS's own too).
+    assert [f.name for f in book.fields.declared][:3] == ["instance", "favourites", "reblogs"]
+    assert (declared["subreddit"], declared["feed"], declared["reblogs"]) == (
+        ("string", ["reddit"]), ("string", ["rss"]), ("integer", ["mastodon"]))
+    assert not {"subreddit", "feed"} & set(FIELDS)  # Reddit's and RSS's, not the core's
+    # The same pack with a config that does not read Mastodon loads too, and never fires on another source's
+    # mention: the field reads its type's empty value there.
+    elsewhere = RuleBook.from_config(_config(write_config, pack, HACKERNEWS))
+    scorer = Scorer(rules=elsewhere, sentiment=SentimentScorer(), thresholds=Thresholds())
+    story = Mention(source="hackernews", source_id="1", url="", title="", text="Acme", brand="Acme",
+                    extra={"reblogs": 50, "instance": "x"})
+    scores = scorer.score(story)
+    assert (scores.facts["reblogs"], scores.facts["instance"], scores.verdict.fired) == (0.0, "", [])
+    # A field no installed source declares is refused at load, not at 3 a.m.
     with pytest.raises(ConfigError) as err:
-        RuleBook.from_config(_config(write_config, pack, HACKERNEWS))
+        RuleBook.from_config(_config(write_config, _pack(tmp_path, "reblogz >= 10"), HACKERNEWS))
     message = str(err.value)
-    assert str(pack) in message and "'boosted'" in message and "unknown field 'reblogs'" in message
-    # Built one after the other, each book keeps its own fields: the first still reads reblogs.
-    assert [r.name for r in book.rules] == ["boosted"] and "reblogs" in book.fields.types
-    assert "reblogs" not in RuleBook.from_config(_config(write_config, _pack(tmp_path, "score > 1"), HACKERNEWS)).fields.types
+    assert str(pack) in message and "'boosted'" in message and "unknown field 'reblogz'" in message, message
+    assert "did you mean 'reblogs'?" in message, message
 
 
 @pytest.mark.parametrize("when, field", [
@@ -164,4 +175,9 @@ def test_two_sources_declaring_one_field_with_two_types_is_a_config_error(tmp_pa
     assert "rule field 'reblogs' is of type string here but integer in sources.mastodon" in str(err.value)
     # Alone, its own field is a string to its rules.
     book = RuleBook.from_config(_config(write_config, _pack(tmp_path, 'reblogs == "ann"'), {"elsewhere": {}}))
-    assert [(f.name, f.type, sorted(f.sources)) for f in book.fields.declared] == [("reblogs", "string", ["elsewhere"])]
+    declared = {f.name: (f.type, sorted(f.sources)) for f in book.fields.declared}
+    # Mastodon's other fields still load (installed); its clashing `reblogs` is left out, not an error.
+    assert (declared["reblogs"], declared["instance"]) == (("string", ["elsewhere"]), ("string", ["mastodon"]))
+    # Two installed sources the config does not read disagree on the type: the name is nobody's.
+    with pytest.raises(ConfigError, match="unknown field 'reblogs'"):
+        RuleBook.from_config(_config(write_config, _pack(tmp_path, "reblogs >= 1"), HACKERNEWS))

@@ -273,6 +273,10 @@ def test_every_part_of_the_store_on_both_backends(store_where, write_config):
     store.add_snapshot(mention_id, Engagement(score=60, comments=9), row.fetched_at + 60)  # the same reading again
     assert [(s.score, s.comments) for s in store.snapshots(mention_id)] == [(5, 1), (60, 9)]
     assert store.mention(mention_id).score == 60
+    # A re-read's reach replaces the stored one; a re-read without one keeps it.
+    store.add_snapshot(mention_id, Engagement(score=60, comments=9), row.fetched_at + 120, reach=4_200.0)
+    store.add_snapshot(mention_id, Engagement(score=61, comments=9), row.fetched_at + 180)
+    assert (store.mention(mention_id).reach, store.mention(mention_id).score) == (4_200.0, 61)
     store.update_scores(mention_id, scores)
     assert store.mention(mention_id).peak_priority == scores.priority
     assert store.count_mentions("Acme", after=row.created_at - 1, until=row.created_at) == 1

@@ -49,9 +49,11 @@ _KNOWN = select(m.source_id).where(m.source == bindparam("source"), m.source_id.
 _BY_SOURCE_ID = select(mentions).where(m.source == bindparam("source"), m.source_id == bindparam("source_id"))
 _BY_ID = select(mentions).where(m.id == bindparam("id"))
 _SNAPSHOTS = select(snapshots).where(snapshots.c.mention_id == bindparam("id")).order_by(snapshots.c.taken_at)
+# A re-read's reach replaces the stored one when the source read one (a subreddit's or an author's audience grows).
 _SET_ENGAGEMENT = (mentions.update().where(m.id == bindparam("mention_id"))
                    .values(score=bindparam("score"), comments=bindparam("comments"),
-                           upvote_ratio=bindparam("upvote_ratio"), awards=bindparam("awards")))
+                           upvote_ratio=bindparam("upvote_ratio"), awards=bindparam("awards"),
+                           reach=func.coalesce(bindparam("reach", type_=m.reach.type), m.reach)))
 # peak_priority keeps the highest level reached ("P1" < "P2" as text): what was alerted.
 _SET_SCORES = mentions.update().where(m.id == bindparam("mention_id")).values(
     peak_priority=case((m.peak_priority.is_(None) | (m.peak_priority > bindparam("priority")), bindparam("priority")),
@@ -123,12 +125,15 @@ class MentionStore:
         rows = self._rows(_BY_ID, {"id": mention_id})
         return MentionRecord.from_row(rows[0]) if rows else None
 
-    def add_snapshot(self, mention_id: int, engagement: Engagement, taken_at: float) -> None:
+    def add_snapshot(self, mention_id: int, engagement: Engagement, taken_at: float, *,
+                     reach: float | None = None) -> None:
+        """A re-read's numbers: kept as a snapshot and as the mention's current numbers, with its ``reach`` when
+        the re-read gave one (None keeps the stored reach)."""
         numbers = {"score": engagement.score, "comments": engagement.comments,
                    "upvote_ratio": engagement.upvote_ratio, "awards": engagement.awards}
         with self.transaction() as db:
             db.execute(self._prepared(_snapshot), {"mention_id": mention_id, "taken_at": taken_at, **numbers})
-            db.execute(_SET_ENGAGEMENT, {"mention_id": mention_id, **numbers})
+            db.execute(_SET_ENGAGEMENT, {"mention_id": mention_id, "reach": reach, **numbers})
 
     def snapshots(self, mention_id: int) -> list[SnapshotRecord]:
         return [record(SnapshotRecord, r) for r in self._rows(_SNAPSHOTS, {"id": mention_id})]
