@@ -1,10 +1,12 @@
 """How a daemon shares the work with the other daemons on the same PostgreSQL store, through the leases of
 ``monitor/store/leases.py``. On SQLite there is one daemon (``daemon.StoreLock``) and none of this is used.
 
-- A source's poll claims its share of the source's work units first: each feed of an RSS source (a source
-  that declares ``work_units()`` and takes ``poll(state, units=...)``), the whole source otherwise (a Reddit
-  source's listings share one growth schedule and one rate-limit pause, so they are one unit; so is the
-  stream). Its cursors are read after the claim, so they are the last holder's; before the results are
+- A source's poll claims its share of the source's work units first: each feed of an RSS source, each
+  listing of a Reddit source and its growth re-reads (a source whose ``work_units()`` names them and whose
+  ``poll(state, units=...)`` reads only those), the whole source otherwise (``work_units()`` absent or None:
+  the Reddit stream, Hacker News...). Records that several units change (a Reddit source's growth schedule,
+  its client's pause) are merged into the stored value inside the store's transaction, never written whole
+  from one poll's copy. Its cursors are read after the claim, so they are the last holder's; before the results are
   stored the claim is checked, and the cursors of units lost meanwhile are not written over their new
   holder's. Units go back when the poll is done, except a source that paces itself (the stream, asked
   every second), which keeps its unit while it runs.
@@ -75,8 +77,11 @@ class SourceWork:
                     " their cursors are left to it", self.source, len(self.lost))
         if self.whole:
             return Poll(mentions=poll.mentions, failed=poll.failed, succeeded=poll.succeeded)
+        # Records merged into the stored value (a callable, see monitor/store/state.py) are kept: they add to
+        # the new holder's changes, never write over them; so are fresh numbers (at worst read twice).
         state = {key: value for key, value in poll.state.items() if key not in lost_keys}
-        return Poll(mentions=poll.mentions, updates=[], state=state, failed=poll.failed, succeeded=poll.succeeded)
+        return Poll(mentions=poll.mentions, updates=poll.updates, state=state, failed=poll.failed,
+                    succeeded=poll.succeeded)
 
     def finish(self) -> None:
         if not self.sticky:
@@ -102,10 +107,12 @@ class Sharing:
     def source_work(self, name: str, source: Any) -> Iterator[SourceWork]:
         """Claim this daemon's share of the source's units for one poll; give them back after it."""
         declared = getattr(source, "work_units", None)
+        declared = declared() if declared is not None else None
         sticky = bool(getattr(source, "paces_itself", False))
         if declared is not None:
-            # Each unit's own schedule (a feed's next poll, in its cursor) says whether it is due.
-            by_name = {f"{name}:{key}": key for key in declared()}
+            # Each unit's own schedule (a feed's next poll, a listing's last read, in its cursor) says
+            # whether it is due.
+            by_name = {f"{name}:{key}": key for key in declared}
             claimed = self.leases.claim_share(list(by_name))
         else:
             # The source's interval is its only schedule: each daemon's job ticks at it, so the source is

@@ -43,8 +43,11 @@ MAX_ITEMS_PER_LISTING = 1000  # Reddit's listings stop here anyway
 DEFAULT_RETRY_AFTER = 60.0  # a 429 without Retry-After
 CREDENTIALS_FIRST_WAIT = 60.0
 CREDENTIALS_MAX_WAIT = 3600.0
-# Where the adapter keeps more than cursors in Poll.state.
-TRACKED_KEY, SUBSCRIBERS_KEY, PAUSE_KEY = "tracked", "subscribers", "pause"
+# Where the adapter keeps more than cursors in Poll.state. A pause is kept per OAuth client ("pause:CLIENT_ID"):
+# daemons sharing one client respect its 429s, daemons with clients of their own keep their own pace.
+TRACKED_KEY, SUBSCRIBERS_KEY, PAUSE_PREFIX, LEGACY_PAUSE_KEY = "tracked", "subscribers", "pause:", "pause"
+GROWTH_UNIT = "growth"  # the work unit of the growth re-reads, beside one per listing
+LISTING_DUE_AFTER = 0.8  # of the interval: a listing read that recently by any daemon is not read again
 
 class RedditSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -145,6 +148,7 @@ class RedditSource:
         self._brand_terms = sorted({t.strip().lower() for terms in self._search_terms.values() for t in terms
                                     if t.strip()})
         self._clock = clock  # the growth schedule and waits run on it
+        self._pause_key = PAUSE_PREFIX + settings.client_id
         self._stream = None
         self.paces_itself = False
         if settings.all and reddit is not None:
@@ -192,14 +196,24 @@ class RedditSource:
                     q, sort="new", time_filter="week", limit=MAX_ITEMS_PER_LISTING)))
         return found
 
-    def poll(self, state: dict[str, Any]) -> Poll:
+    def work_units(self) -> list[str] | None:
+        """For daemons sharing a PostgreSQL store: each listing (its cursor's key) and the growth re-reads are
+        units of their own; the stream (and a source without credentials) is one unit, None."""
+        if self._reddit is None or self._stream is not None:
+            return None
+        return [key for key, _ in self.listings()] + [GROWTH_UNIT]
+
+    def poll(self, state: dict[str, Any], *, units: set[str] | None = None) -> Poll:
+        """``units``: only these listings (and the growth re-reads if named), those this daemon holds; each
+        of them only when not read within most of ``interval`` (the other daemons' ticks ask too)."""
         poll = Poll()
         if self._reddit is None:
             poll.failed["credentials"] = f"no {' and '.join(self.settings.missing_credentials())} configured"
             return poll
         now = self._clock()
         when = datetime.fromtimestamp(now, timezone.utc)
-        paused = state.get(PAUSE_KEY)
+        # The pause of this daemon's client: daemons with other clients keep their own pace.
+        paused = state.get(self._pause_key) or state.get(LEGACY_PAUSE_KEY)
         if paused and paused["until"] > now:
             until = datetime.fromtimestamp(paused["until"], timezone.utc).strftime("%H:%M:%S UTC")
             poll.failed[paused["kind"]] = f"{paused['reason']}; waiting until {until}"
@@ -211,31 +225,48 @@ class RedditSource:
         reach = SubscriberCache(state.get(SUBSCRIBERS_KEY), max_age=s.reach_refresh_hours * 3600)
         reach.prune(now)
         requests = []
+        growth = units is None or GROWTH_UNIT in units
         if self._stream is not None:
             steps = [("stream", lambda: requests.append(self._stream.read(
                 state, poll, now=now, when=when, on_post=lambda name, created: schedule.track(name, created, now))))]
         else:
             steps = [(f"listing:{key}", lambda key=key, listing=listing: self._read_listing(
                          key, listing, state.get(key), poll, schedule, now=now, when=when))
-                     for key, listing in self.listings()]
-        if self._stream is None or schedule.due(now):  # the stream polls every second: ask only when due
+                     for key, listing in self.listings()
+                     if units is None or (key in units and self._listing_due(state.get(key), now))]
+        if growth and (self._stream is None or schedule.due(now)):  # the stream polls every second: only when due
             steps.append(("growth", lambda: poll.updates.extend(
                 reread_posts(self._reddit, schedule, self.name, now=now, when=when))))
+        if units is not None and not steps and not paused:
+            return Poll(idle=True)  # another daemon read these listings within the interval
         steps.append(("reach", lambda: self._fill_reach(reach, poll, now)))
-        poll.state[PAUSE_KEY] = None
         for subject, step in steps:
             if not self._run_step(subject, step, poll, paused, now):
                 break
         else:
-            if paused:  # the wait is over and Reddit answers again
+            if paused:  # the wait is over and Reddit answers again; a pause set since by another daemon stays
+                poll.state[self._pause_key] = lambda stored: stored if stored and stored["until"] > now else None
                 poll.succeeded.append(paused["kind"])
+        if LEGACY_PAUSE_KEY in state:
+            poll.state[LEGACY_PAUSE_KEY] = None  # an earlier release's pause, of any client: read once, now gone
         if self._stream is not None and not paused and requests == [0] and not poll.mentions:
             # Nothing was due: no request, nothing to store, no cursor moved; not worth a poll record.
             return Poll(idle=True)
-        schedule.prune(now)
-        poll.state[TRACKED_KEY] = schedule.tracked
-        poll.state[SUBSCRIBERS_KEY] = reach.known
+        # Merged into what is stored when the poll is saved, never written whole from this poll's copy: other
+        # daemons holding other listings of this source change the same schedule and counts meanwhile.
+        if schedule.changed or growth:
+            poll.state[TRACKED_KEY] = lambda stored: schedule.merged(stored, now)
+        if reach.changed or growth:
+            poll.state[SUBSCRIBERS_KEY] = lambda stored: reach.merged(stored, now)
         return poll
+
+    def _listing_due(self, cursor: dict | None, now: float) -> bool:
+        """Read it unless a daemon did within most of the interval (room for the ticks' jitter)."""
+        return not cursor or cursor.get("read_at", 0) <= now - self.interval * LISTING_DUE_AFTER
+
+    def _pause(self, record: dict) -> Callable[[dict | None], dict]:
+        """The pause to store: this one, or one set meanwhile (by another daemon) that lasts longer."""
+        return lambda stored: stored if stored and stored["until"] > record["until"] else record
 
     def _run_step(self, subject: str, step, poll: Poll, paused: dict | None, now: float) -> bool:
         """One listing (or the growth re-read); False when the rest of the poll must wait."""
@@ -243,8 +274,8 @@ class RedditSource:
             step()
         except prawcore.TooManyRequests as err:
             wait = _retry_after(err)
-            poll.state[PAUSE_KEY] = {"kind": "rate-limit", "until": now + wait,
-                                     "reason": f"Reddit answered 429 Too Many Requests to {subject}"}
+            poll.state[self._pause_key] = self._pause({"kind": "rate-limit", "until": now + wait,
+                                                       "reason": f"Reddit answered 429 Too Many Requests to {subject}"})
             poll.failed["rate-limit"] = f"429 on {subject}; no requests for {wait:.0f}s (Retry-After)"
             log.warning("reddit: 429 on %s: the rest of this poll is skipped, next requests in %.0fs", subject, wait)
             return False
@@ -256,8 +287,8 @@ class RedditSource:
             before = paused["wait"] if paused and paused["kind"] == "credentials" else None
             wait = CREDENTIALS_FIRST_WAIT if before is None else min(CREDENTIALS_MAX_WAIT, before * 2)
             reason = f"Reddit refused the client_id/client_secret ({_describe(err)})"
-            poll.state[PAUSE_KEY] = {"kind": "credentials", "until": now + wait * random.uniform(1, 1.1),
-                                     "wait": wait, "reason": reason}
+            poll.state[self._pause_key] = self._pause({
+                "kind": "credentials", "until": now + wait * random.uniform(1, 1.1), "wait": wait, "reason": reason})
             poll.failed["credentials"] = reason
             if before is None:  # said once; later refusals only stretch the wait
                 log.error("reddit: %s: check sources.reddit.client_id and client_secret; the Reddit source waits"
@@ -309,8 +340,8 @@ class RedditSource:
             poll.mentions.append(mention)
             if mention.kind == "post" and self._names_a_brand(mention):
                 schedule.track(name, created, now)
-        # Items created in the same second as the cursor are told apart by id.
-        poll.state[key] = {"created": newest_created, "ids": sorted(newest_ids)}
+        # Items created in the same second as the cursor are told apart by id; read_at: when it was last read.
+        poll.state[key] = {"created": newest_created, "ids": sorted(newest_ids), "read_at": now}
 
     def _fill_reach(self, reach: SubscriberCache, poll: Poll, now: float) -> None:
         """Subscribers of each relevant mention's subreddit: from the post itself, else the cache, else Reddit."""

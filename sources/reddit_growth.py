@@ -32,6 +32,15 @@ class GrowthSchedule:
         self.first_interval = first_interval
         self.max_interval = max_interval
         self.max_posts = max_posts
+        # What this poll changed, to merge into the stored schedule (``merged``), which other daemons
+        # holding other listings of the source may have changed meanwhile.
+        self._added: dict[str, list] = {}
+        self._reread: dict[str, list] = {}
+        self._forgotten: set[str] = set()
+
+    @property
+    def changed(self) -> bool:
+        return bool(self._added or self._reread or self._forgotten)
 
     def _interval(self, reads: int) -> float:
         # 5, 10, 20, 40 minutes, then hourly (with the defaults).
@@ -40,7 +49,7 @@ class GrowthSchedule:
     def track(self, fullname: str, created: float, now: float) -> None:
         if self.hours <= 0 or fullname in self.tracked or created < now - self.hours * 3600:
             return
-        self.tracked[fullname] = [created, now + self._interval(0), 0]
+        self.tracked[fullname] = self._added[fullname] = [created, now + self._interval(0), 0]
 
     def due(self, now: float) -> list[str]:
         return sorted((k for k, (_, next_due, _) in self.tracked.items() if next_due <= now),
@@ -49,16 +58,34 @@ class GrowthSchedule:
     def reread(self, fullname: str, now: float) -> None:
         if fullname in self.tracked:
             created, _, reads = self.tracked[fullname]
-            self.tracked[fullname] = [created, now + self._interval(reads + 1), reads + 1]
+            self.tracked[fullname] = self._reread[fullname] = [created, now + self._interval(reads + 1), reads + 1]
 
     def forget(self, fullname: str) -> None:
         self.tracked.pop(fullname, None)
+        self._forgotten.add(fullname)
 
     def prune(self, now: float) -> None:
         """Drop posts past their tracking window; past the cap, the oldest go first."""
+        self.tracked = self._pruned(self.tracked, now)
+
+    def _pruned(self, tracked: dict[str, list], now: float) -> dict[str, list]:
         horizon = now - self.hours * 3600
-        keep = sorted(((k, v) for k, v in self.tracked.items() if v[0] >= horizon), key=lambda kv: -kv[1][0])
-        self.tracked = dict(keep[: self.max_posts])
+        keep = sorted(((k, v) for k, v in tracked.items() if v[0] >= horizon), key=lambda kv: -kv[1][0])
+        return dict(keep[: self.max_posts])
+
+    def merged(self, stored: dict[str, list] | None, now: float) -> dict[str, list]:
+        """This poll's changes applied to the schedule stored now: posts first seen here are added unless
+        another daemon's listing added them first, re-reads and forgotten posts apply to what is still there
+        (a post pruned meanwhile is not brought back), then the window and the cap."""
+        tracked = {k: list(v) for k, v in (stored or {}).items()}
+        for name, entry in self._added.items():
+            tracked.setdefault(name, entry)
+        for name, entry in self._reread.items():
+            if name in tracked:
+                tracked[name] = entry
+        for name in self._forgotten:
+            tracked.pop(name, None)
+        return self._pruned(tracked, now)
 
 
 class SubscriberCache:
@@ -67,16 +94,32 @@ class SubscriberCache:
     def __init__(self, known: dict[str, list] | None, *, max_age: float):
         self.known: dict[str, list] = {k: list(v) for k, v in (known or {}).items()}
         self.max_age = max_age
+        self._learned: dict[str, list] = {}  # what this poll learned, to merge into the stored counts
+
+    @property
+    def changed(self) -> bool:
+        return bool(self._learned)
 
     def get(self, subreddit: str) -> float | None:
         entry = self.known.get(subreddit.lower())
         return None if entry is None or entry[0] is None else float(entry[0])
 
     def learn(self, subreddit: str, subscribers: int | None, now: float) -> None:
-        self.known[subreddit.lower()] = [subscribers, now]
+        self.known[subreddit.lower()] = self._learned[subreddit.lower()] = [subscribers, now]
 
     def prune(self, now: float) -> None:
-        self.known = {k: v for k, v in self.known.items() if v[1] >= now - self.max_age}
+        self.known = self._pruned(self.known, now)
+
+    def _pruned(self, known: dict[str, list], now: float) -> dict[str, list]:
+        return {k: v for k, v in known.items() if v[1] >= now - self.max_age}
+
+    def merged(self, stored: dict[str, list] | None, now: float) -> dict[str, list]:
+        """What this poll learned applied to the counts stored now; the later reading of a subreddit wins."""
+        known = {k: list(v) for k, v in (stored or {}).items()}
+        for name, entry in self._learned.items():
+            if name not in known or known[name][1] <= entry[1]:
+                known[name] = entry
+        return self._pruned(known, now)
 
     def stale(self, subreddits: Iterable[str]) -> list[str]:
         """Those not known, or known too long ago (call ``prune`` first)."""

@@ -173,7 +173,7 @@ def test_429_waits_for_retry_after_and_skips_the_rest_of_the_poll(reddit, setup)
     assert set(limited.failed) == {"rate-limit"} and "120s" in limited.failed["rate-limit"]
     assert reddit.count("/r/CustomerService/new") == 1  # prawcore does not retry a 429
     assert reddit.count("/r/CustomerService/comments") == 0 and reddit.count("/r/all/search") == 0
-    pause = store.source_state("reddit")["pause"]
+    pause = store.source_state("reddit")["pause:test-id"]
     assert pause["kind"] == "rate-limit" and pause["until"] == pytest.approx(clock.now + 120)
 
     clock.advance(119)
@@ -259,7 +259,7 @@ def test_bad_credentials_give_one_error_and_the_source_waits(reddit, setup, capl
         first = run()
         assert set(first.failed) == {"credentials"} and "HTTP 401" in first.failed["credentials"]
         assert reddit.count() == 1  # one token request, then nothing
-        assert store.source_state("reddit")["pause"]["wait"] == 60
+        assert store.source_state("reddit")["pause:test-id"]["wait"] == 60
 
         waiting = run()
         assert set(waiting.failed) == {"credentials"} and reddit.count() == 1
@@ -267,7 +267,7 @@ def test_bad_credentials_give_one_error_and_the_source_waits(reddit, setup, capl
         clock.advance(70)
         again = run()
         assert set(again.failed) == {"credentials"} and reddit.count() == 2
-        assert store.source_state("reddit")["pause"]["wait"] == 120  # the wait doubles
+        assert store.source_state("reddit")["pause:test-id"]["wait"] == 120  # the wait doubles
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "client_id and client_secret" in errors[0].getMessage()
     assert stored_ids(store) == set()

@@ -192,20 +192,108 @@ def test_status_names_each_daemon_and_what_it_holds(engine, postgres_url):
     assert lines[1] == "  daemon host-a:101:abc: alive; holds 2 rss; deliver; 0 alerts being sent"
 
 
-def test_a_whole_source_is_polled_once_per_interval_between_the_monitors(reddit, shared_config):
+SUBREDDITS = [f"Sub{i}" for i in range(51)]  # two listing groups: r/Sub0+...+Sub49 and r/Sub50
+COMPLAINT = "Acme charged me twice and support never answered. I want a refund."
+
+
+def reddit_config(reddit, shared_config, **settings):
     from tests.conftest import local_sources
-    reddit.add_post(subreddit="CustomerService", id="c1", title="Acme double charged me",
-                    selftext="Acme charged me twice and support never answered. I want a refund.")
-    config = shared_config({"sources": {"reddit": {**local_sources(reddit, subreddits=["CustomerService"],
-                                                                 feeds=[])["reddit"], "interval": 300}}})
-    a, b = monitors(config)
+    return shared_config({"sources": {"reddit": {**local_sources(reddit, subreddits=SUBREDDITS, feeds=[])["reddit"],
+                                                 "interval": 300, **settings}}})
+
+
+def listing_reads(reddit) -> dict[str, int]:
+    first, second = "+".join(SUBREDDITS[:50]), SUBREDDITS[50]
+    return {"new group 1": reddit.count(f"/r/{first}/new"), "comments group 1": reddit.count(f"/r/{first}/comments"),
+            "new group 2": reddit.count(f"/r/{second}/new"), "comments group 2": reddit.count(f"/r/{second}/comments"),
+            "search": reddit.count("/r/all/search")}
+
+
+def test_two_monitors_split_the_reddit_listings_and_read_each_once_per_interval(reddit, shared_config):
+    reddit.add_post(subreddit="Sub0", id="c1", title="Acme double charged me", selftext=COMPLAINT)
+    reddit.add_post(subreddit="Sub50", id="c2", title="Acme lost my parcel", selftext=COMPLAINT)
+    a, b = monitors(reddit_config(reddit, shared_config, search=True))
     try:
+        assert len(a.sources["reddit"].work_units()) == 6  # 2 groups x (new, comments), search, growth
         first, second = at_once(lambda: a.poll("reddit"), lambda: b.poll("reddit"))
-        assert [r.outcome is not None for r in (first, second)].count(True) == 1
-        assert sum(r.outcome.seen for r in (first, second) if r.outcome) == 1
-        # The next ticks of either monitor within the interval find it done.
-        assert a.poll("reddit").outcome is None and b.poll("reddit").outcome is None
-        assert a.store.query("SELECT count(*) AS n FROM poll_runs WHERE source = 'reddit'")[0]["n"] == 1
+        assert first.outcome is not None and second.outcome is not None, "both monitors read a share"
+        assert listing_reads(reddit) == dict.fromkeys(listing_reads(reddit), 1)
+        assert {r["source_id"] for r in a.store.query("SELECT source_id FROM mentions")} == {"t3_c1", "t3_c2"}
+        # Nothing is read again this interval, whoever asks: each listing's cursor says when it was read.
+        at_once(lambda: a.poll("reddit"), lambda: b.poll("reddit"))
+        a.poll("reddit")
+        assert listing_reads(reddit) == dict.fromkeys(listing_reads(reddit), 1)
+    finally:
+        close(a, b)
+
+
+def test_listings_polled_at_the_same_moment_lose_no_cursor_nor_growth_schedule_update(reddit, shared_config):
+    """Each monitor reads one listing group and tracks the post it found: the growth schedule and the
+    subreddit sizes are merged under the row's lock, where a save of each poll's whole copy keeps one."""
+    reddit.add_subreddit("Sub0", subscribers=1500)
+    reddit.add_subreddit("Sub50", subscribers=2500)
+    reddit.add_post(subreddit="Sub0", id="c1", title="Acme double charged me", selftext=COMPLAINT)
+    reddit.add_post(subreddit="Sub50", id="c2", title="Acme lost my parcel", selftext=COMPLAINT)
+    a, b = monitors(reddit_config(reddit, shared_config, comments=False, track_first_minutes=0.02))
+    try:
+        # Three units (two listing groups and the growth re-reads), two each at most: one group each.
+        at_once(lambda: a.poll("reddit"), lambda: b.poll("reddit"))
+        state = a.store.source_state("reddit")
+        assert {"new:" + "+".join(SUBREDDITS[:50]), "new:Sub50"} <= set(state)
+        assert set(state["tracked"]) == {"t3_c1", "t3_c2"}
+        assert state["subscribers"].keys() == {"sub0", "sub50"}
+        # Growth re-reads are one unit: both monitors ask when they are due, one re-reads them, once.
+        threading.Event().wait(1.5)
+        reddit.update_post("c1", score=40)
+        reddit.update_post("c2", score=50)
+        at_once(lambda: a.poll("reddit"), lambda: b.poll("reddit"))
+        tracked = a.store.source_state("reddit")["tracked"]
+        assert {name: reads for name, (_, _, reads) in tracked.items()} == {"t3_c1": 1, "t3_c2": 1}
+        assert reddit.count("/api/info") == 1
+        scores = a.store.query("SELECT m.source_id, s.score FROM snapshots s JOIN mentions m ON m.id = s.mention_id"
+                               " WHERE s.score > 1 ORDER BY m.source_id")
+        assert [(r["source_id"], r["score"]) for r in scores] == [("t3_c1", 40), ("t3_c2", 50)]
+    finally:
+        close(a, b)
+
+
+def test_a_dead_monitors_reddit_listings_are_taken_over_after_the_lease(reddit, shared_config):
+    clock_now = [1_000_000.0]
+    reddit.add_post(subreddit="Sub0", id="c1", title="Acme double charged me", selftext=COMPLAINT)
+    a, b = monitors(reddit_config(reddit, shared_config), lease_seconds=10, clock=lambda: clock_now[0])
+    try:
+        units = [f"reddit:{key}" for key in a.sources["reddit"].work_units()]
+        assert len(a.sharing.leases.claim_share(units, share=len(units))) == len(units)  # ... and a dies
+        assert b.poll("reddit").outcome is None and reddit.count("/r/") == 0
+        clock_now[0] += 11
+        taken = b.poll("reddit")
+        assert taken.outcome is not None and taken.outcome.seen == 1
+        assert listing_reads(reddit) == {"new group 1": 1, "comments group 1": 1, "new group 2": 1,
+                                         "comments group 2": 1, "search": 0}
+    finally:
+        close(a, b)
+
+
+def test_a_pause_is_kept_per_oauth_client_and_a_later_one_is_not_cleared(reddit, shared_config):
+    """A 429 seen by one monitor holds back the others on the same client; a monitor that saw an older pause
+    end does not clear one set meanwhile."""
+    reddit.add_post(subreddit="Sub0", id="c1", title="Acme double charged me", selftext=COMPLAINT)
+    a, b = monitors(reddit_config(reddit, shared_config, comments=False))
+    try:
+        reddit.fail_next("/r/" + "+".join(SUBREDDITS[:50]) + "/new", status=429, headers={"Retry-After": "120"})
+        reddit.fail_next("/r/Sub50/new", status=429, headers={"Retry-After": "120"})
+        at_once(lambda: a.poll("reddit"), lambda: b.poll("reddit"))
+        pause = a.store.source_state("reddit")["pause:test-id"]
+        assert pause["kind"] == "rate-limit"
+        before = reddit.count("/r/")
+        waited = b.poll("reddit")  # the listings are due again for b's ticks, but the client waits
+        assert any(e.startswith("rate-limit: ") for e in waited.errors) and reddit.count("/r/") == before
+        source = a.sources["reddit"]
+        later = dict(pause, until=pause["until"] + 600)
+        a.store.save_source_state("reddit", {"pause:test-id": later})
+        poll = source.poll({**a.store.source_state("reddit"), "pause:test-id": dict(pause, until=0)})
+        a.store.save_source_state("reddit", poll.state)
+        assert a.store.source_state("reddit")["pause:test-id"] == later
     finally:
         close(a, b)
 

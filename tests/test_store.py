@@ -345,3 +345,30 @@ def test_every_part_of_the_store_on_both_backends(store_where, write_config):
     assert store.source_state("rss") == {"feed:a": {"etag": "y"}}
     assert store.prune(snapshots_before=row.fetched_at + 1, poll_runs_before=row.fetched_at + 2) == (1, 1)
     store.close()
+
+
+def test_a_merged_state_value_takes_every_writer_s_change(store_where):
+    """A callable state value is applied to the value stored at that moment, under the row's lock: writers on
+    two stores (two daemons) merging into one key at once lose nothing; a plain value would keep one's."""
+    import threading
+    stores = [Store(store_where), Store(store_where)]
+    start = threading.Barrier(2)
+
+    def add(store, who):
+        start.wait()
+        for i in range(15):
+            store.save_source_state("reddit", {"tracked": lambda stored, k=f"{who}{i}": {**(stored or {}), k: 1},
+                                               f"cursor:{who}": i})
+
+    threads = [threading.Thread(target=add, args=(s, who)) for s, who in zip(stores, "ab")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    state = stores[0].source_state("reddit")
+    assert sorted(state["tracked"]) == sorted(f"{w}{i}" for w in "ab" for i in range(15))
+    assert (state["cursor:a"], state["cursor:b"]) == (14, 14)
+    stores[0].save_source_state("reddit", {"tracked": lambda stored: None, "new": lambda stored: stored})
+    assert set(stores[0].source_state("reddit")) == {"cursor:a", "cursor:b"}  # None forgets, even a new key
+    for s in stores:
+        s.close()
