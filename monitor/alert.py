@@ -18,6 +18,7 @@ import random
 import re
 import smtplib
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
@@ -221,9 +222,11 @@ def _growth_line(snapshots, zone: ZoneInfo) -> str:
 
 
 def alert_context(store: Store, alert, mention, previous=None, *, best: str | None = None,
-                  zone: ZoneInfo = ZoneInfo("UTC")) -> dict:
+                  zone: ZoneInfo = ZoneInfo("UTC"), snapshots: list | None = None) -> dict:
     """Everything an alert email shows; ``previous`` is the thread's last email and ``best`` the highest
-    level the thread reached (default: the previous email's); times in ``zone``, the responder's timezone."""
+    level the thread reached (default: the previous email's); times in ``zone``, the responder's timezone.
+    ``snapshots``: the mention's engagement readings, when the caller read them already (a round reads all
+    of its mentions' at once)."""
     best = best or (previous.priority if previous is not None else None)
     elsewhere = []
     if mention.story_id is not None:
@@ -254,7 +257,8 @@ def alert_context(store: Store, alert, mention, previous=None, *, best: str | No
         "posted": _when(mention.created_at, zone),
         "compound": _fmt(mention.compound), "min_sentence": _fmt(mention.min_sentence),
         "negative_share": f"{(mention.negative_share or 0):.0%}",
-        "growth_line": _growth_line(store.snapshots(mention.id), zone), "reasons": _reasons(mention),
+        "growth_line": _growth_line(store.snapshots(mention.id) if snapshots is None else snapshots, zone),
+        "reasons": _reasons(mention),
         "elsewhere": elsewhere, "changes": changes,
         "change_heading": (f"Escalated from {best}" if escalated else "Update") if previous else "",
         "since": _when(previous.sent_at or previous.created_at, zone) if previous else "",
@@ -266,15 +270,18 @@ def _zone(config: Config, address: str) -> ZoneInfo:
     return ZoneInfo(responder.timezone if responder else "UTC")
 
 
-def render_alert(store: Store, alert, config: Config, *, now: float | None = None):
+def render_alert(store: Store, alert, config: Config, *, now: float | None = None, round_: Round | None = None):
     """The email and its subject (kept with the alert for the thread). Date is the sending time: an alert
-    held through quiet hours arrives on top of the inbox, not sorted back into the night."""
-    mention = store.mention(alert.mention_id)
+    held through quiet hours arrives on top of the inbox, not sorted back into the night. ``round_``: what
+    a delivery round read for all its alerts at once."""
+    mention = round_.mentions.get(alert.mention_id) if round_ is not None else None
+    mention = mention or store.mention(alert.mention_id)
     earlier = store.earlier_alerts(alert)
     previous = earlier[-1] if earlier else None
     best = min(a.priority for a in earlier) if earlier else None
     words = next((w for a in earlier if (w := _thread_words(a.subject))), None) or subject_words(mention)
-    context = alert_context(store, alert, mention, previous, best=best, zone=_zone(config, alert.recipient))
+    context = alert_context(store, alert, mention, previous, best=best, zone=_zone(config, alert.recipient),
+                            snapshots=None if round_ is None else round_.snapshots.get(alert.mention_id, []))
     text, html = render("alert", context)
     subject = subject_for(words, priority=alert.priority, previous_priority=best,
                           previous_subject=previous.subject if previous else None, about=alert.about)
@@ -368,8 +375,22 @@ def deliver_pending(store: Store, transport: Transport, config: Config, *, now: 
         claims.finish()
 
 
+@dataclass(frozen=True)
+class Round:
+    """The mentions (and their engagement readings) a delivery round's alerts are about, read in two queries
+    for the round, not two per alert; each email still reads its thread as it is when it goes out."""
+    mentions: dict
+    snapshots: dict
+
+    @classmethod
+    def read(cls, store: Store, alerts: list) -> "Round":
+        ids = [a.mention_id for a in alerts]
+        return cls(mentions=store.mentions_by_id(ids), snapshots=store.snapshots_of(ids))
+
+
 def _deliver_due(store: Store, transport: Transport, config: Config, now: float, claims: Claims) -> Delivery:
     due, sent = _send_storms(store, transport, config, claims.take(store.due_alerts(now)), now, claims)
+    round_ = Round.read(store, due)
     connection_error = None
     for alert in due:
         # Everything about one alert is inside the try: whatever fails costs that alert a retry, never the round.
@@ -379,7 +400,7 @@ def _deliver_due(store: Store, transport: Transport, config: Config, now: float,
                 if wake is not None:
                     store.postpone(alert.id, wake)
                     continue
-            msg, subject = render_alert(store, alert, config)
+            msg, subject = render_alert(store, alert, config, round_=round_)
             transport.send(msg)
         except Exception as err:  # kept queued whatever went wrong; the log says what
             retry = None if _permanent(err) else _retry_at(config, alert, now)

@@ -88,14 +88,21 @@ def read_batch(items: list[tuple[bytes, dict]]) -> list[FeedRead | str]:
     return results
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
+    """``parent``: the daemon's pid, as the daemon saw it. A daemon killed with SIGKILL cannot stop its workers,
+    and they would wait for work for good (and keep multiprocessing's resource tracker alive with them)."""
+    # Killed while this worker was still starting (importing its modules takes a while): its parent is
+    # another process already, and watching that one would be watching the wrong process.
+    if os.getppid() != parent:
+        os._exit(0)
     # Ctrl-C reaches the whole process group: the daemon stops its workers itself, without a traceback each.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The worker only collects what it logs and returns it: nothing is printed from here.
     logging.getLogger().handlers.clear()
     log.propagate = False
-    # A daemon killed with SIGKILL cannot stop its workers, and they would wait for work for good.
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True, name="parent-watch").start()
+    # Polling, not PR_SET_PDEATHSIG: that signal comes when the *thread* that started the worker ends, and the
+    # pool starts its workers from whichever fetch thread submitted first.
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="parent-watch").start()
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -167,7 +174,7 @@ class FeedReaders:
             # spawn: the source's process has threads (fetching, the scheduler), which fork would copy in
             # whatever state they are.
             self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_worker_init)
+                                             initializer=_worker_init, initargs=(os.getpid(),))
         try:
             future = self._pool.submit(read_batch, [(r.body, r.how) for r in batch])
         except BrokenProcessPool:

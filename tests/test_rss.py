@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -634,20 +636,27 @@ def test_feeds_read_in_worker_processes_give_what_reading_them_in_the_thread_giv
 KILLED_WITH_WORKERS = """
 import os, signal, sys
 from datetime import datetime, timezone
+from multiprocessing import resource_tracker
 from sources.feed_workers import FeedReaders
 
-readers = FeedReaders(2)
-reading = readers.submit(sys.stdin.buffer.read(), content_type="application/xml", source="rss", feed_id="f",
-                         feed_name="", base_url="http://127.0.0.1/", reach=1000.0, now=datetime.now(timezone.utc),
-                         limit=200)
-readers.flush()
-assert reading.result().mentions
-print(" ".join(str(pid) for pid in readers._pool._processes), flush=True)
-os.kill(os.getpid(), signal.SIGKILL)   # no close(): the daemon killed with kill -9
+if __name__ == "__main__":  # a spawned worker imports this module again
+    readers = FeedReaders(2)
+    reading = readers.submit(sys.stdin.buffer.read(), content_type="application/xml", source="rss", feed_id="f",
+                             feed_name="", base_url="http://127.0.0.1/", reach=1000.0,
+                             now=datetime.now(timezone.utc), limit=200)
+    readers.flush()
+    if sys.argv[1] == "running":
+        assert reading.result().mentions and readers._pool is not None  # read by a worker, not here
+    pids = [*readers._pool._processes, resource_tracker._resource_tracker._pid]
+    print(" ".join(map(str, pids)), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)   # no close(): the daemon killed with kill -9
 """
 
 
-def test_worker_processes_exit_when_the_daemon_is_killed(tmp_path):
+@pytest.mark.parametrize("when", ["running", "starting"])
+def test_worker_processes_exit_when_the_daemon_is_killed(tmp_path, when):
+    """Killed once its workers read, or while they are still starting (the pool was just made, the workers
+    are importing their modules): no worker, nor multiprocessing's resource tracker, is left behind."""
     import subprocess
     import sys
 
@@ -655,11 +664,15 @@ def test_worker_processes_exit_when_the_daemon_is_killed(tmp_path):
 
     script = tmp_path / "killed.py"
     script.write_text(KILLED_WITH_WORKERS)
-    done = subprocess.run([sys.executable, str(script)], input=DIALECTS["/rss20.xml"][0], capture_output=True,
-                          cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=60)
-    assert done.returncode == -9, done.stderr
-    pids = [int(p) for p in done.stdout.split()]
-    assert pids  # started as work comes: one here
+    # Not subprocess.run: a worker left behind would hold the output pipe open, and the test would hang on it.
+    daemon = subprocess.Popen([sys.executable, str(script), when], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    daemon.stdin.write(DIALECTS["/rss20.xml"][0])
+    daemon.stdin.close()
+    pids = [int(p) for p in daemon.stdout.readline().split()]
+    daemon.stdout.close()
+    assert daemon.wait(timeout=60) == -9
+    assert len(pids) >= 2  # workers start as work comes (one here, maybe two), and the tracker
 
     def alive(pid: int) -> bool:
         try:
@@ -670,4 +683,7 @@ def test_worker_processes_exit_when_the_daemon_is_killed(tmp_path):
     deadline = time.monotonic() + 15
     while any(map(alive, pids)) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not any(map(alive, pids)), "workers left behind"
+    left = [pid for pid in pids if alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)  # not to outlive the test run
+    assert not left, "workers or their resource tracker left behind"

@@ -320,6 +320,12 @@ def test_every_part_of_the_store_on_both_backends(store_where, write_config):
     assert store.story_mentions(story_id, besides=mention_id, limit=5) == [other_id]
     assert [p.place for p in store.story_places(story_id, besides=mention_id)] == ["Another blog"]
     assert [p.place for p in store.story_places_since(story_id, since=0.0, besides=mention_id)] == ["Another blog"]
+    # What an alert round reads for all its alerts at once is what it would read for each.
+    assert store.mentions_by_id([other_id, mention_id, mention_id, 999999]) == {
+        mention_id: store.mention(mention_id), other_id: store.mention(other_id)}
+    assert store.snapshots_of([mention_id, other_id, 999999]) == {
+        i: store.snapshots(i) for i in (mention_id, other_id) if store.snapshots(i)}
+    assert len(store.snapshots_of([mention_id])[mention_id]) == 2 and store.mentions_by_id([]) == {}
 
     # Labels, health, state, pruning.
     assert store.set_label(mention_id, True, now=1.0, by="me") and store.set_label(mention_id, False, now=2.0)

@@ -213,3 +213,38 @@ def test_spike_settings_come_from_the_config(write_config):
     respiked = [r["source_id"] for r in store.query("SELECT source_id, signals FROM mentions")
                 if json.loads(r["signals"])["brand_spike"] == 5.0]
     assert len(respiked) == 2  # m5 scored at 5x, and rescore: 1 gave the spike to one earlier mention
+
+
+def test_a_mention_is_rescored_only_when_its_story_reached_more_places_than_its_score_counts(write_config):
+    """One cycle finding a story in four places re-scores each earlier mention once, with the last count; a
+    mention from a place the story was already seen in changes nobody's sightings and re-scores nothing."""
+    from sqlalchemy import event
+
+    config = load_config(write_config())
+    store = Store(config.store_path)
+    pipeline = Pipeline(config=config, store=store)
+    now = datetime.now(timezone.utc)
+    rescored: list[int] = []
+
+    @event.listens_for(store.engine, "before_cursor_execute")
+    def _scores_written(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("UPDATE MENTIONS SET") and " signals=" in statement.replace(" = ", "="):
+            rescored.append(parameters[-1] if isinstance(parameters, (list, tuple)) else parameters)
+
+    def told(n: int, place: str) -> Mention:
+        return Mention(source="rss", source_id=f"{place}-{n}", url=f"{ARTICLE}?n={n}", title="Acme kettles catch fire in kitchens",
+                       text="Acme kettles catch fire.", place=place, created_at=now - timedelta(minutes=5),
+                       fetched_at=now, extra={"canonical_url": normalise_url(ARTICLE)})
+
+    pipeline.process("rss", Poll(mentions=[told(n, f"feed {n}") for n in range(4)]))
+    signals = {r["source_id"]: json.loads(r["signals"])["sightings"]
+               for r in store.query("SELECT source_id, signals FROM mentions")}
+    assert signals == {f"feed {n}-{n}": 4 for n in range(4)}, "every mention counts the story's four places"
+    assert len(rescored) == 3 and len(set(rescored)) == 3, rescored  # not 1 + 2 + 3 = 6
+
+    rescored.clear()
+    pipeline.process("rss", Poll(mentions=[told(9, "feed 2")]))  # a place the story was in already
+    assert rescored == [], "nothing the earlier mentions' scores depend on changed"
+    assert json.loads(store.query("SELECT signals FROM mentions WHERE source_id = 'feed 2-9'")[0]["signals"])[
+        "sightings"] == 4
+    store.close()

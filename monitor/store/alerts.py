@@ -40,7 +40,7 @@ def _enqueue(insert):
 
 
 def _alerts(rows) -> list[AlertRecord]:
-    return [AlertRecord.from_row(r) for r in rows]
+    return AlertRecord.from_rows(rows)
 
 
 class AlertStore:

@@ -48,6 +48,9 @@ m = mentions.c
 _KNOWN = select(m.source_id).where(m.source == bindparam("source"), m.source_id.in_(bindparam("ids", expanding=True)))
 _BY_SOURCE_ID = select(mentions).where(m.source == bindparam("source"), m.source_id == bindparam("source_id"))
 _BY_ID = select(mentions).where(m.id == bindparam("id"))
+_BY_IDS = select(mentions).where(m.id.in_(bindparam("ids", expanding=True)))
+_SNAPSHOTS_OF = (select(snapshots).where(snapshots.c.mention_id.in_(bindparam("ids", expanding=True)))
+                 .order_by(snapshots.c.mention_id, snapshots.c.taken_at))
 _SNAPSHOTS = select(snapshots).where(snapshots.c.mention_id == bindparam("id")).order_by(snapshots.c.taken_at)
 # A re-read's reach replaces the stored one when the source read one (a subreddit's or an author's audience grows).
 _SET_ENGAGEMENT = (mentions.update().where(m.id == bindparam("mention_id"))
@@ -124,6 +127,21 @@ class MentionStore:
     def mention(self, mention_id: int) -> MentionRecord | None:
         rows = self._rows(_BY_ID, {"id": mention_id})
         return MentionRecord.from_row(rows[0]) if rows else None
+
+    def mentions_by_id(self, mention_ids) -> dict[int, MentionRecord]:
+        """Several mentions in one query (an alert round's), by id; an id not stored is left out."""
+        ids = sorted(set(mention_ids))
+        if not ids:
+            return {}
+        return {r.id: r for r in map(MentionRecord.from_row, self._rows(_BY_IDS, {"ids": ids}))}
+
+    def snapshots_of(self, mention_ids) -> dict[int, list[SnapshotRecord]]:
+        """``snapshots`` of several mentions in one query, by mention id (a mention without any is left out)."""
+        ids = sorted(set(mention_ids))
+        taken: dict[int, list[SnapshotRecord]] = {}
+        for row in self._rows(_SNAPSHOTS_OF, {"ids": ids}) if ids else ():
+            taken.setdefault(row.mention_id, []).append(record(SnapshotRecord, row))
+        return taken
 
     def add_snapshot(self, mention_id: int, engagement: Engagement, taken_at: float, *,
                      reach: float | None = None) -> None:
