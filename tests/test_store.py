@@ -325,7 +325,8 @@ def test_every_part_of_the_store_on_both_backends(store_where, write_config):
         mention_id: store.mention(mention_id), other_id: store.mention(other_id)}
     assert store.snapshots_of([mention_id, other_id, 999999]) == {
         i: store.snapshots(i) for i in (mention_id, other_id) if store.snapshots(i)}
-    assert len(store.snapshots_of([mention_id])[mention_id]) == 2 and store.mentions_by_id([]) == {}
+    assert len(store.snapshots_of([mention_id])[mention_id]) == len(store.snapshots(mention_id)) >= 2
+    assert store.mentions_by_id([]) == {}
 
     # Labels, health, state, pruning.
     assert store.set_label(mention_id, True, now=1.0, by="me") and store.set_label(mention_id, False, now=2.0)
