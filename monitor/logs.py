@@ -97,7 +97,7 @@ def setup(*, verbose: bool = False, stream=None) -> EventFormatter:
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     # Libraries log every request; our own lines say what matters.
     for noisy in ("httpx", "httpcore", "urllib3", "apscheduler.executors.default",
-                  "apscheduler.scheduler", "mail.log"):
+                  "apscheduler.scheduler", "mail.log", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # prawcore warns at every retry with a nested urllib3 repr; a listing that still fails after
     # the retries is logged once by the Reddit source, with its reason.

@@ -150,3 +150,13 @@ def test_a_poll_failing_the_same_way_again_is_not_logged_again(write_config, cap
         monitor.close()
     summaries = [r for r in caplog.records if r.getMessage().startswith("polled rss")]
     assert [r.levelno for r in summaries] == [logging.INFO, logging.DEBUG, logging.DEBUG]
+
+
+def test_a_new_store_is_made_without_migration_chatter(feeds, write_config):
+    """The first start creates the store through Alembic, which logs each plugin it sets up at info level:
+    the operator's log starts with what the daemon does, not with a migration tool's internals."""
+    path = write_config({"sources": {"rss": {"feeds": [{"url": feeds.serve("/a.xml", "<rss/>")}]}}})
+    once = subprocess.run([sys.executable, "-m", "monitor.cli", "--config", str(path), "once"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert once.returncode == 0, once.stderr
+    assert "polled rss" in once.stderr and "alembic" not in once.stderr, once.stderr
