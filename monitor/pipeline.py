@@ -305,6 +305,7 @@ def _each(items: list[tuple], step: Callable[..., Any]) -> Iterator[Any]:
         if result is not None:
             yield result
 
+
 def _haystack(mention: Mention) -> str:
     """What the matcher reads: the title and the text, one line apart."""
     return f"{mention.title}\n{mention.text}" if mention.title else mention.text
