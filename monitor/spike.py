@@ -31,13 +31,18 @@ class Volume:
     spiking: bool  # the ratio reached spikes.ratio
 
 
+_ASK_STORE = object()
+
+
 def brand_volume(store: Store, brand: str, now: datetime, *, pending: int = 0,
-                 settings: SpikeSettings = SpikeSettings()) -> Volume:
-    """The brand's volume now; ``pending`` counts mentions about to be stored (the one being scored)."""
+                 settings: SpikeSettings = SpikeSettings(), watched_since: float | None | object = _ASK_STORE) -> Volume:
+    """The brand's volume now; ``pending`` counts mentions about to be stored (the one being scored).
+    ``watched_since``: ``store.watched_since()`` when the caller keeps it (a poll's pipeline does)."""
     end = to_epoch(now)
     hour_start = end - 3600
     last_hour = store.count_mentions(brand, after=hour_start, until=end) + pending
-    watched_since = store.watched_since()
+    if watched_since is _ASK_STORE:
+        watched_since = store.watched_since()
     if watched_since is None:
         return Volume(brand, last_hour, 0.0, 0.0, False)
     history_hours = min(settings.baseline_days * 24, (hour_start - watched_since) / 3600)

@@ -47,10 +47,11 @@ class AlertStore:
     def enqueue_alert(self, *, mention_id: int, recipient: str, priority: str, now: float, urgency: float = 0,
                       virality: float = 0, score: int | None = None, comments: int | None = None,
                       digest: bool = False, kind: str = "alert", not_before: float | None = None,
-                      about: str = "complaint") -> int | None:
+                      about: str = "complaint", supersede_lower: bool = True) -> int | None:
         """``kind`` "alert" is the first at its level (once per mention, recipient and level: a unique index
         on first alerts); "follow_up" is news at a level already alerted, sent from ``not_before`` on.
-        ``about``: a complaint, or a mention that spreads without being one ("viral")."""
+        ``about``: a complaint, or a mention that spreads without being one ("viral"). ``supersede_lower``:
+        False when the mention has no alert yet (stored in this transaction), saving a statement."""
         with self.transaction() as db:
             alert_id = db.execute(self._prepared(_enqueue), dict(
                 mention_id=mention_id, recipient=recipient, priority=priority,
@@ -65,7 +66,8 @@ class AlertStore:
                                          "message_id": f"<alert-{alert_id}-m{mention_id}@complaint-monitor>"})
             # A lower level still waiting (SMTP down, a restart) would arrive beside this one as a
             # second, unthreaded email about the same story with old news: this one replaces it.
-            db.execute(_SUPERSEDE_LOWER, {"of_mention": mention_id, "to": recipient, "below": priority})
+            if supersede_lower:
+                db.execute(_SUPERSEDE_LOWER, {"of_mention": mention_id, "to": recipient, "below": priority})
             return alert_id
 
     def supersede(self, alert_ids: list[int]) -> None:

@@ -64,11 +64,13 @@ class StoryStore:
         return self._value(_SEEN_AT, {"story_id": story_id, "source": source, "place": place}) is not None
 
     def attach_story(self, mention_id: int, *, story_id: int | None, keys: tuple[str, ...], brand: str | None,
-                     title: str, url: str, seen: float, new_place: bool) -> tuple[int, int]:
+                     title: str, url: str, seen: float, new_place: bool,
+                     where: tuple[str, str] | None = None) -> tuple[int, int]:
         """Attach a stored mention to its story, creating it under ``keys[0]`` when ``story_id`` is None;
         returns (story id, sightings). ``new_place``: the mention may count as a new place (not a comment in
         its post's thread); whether its place is new is decided here, inside the transaction, and the count
-        grows in SQL, so two threads (or daemons) adding to one story never lose a sighting."""
+        grows in SQL, so two threads (or daemons) adding to one story never lose a sighting. ``where``: the
+        mention's (source, place) when the caller just stored it, saving their look-up."""
         with self.transaction() as db:
             if story_id is None:
                 created = db.execute(self._prepared(_create), dict(
@@ -79,10 +81,11 @@ class StoryStore:
                 else:  # created by another writer since the caller looked
                     story_id = db.execute(_BY_KEY, {"key": keys[0]}).scalar_one()
             if new_place:
-                db.execute(_LOCK_STORY, {"story_id": story_id})
-                where = db.execute(_PLACE, {"mention_id": mention_id}).one()
-                new_place = db.execute(_SEEN_AT, {"story_id": story_id, "source": where.source,
-                                                  "place": where.place}).first() is None
+                if self.dialect != "sqlite":  # SQLite's write transaction holds the whole file already
+                    db.execute(_LOCK_STORY, {"story_id": story_id})
+                source, place = where or db.execute(_PLACE, {"mention_id": mention_id}).one()
+                new_place = db.execute(_SEEN_AT, {"story_id": story_id, "source": source,
+                                                  "place": place}).first() is None
             sightings = db.execute(_SEEN, {"story_id": story_id, "seen": seen,
                                            "new_places": int(new_place)}).scalar_one()
             db.execute(self._prepared(_add_keys), [{"key": k, "story_id": story_id} for k in keys])
