@@ -138,9 +138,11 @@ class Stories:
         story_id = self._by_key(keys) or self._by_title(mention, now)
         if story_id is None:
             return Sighting(None, 1, keys)
-        before = self.sightings(story_id)
-        # A comment in its post's thread is where the post already is, not a new place.
-        new_place = mention.kind != "comment" and not self.store.story_seen_at(story_id, mention.source, mention.place)
+        if mention.kind == "comment":  # in its post's thread: where the post already is, not a new place
+            before, new_place = self.sightings(story_id), False
+        else:
+            sightings, seen = self.store.story_sightings_at(story_id, mention.source, mention.place)
+            before, new_place = sightings or 1, not seen
         return Sighting(story_id, before + new_place, keys, previous_sightings=before)
 
     def record(self, mention_id: int, mention: Mention, sighting: Sighting, *, now: datetime) -> int | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from monitor.config import load_config
 from monitor.mention import Engagement, Mention
@@ -90,3 +91,86 @@ def test_a_re_score_from_the_kept_reading_equals_one_that_reads_the_words_again(
     again = fresh.store.query(f"SELECT {columns} FROM mentions ORDER BY id")
     assert [tuple(r) for r in kept] == [tuple(r) for r in again]
     assert all('"sightings"' in r["reasons"] for r in kept), "re-scored with the new signals"
+
+
+def _alerts_by_mention(store: Store) -> list[tuple]:
+    return [tuple(r) for r in store.query(
+        "SELECT m.source_id, a.recipient, a.priority, a.kind, a.status FROM alerts a"
+        " JOIN mentions m ON m.id = a.mention_id ORDER BY m.source_id, a.id")]
+
+
+def test_a_mention_failing_inside_a_batch_is_undone_alone_and_stored_by_the_next_poll(write_config):
+    """The poll's mentions are committed in batches (``Store.batch``): one whose alert cannot be stored (a
+    trigger refuses it) leaves neither itself nor its story behind, the rest of the batch is stored with
+    its alerts, and the next poll of the same items stores it with its alert, once."""
+    config = load_config(write_config())
+    pipeline = Pipeline(config=config, store=Store(config.store_path))
+    pipeline.store.query(
+        "CREATE TRIGGER refuse BEFORE INSERT ON alerts WHEN"
+        " (SELECT source_id FROM mentions WHERE id = NEW.mention_id) = 'm2' BEGIN SELECT RAISE(ABORT, 'no'); END")
+    poll = [_mention(i, t) for i, t in enumerate(TEXTS)]
+    outcome = pipeline.process("test", Poll(mentions=poll, state={"cursor": "1"}), now=NOW)
+    stored = {r["source_id"] for r in pipeline.store.query("SELECT source_id FROM mentions")}
+    assert stored == {"m0", "m1", "m4"} and len(outcome.stored) == 3
+    assert not pipeline.store.query("SELECT 1 FROM story_keys WHERE key LIKE '%/2'"), "m2's story undone too"
+    assert {a[0] for a in _alerts_by_mention(pipeline.store)} <= stored
+
+    pipeline.store.query("DROP TRIGGER refuse")
+    again = pipeline.process("test", Poll(mentions=[_mention(i, t) for i, t in enumerate(TEXTS)]), now=NOW)
+    assert len(again.stored) == 1
+    oracle_config = load_config(write_config({"store": str(Path(config.store_path).with_name("oracle.db"))},
+                                             name="oracle.yaml"))
+    oracle = Pipeline(config=oracle_config, store=Store(oracle_config.store_path))
+    oracle.process("test", Poll(mentions=[_mention(i, t) for i, t in enumerate(TEXTS)]), now=NOW)
+    assert _alerts_by_mention(pipeline.store) == _alerts_by_mention(oracle.store) != []
+
+
+_KILLED_MID_BATCH = """
+import os, signal, sys
+from monitor.config import load_config
+from monitor.pipeline import Pipeline
+from monitor.source import Poll
+from monitor.store import Store
+from sqlalchemy import event
+from tests.test_pipeline import NOW, TEXTS, _mention
+
+config = load_config(sys.argv[1])
+store = Store(config.store_path)
+queued = []
+
+@event.listens_for(store.engine, "after_cursor_execute")
+def crash_at_the_second_alert(conn, cursor, statement, *args):
+    if statement.startswith("INSERT INTO alerts"):
+        queued.append(statement)
+        if len(queued) == 2:  # the first mention and its alert are written, inside the batch
+            os.kill(os.getpid(), signal.SIGKILL)
+
+Pipeline(config=config, store=store).process(
+    "test", Poll(mentions=[_mention(i, t) for i, t in enumerate(TEXTS)], state={"cursor": "after-m4"}), now=NOW)
+"""
+
+
+def test_a_crash_inside_a_batch_loses_nothing_the_source_reads_it_again(write_config):
+    """kill -9 while a batch is half written: none of it is stored, and neither is the source's cursor, so
+    the next poll reads the same items again and stores each with its alert, once."""
+    import signal
+    import subprocess
+    import sys
+
+    config_path = write_config()
+    root = Path(__file__).resolve().parent.parent
+    killed = subprocess.run([sys.executable, "-c", _KILLED_MID_BATCH, str(config_path)], cwd=root,
+                            capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    config = load_config(config_path)
+    store = Store(config.store_path)
+    assert store.query("SELECT count(*) FROM mentions")[0][0] == 0
+    assert store.query("SELECT count(*) FROM alerts")[0][0] == 0
+    assert store.source_state("test") == {}, "the cursor is not saved: the poll is read again"
+
+    pipeline = Pipeline(config=config, store=store)
+    outcome = pipeline.process("test", Poll(mentions=[_mention(i, t) for i, t in enumerate(TEXTS)],
+                                            state={"cursor": "after-m4"}), now=NOW)
+    assert len(outcome.stored) == 4 and store.source_state("test") == {"cursor": "after-m4"}
+    alerts = _alerts_by_mention(store)
+    assert len(alerts) == len(set(alerts)) >= 2, "each alert once"

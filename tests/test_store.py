@@ -379,3 +379,33 @@ def test_a_merged_state_value_takes_every_writer_s_change(store_where):
     assert set(stores[0].source_state("reddit")) == {"cursor:a", "cursor:b"}  # None forgets, even a new key
     for s in stores:
         s.close()
+
+
+def test_a_batch_keeps_each_transaction_whole_and_commits_them_together(store_where, write_config):
+    """``batch()``: a transaction that fails inside it is undone alone and the batch goes on; on SQLite the
+    batch is one transaction, so leaving it with an error (or a crash) undoes all of it, and on PostgreSQL each
+    transaction inside stays its own (no row lock held across them)."""
+    from monitor.config import load_config
+    from monitor.score import Scorer
+
+    scorer = Scorer.from_config(load_config(write_config()))
+    store = Store(store_where)
+    mentions = [_mention(i, f"Acme order {i} never came") for i in range(4)]
+
+    with store.batch():
+        store.add_mention(mentions[0], scorer.score(mentions[0]))
+        with pytest.raises(RuntimeError):
+            with store.transaction():
+                assert store.add_mention(mentions[1], scorer.score(mentions[1])) is not None
+                raise RuntimeError("the mention's alerts could not be queued")
+        store.add_mention(mentions[2], scorer.score(mentions[2]))
+        assert store.known("rss", ["new0", "new1", "new2"]) == {"new0", "new2"}, "read inside the batch"
+    assert store.known("rss", ["new0", "new1", "new2"]) == {"new0", "new2"}
+
+    with pytest.raises(RuntimeError):
+        with store.batch():
+            with store.transaction():
+                store.add_mention(mentions[3], scorer.score(mentions[3]))
+            raise RuntimeError("the poll failed after it")
+    assert store.known("rss", ["new3"]) == (set() if store.dialect == "sqlite" else {"new3"})
+    store.close()

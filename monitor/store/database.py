@@ -5,7 +5,8 @@ SQLite: one file in WAL mode and one connection shared by the scheduler's thread
 lock at its start (BEGIN IMMEDIATE), so two writers never deadlock on an upgrade from a read.
 PostgreSQL: a pool of connections, one per thread in a transaction; several daemons may share the database.
 
-Either way ``transaction()`` is one transaction, and a nested use joins the outer one.
+Either way ``transaction()`` is one transaction, and a nested use joins the outer one; inside ``batch()``,
+each transaction is a savepoint of the batch's one transaction (SQLite) or its own (PostgreSQL).
 """
 
 from __future__ import annotations
@@ -136,6 +137,7 @@ class Database:
         self._lock = threading.RLock()
         self._conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         self._depth = 0
+        self._savepoints_at = 0  # inside batch(): the depth whose transactions are savepoints
         with self.transaction() as conn:
             if not with_alembic:
                 from alembic import command
@@ -174,6 +176,10 @@ class Database:
                     self._local.conn = None
             return
         with self._lock:
+            if self._depth and self._depth == self._savepoints_at:
+                with self._savepoint():
+                    yield self._conn
+                return
             if self._depth:
                 self._depth += 1
                 try:
@@ -192,6 +198,41 @@ class Database:
                 self._conn.exec_driver_sql("COMMIT")
             finally:
                 self._depth = 0
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Many small transactions (a poll's mentions, each with its alerts) committed as one: each is still
+        all or nothing, the batch is one commit. On SQLite a commit writes every page the transaction touched
+        to the log: one per mention was a third of storing a poll (bench/bench_pipeline.py). The batch holds
+        the store (writers wait), so it should be short: a hundred mentions. A crash or an error leaving the
+        batch loses all of it, so what counts it as done (a source's cursor) is written after it. On PostgreSQL
+        each transaction stays its own: one holding a story's row lock across many mentions would make two
+        daemons adding to the same stories wait on each other, or deadlock."""
+        if self._lock is None:
+            yield
+            return
+        with self.transaction():
+            outer, self._savepoints_at = self._savepoints_at, self._depth
+            try:
+                yield
+            finally:
+                self._savepoints_at = outer
+
+    @contextmanager
+    def _savepoint(self) -> Iterator[None]:
+        """A transaction inside ``batch()``: what it wrote is undone alone when it fails."""
+        self._conn.exec_driver_sql("SAVEPOINT batched")
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            self._conn.exec_driver_sql("ROLLBACK TO batched")
+            self._conn.exec_driver_sql("RELEASE batched")
+            raise
+        else:
+            self._conn.exec_driver_sql("RELEASE batched")
+        finally:
+            self._depth -= 1
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
