@@ -162,7 +162,7 @@ class Pipeline:
             return 0
         return self._rescore_row(row, only_if_more=only_if_more, **signal_changes)
 
-    def _rescore_row(self, row, *, only_if_more: bool = False, **signal_changes) -> int:
+    def _rescore_row(self, row, *, only_if_more: bool = False, threads: dict | None = None, **signal_changes) -> int:
         mention_id = row.id
         before = _signals(row.signals)
         if only_if_more and all(value <= getattr(before, name) for name, value in signal_changes.items()):
@@ -173,7 +173,8 @@ class Pipeline:
         scores = self.scorer.rank(mention, match, self._read(mention_id, mention, match), signals=signals)
         with self.store.transaction():
             self.store.update_scores(mention_id, scores)
-            return self._queue_alerts(mention_id, mention, scores, new_place=signals.sightings > before.sightings)
+            return self._queue_alerts(mention_id, mention, scores, new_place=signals.sightings > before.sightings,
+                                      story_id=row.story_id, threads=threads)
 
     def _rescore_grown(self, grown: dict[int, int]) -> int:
         """Re-score the mentions whose story was seen somewhere new in this poll, each once with the sightings it
@@ -183,12 +184,15 @@ class Pipeline:
         # what the others' rows hold does not change meanwhile.
         rows = self.store.mentions_by_id(grown)
         for batch in _batches(list(grown.items())):
-            with self.store.batch():
+            with self.store.batch() as exclusive:
+                # The mentions re-scored are a few stories' (twenty each at most): while nobody else writes, a
+                # story's thread for a recipient is read once and again only after an alert was queued in it.
+                threads: dict | None = {} if exclusive else None
                 for mention_id, sightings in batch:
                     try:
                         row = rows.get(mention_id)
                         if row is not None:
-                            queued += self._rescore_row(row, sightings=sightings, only_if_more=True)
+                            queued += self._rescore_row(row, sightings=sightings, only_if_more=True, threads=threads)
                     except StoreError:
                         raise
                     except Exception:
@@ -237,12 +241,14 @@ class Pipeline:
             self._readings.popitem(last=False)
 
     def _queue_alerts(self, mention_id: int, mention: Mention, scores, *, new_place: bool = False,
-                      fresh: bool = False, alone: bool = False) -> int:
+                      fresh: bool = False, alone: bool = False, story_id: int | None = None,
+                      threads: dict | None = None) -> int:
         """A mention new at this level is an alert (every customer deserves an answer), a reply in its
         story's thread when the story was alerted before; at a level the mention itself reached, only
         news is, as a follow-up (``_follow_up_due``). ``fresh``: the mention was stored in this transaction,
         so it has no alert to supersede yet; ``alone``: and it belongs to no story, so its thread for a
-        recipient it was not queued for yet is empty (two statements a mention fewer)."""
+        recipient it was not queued for yet is empty (two statements a mention fewer). ``threads``: the threads
+        read before by (story, recipient), while no one else writes: every mention of a story has its thread."""
         queued = 0
         now = time.time()
         priority = scores.alert_priority  # a complaint's priority, or a viral mention's spread
@@ -250,10 +256,15 @@ class Pipeline:
         for recipient, digest in recipients(self.config, brand=mention.brand, priority=priority,
                                             suppressed=scores.verdict.suppressed, notify=scores.verdict.notify,
                                             about=scores.about):
+            kept = (story_id, recipient) if threads is not None and story_id is not None else None
             if fresh and alone and recipient not in asked:
                 thread = []
+            elif kept is not None and kept in threads:
+                thread = threads[kept]
             else:
                 thread = [a for a in self.store.thread_alerts(mention_id, recipient) if a.status != "superseded"]
+                if kept is not None:
+                    threads[kept] = thread
             asked.add(recipient)
             own = [a for a in thread if a.mention_id == mention_id]
             kind, due = "alert", now
@@ -269,6 +280,8 @@ class Pipeline:
                 supersede_lower=not fresh)
             if alert_id:
                 queued += 1
+                if kept is not None:
+                    del threads[kept]  # it has one more alert (and may supersede some)
                 if thread and priority < min(a.priority for a in thread):
                     # The escalation tells all the news: a follow-up still waiting would only repeat it.
                     self.store.supersede([a.id for a in thread if a.status == "pending"

@@ -248,3 +248,39 @@ def test_a_mention_is_rescored_only_when_its_story_reached_more_places_than_its_
     assert json.loads(store.query("SELECT signals FROM mentions WHERE source_id = 'feed 2-9'")[0]["signals"])[
         "sightings"] == 4
     store.close()
+
+
+def test_a_story_spreading_in_one_poll_alerts_alike_on_sqlite_batches_and_postgresql(write_config, postgres_url):
+    """A complaint story found in six places in one poll: the earlier mentions are re-scored with the story's
+    last count and escalate; alerted, it reaches one more place: one follow-up for the story's thread. On SQLite the poll is stored in batches that hold the store, and a re-score reuses
+    the story's alert thread it read for an earlier one until it queues an alert in it; on PostgreSQL every
+    mention and re-score is its own transaction and reads its thread again. Both queue the same alerts."""
+    now = datetime.now(timezone.utc)
+
+    def told(n: int, text: str = "Acme kettle is a bit slow to boil, meh.") -> Mention:
+        return Mention(source="rss", source_id=f"e{n}", url=f"{ARTICLE}?n={n}", title="Acme kettle review", text=text,
+                       place=f"feed {n}", created_at=now - timedelta(minutes=5), fetched_at=now,
+                       extra={"canonical_url": normalise_url(ARTICLE)})
+
+    queued = {}
+    for name, where in (("sqlite", None), ("postgresql", postgres_url)):
+        # Levels set so that the story's spread lifts its first mentions from P3 to P2.
+        levels = {"thresholds": {"p1": 90, "p2": 55, "p3": 30}}
+        config = load_config(write_config({**levels, "store": where} if where else levels, name=f"{name}.yaml"))
+        store = Store(config.store_path)
+        pipeline = Pipeline(config=config, store=store)
+        queued_in = pipeline.process("rss", Poll(mentions=[told(n) for n in range(6)]), now=now).alerts
+        # Those emails went out; then the story reaches a new place, in a mention that is no complaint (no alert
+        # of its own): news for the story's thread, told once, by a follow-up of the first mention re-scored.
+        store.mark_sent([a.id for a in store.pending_alerts()], now.timestamp())
+        queued_in += pipeline.process("rss", Poll(mentions=[told(6, "Acme announces a new kettle line.")]),
+                                      now=now).alerts
+        columns = ("source_id", "recipient", "priority", "kind", "status", "message_id")
+        queued[name] = [tuple(r[c] for c in columns) for r in store.query(
+            "SELECT m.source_id, a.recipient, a.priority, a.kind, a.status, a.message_id FROM alerts a"
+            " JOIN mentions m ON m.id = a.mention_id ORDER BY a.id")]
+        assert queued_in == len(queued[name])
+        store.close()
+    kinds = [(priority, kind) for _, _, priority, kind, _, _ in queued["sqlite"]]
+    assert {("P3", "alert"), ("P2", "alert")} <= set(kinds) and kinds.count(("P2", "follow_up")) == 1, kinds
+    assert queued["sqlite"] == queued["postgresql"]

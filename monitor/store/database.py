@@ -200,21 +200,22 @@ class Database:
                 self._depth = 0
 
     @contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self) -> Iterator[bool]:
         """Many small transactions (a poll's mentions, each with its alerts) committed as one: each is still
         all or nothing, the batch is one commit. On SQLite a commit writes every page the transaction touched
         to the log: one per mention was a third of storing a poll (bench/bench_pipeline.py). The batch holds
         the store (writers wait), so it should be short: a hundred mentions. A crash or an error leaving the
         batch loses all of it, so what counts it as done (a source's cursor) is written after it. On PostgreSQL
         each transaction stays its own: one holding a story's row lock across many mentions would make two
-        daemons adding to the same stories wait on each other, or deadlock."""
+        daemons adding to the same stories wait on each other, or deadlock. Yields whether the batch holds the
+        store: then nobody else writes until it ends, and what it read stays true but for its own writes."""
         if self._lock is None:
-            yield
+            yield False
             return
         with self.transaction():
             outer, self._savepoints_at = self._savepoints_at, self._depth
             try:
-                yield
+                yield True
             finally:
                 self._savepoints_at = outer
 
