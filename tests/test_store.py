@@ -317,6 +317,10 @@ def test_every_part_of_the_store_on_both_backends(store_where, write_config):
     assert store.recent_stories("Acme", since=15.0, limit=5) == [(story_id, "Acme double charge")]
     assert store.recent_stories(None, since=0.0, limit=5) == []
     assert store.story_seen_at(story_id, "rss", "Another blog")
+    assert store.story_sightings_at(story_id, "rss", "Another blog") == (2, True)
+    assert store.story_sightings_at(story_id, "rss", "Elsewhere") == (2, False)
+    assert store.story_sightings_at(999999, "rss", "Another blog") == (None, False)
+    assert store.story_by_keys(("url:c",)) == store.story_by_keys(("url:zz", "url:c", "title:b")) == story_id
     assert store.story_mentions(story_id, besides=mention_id, limit=5) == [other_id]
     assert [p.place for p in store.story_places(story_id, besides=mention_id)] == ["Another blog"]
     assert [p.place for p in store.story_places_since(story_id, since=0.0, besides=mention_id)] == ["Another blog"]
