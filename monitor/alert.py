@@ -14,11 +14,13 @@ from __future__ import annotations
 import difflib
 import hashlib
 import logging
+import queue
 import random
 import re
 import smtplib
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
@@ -276,7 +278,9 @@ def render_alert(store: Store, alert, config: Config, *, now: float | None = Non
     a delivery round read for all its alerts at once."""
     mention = round_.mentions.get(alert.mention_id) if round_ is not None else None
     mention = mention or store.mention(alert.mention_id)
-    earlier = store.earlier_alerts(alert)
+    earlier = round_.earlier_alerts(alert) if round_ is not None else None
+    if earlier is None:
+        earlier = store.earlier_alerts(alert)
     previous = earlier[-1] if earlier else None
     best = min(a.priority for a in earlier) if earlier else None
     words = next((w for a in earlier if (w := _thread_words(a.subject))), None) or subject_words(mention)
@@ -375,47 +379,173 @@ def deliver_pending(store: Store, transport: Transport, config: Config, *, now: 
         claims.finish()
 
 
+def _thread_key(recipient: str, mention_id: int, story_id: int | None) -> tuple:
+    # A recipient's emails about one story (or, with no story, one mention) are a thread: ``earlier_alerts``.
+    return (recipient, "story", story_id) if story_id is not None else (recipient, "mention", mention_id)
+
+
 @dataclass(frozen=True)
 class Round:
-    """The mentions (and their engagement readings) a delivery round's alerts are about, read in two queries
-    for the round, not two per alert; each email still reads its thread as it is when it goes out."""
+    """What a delivery round's alerts are about, read in a few queries for the round, not several per alert:
+    the mentions, their engagement readings, and the threads they reply in (the emails sent in them, kept up
+    to date with what the round itself sends). An email another daemon sends in one of these threads while
+    the round runs is seen from the next round on."""
     mentions: dict
     snapshots: dict
+    threads: dict = field(default_factory=dict)  # thread key -> its sent alerts
 
     @classmethod
     def read(cls, store: Store, alerts: list) -> "Round":
         ids = [a.mention_id for a in alerts]
-        return cls(mentions=store.mentions_by_id(ids), snapshots=store.snapshots_of(ids))
+        mentions = store.mentions_by_id(ids)
+        threads: dict[tuple, list] = {}
+        for sent, story in store.sent_in_threads(
+                recipients=[a.recipient for a in alerts], mention_ids=ids,
+                story_ids=[m.story_id for m in mentions.values() if m.story_id is not None]):
+            threads.setdefault(_thread_key(sent.recipient, sent.mention_id, story), []).append(sent)
+        return cls(mentions=mentions, snapshots=store.snapshots_of(ids), threads=threads)
+
+    def thread_of(self, alert) -> tuple | None:
+        mention = self.mentions.get(alert.mention_id)
+        return None if mention is None else _thread_key(alert.recipient, alert.mention_id, mention.story_id)
+
+    def earlier_alerts(self, alert) -> list | None:
+        """``store.earlier_alerts(alert)`` from what the round read and sent; None for an alert it did not read."""
+        key = self.thread_of(alert)
+        if key is None:
+            return None
+        return sorted((a for a in self.threads.get(key, ()) if a.id < alert.id), key=lambda a: a.id)
+
+    def sent(self, alert, *, subject: str, at: float) -> None:
+        """The alert went out: the rest of its thread replies to it, as ``mark_sent`` recorded it."""
+        key = self.thread_of(alert)
+        if key is not None:
+            self.threads.setdefault(key, []).append(replace(alert, status="sent", sent_at=at, subject=subject,
+                                                            attempts=alert.attempts + 1, last_error=None))
+
+
+class _Ahead:
+    """Renders a round's emails on a thread of its own, in order, while the round's thread waits on the SMTP
+    server for the email before (waiting on a socket lets the other thread run): the emails go out as fast
+    as the server answers instead of after each one's rendering. Sending and recording stay on the round's
+    thread, one email at a time, so what a crash can cost is unchanged.
+
+    An email replies in its thread (``Round.earlier_alerts``), so one whose thread has an earlier alert in
+    the same round is rendered only once that alert's outcome is recorded: it then replies to that email,
+    as it did when each email was rendered after the one before had gone."""
+
+    _DONE = object()
+
+    def __init__(self, store: Store, config: Config, due: list, round_: Round, now: float, *, depth: int = 8):
+        self._store, self._config, self._due, self._round, self._now = store, config, due, round_, now
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._changed = threading.Condition()
+        self._recorded: set[int] = set()
+        self._stopped = False
+        # The alert before each one in its thread in this round.
+        last: dict[tuple, int] = {}
+        self._waits_for: dict[int, int] = {}
+        for alert in due:
+            key = round_.thread_of(alert) or _thread_key(alert.recipient, alert.mention_id, None)
+            if key in last:
+                self._waits_for[alert.id] = last[key]
+            last[key] = alert.id
+        self._thread = threading.Thread(target=self._render_all, name="alert-render", daemon=True)
+
+    def __enter__(self) -> "_Ahead":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with self._changed:
+            self._stopped = True
+            self._changed.notify_all()
+        while self._thread.is_alive():  # a renderer blocked on a full queue gets its place and sees the stop
+            try:
+                self._queue.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        self._thread.join()
+
+    def __iter__(self):
+        """(alert, outcome) in order: outcome is (message, subject), a ``float`` (held until then by quiet
+        hours) or the exception rendering raised."""
+        while (item := self._queue.get()) is not self._DONE:
+            yield item
+
+    def recorded(self, alert) -> None:
+        """The alert's outcome is in the store: the next email of its thread may read it."""
+        with self._changed:
+            self._recorded.add(alert.id)
+            self._changed.notify_all()
+
+    def _render_all(self) -> None:
+        try:
+            for alert in self._due:
+                before = self._waits_for.get(alert.id)
+                with self._changed:
+                    while before is not None and before not in self._recorded and not self._stopped:
+                        self._changed.wait()
+                    if self._stopped:
+                        return
+                self._put((alert, self._render(alert)))
+        finally:
+            self._put(self._DONE)
+
+    def _render(self, alert):
+        # Everything about one alert: whatever fails costs that alert a retry, never the round.
+        try:
+            if alert.priority != "P1":
+                wake = quiet_until(_responder(self._config, alert.recipient), self._now)
+                if wake is not None:
+                    return wake
+            return render_alert(self._store, alert, self._config, round_=self._round)
+        except Exception as err:
+            return err
+
+    def _put(self, item) -> None:
+        while not self._stopped:
+            try:
+                self._queue.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                pass
 
 
 def _deliver_due(store: Store, transport: Transport, config: Config, now: float, claims: Claims) -> Delivery:
     due, sent = _send_storms(store, transport, config, claims.take(store.due_alerts(now)), now, claims)
-    round_ = Round.read(store, due)
     connection_error = None
-    for alert in due:
-        # Everything about one alert is inside the try: whatever fails costs that alert a retry, never the round.
-        try:
-            if alert.priority != "P1":
-                wake = quiet_until(_responder(config, alert.recipient), now)
-                if wake is not None:
-                    store.postpone(alert.id, wake)
+    round_ = Round.read(store, due)
+    with _Ahead(store, config, due, round_, now) as rendered:
+        for alert, outcome in rendered:
+            # Everything about one alert is inside the try: whatever fails costs that alert a retry, never the round.
+            try:
+                if isinstance(outcome, Exception):
+                    raise outcome
+                if isinstance(outcome, float):
+                    store.postpone(alert.id, outcome)
+                    rendered.recorded(alert)
                     continue
-            msg, subject = render_alert(store, alert, config, round_=round_)
-            transport.send(msg)
-        except Exception as err:  # kept queued whatever went wrong; the log says what
-            retry = None if _permanent(err) else _retry_at(config, alert, now)
-            store.mark_failed(alert.id, f"{type(err).__name__}: {err}", retry_at=retry)
-            log.warning("alert %s to %s not delivered via %s (attempt %d): %s: %s", alert.id, alert.recipient,
-                        transport.description, alert.attempts + 1, type(err).__name__, err)
-            if _server_unusable(err):
-                connection_error = f"{type(err).__name__}: {err}"
-                break
-            continue
-        store.mark_sent(alert.id, time.time(), subject=subject)
-        claims.done([alert.id])
-        sent += 1
-        log.info("alert %s (%s, mention %s) sent to %s", alert.id, alert.priority, alert.mention_id,
-                 alert.recipient)
+                msg, subject = outcome
+                transport.send(msg)
+            except Exception as err:  # kept queued whatever went wrong; the log says what
+                retry = None if _permanent(err) else _retry_at(config, alert, now)
+                store.mark_failed(alert.id, f"{type(err).__name__}: {err}", retry_at=retry)
+                rendered.recorded(alert)
+                log.warning("alert %s to %s not delivered via %s (attempt %d): %s: %s", alert.id, alert.recipient,
+                            transport.description, alert.attempts + 1, type(err).__name__, err)
+                if _server_unusable(err):
+                    connection_error = f"{type(err).__name__}: {err}"
+                    break
+                continue
+            sent_at = time.time()
+            store.mark_sent(alert.id, sent_at, subject=subject)
+            round_.sent(alert, subject=subject, at=sent_at)
+            rendered.recorded(alert)
+            claims.done([alert.id])
+            sent += 1
+            log.info("alert %s (%s, mention %s) sent to %s", alert.id, alert.priority, alert.mention_id,
+                     alert.recipient)
     return Delivery(sent, store.pending_count(), connection_error)
 
 

@@ -22,14 +22,15 @@ import unicodedata
 from contextlib import contextmanager, nullcontext
 from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
-from email.parser import BytesHeaderParser
-from email.utils import formatdate, getaddresses
+from email.parser import BytesHeaderParser, BytesParser
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator, Protocol
 
 import jinja2
 
 from .config import EmailSettings, SmtpSettings
+from .mail_fast import alternative_wire, header_date, is_bare_address
 
 SUBJECT_WORDS_LIMIT = 90
 BODY_LIMIT = 4000  # characters of the post quoted in an email; the link has the rest
@@ -102,49 +103,94 @@ PARSE_POLICY = email.policy.default.clone(header_factory=_HeaderClassesMadeOnce(
 class BuiltEmail(EmailMessage):
     """An email from ``build_message``, with the bytes it goes out as: serialised once, for the header check,
     and sent as they are (serialising costs more than the SMTP exchange on a local server). Not changed
-    after it is built."""
+    after it is built, so ``as_bytes()`` is those bytes.
+
+    One written by ``mail_fast`` has its top-level headers read back from the bytes (the header check) and
+    its parts parsed only when something reads them: sending needs the headers and the bytes, and parsing
+    the parts too cost more than writing the email."""
     wire: bytes = b""
+    # (sender, recipients) when the From and To headers are bare ASCII addresses (the fast path's): sending
+    # need not read them back from the headers.
+    envelope: tuple[str, list[str]] | None = None
+    _parts_unread = False
+    _parts: Any = None
+
+    # Every Message method reaches the parts through ``_payload``: reading it is what parses them.
+    @property
+    def _payload(self) -> Any:
+        if self._parts_unread:
+            self._parts_unread = False
+            # With the line ends set_content gives a part's content, not the wire's CRLF.
+            whole = BytesParser(policy=self.policy).parsebytes(self.wire.replace(b"\r\n", b"\n"))
+            self._parts, self.preamble, self.epilogue = whole._payload, whole.preamble, whole.epilogue
+            self.defects.extend(whole.defects)
+        return self._parts
+
+    @_payload.setter
+    def _payload(self, value: Any) -> None:
+        self._parts_unread, self._parts = False, value
+
+    def as_bytes(self, unixfrom: bool = False, policy: email.policy.Policy | None = None) -> bytes:
+        if self.wire and not unixfrom and policy is None:
+            return self.wire
+        return super().as_bytes(unixfrom=unixfrom, policy=policy)
+
+    __bytes__ = as_bytes
 
 
 def build_message(*, sender: str, recipient: str, subject: str, text: str, html: str, message_id: str,
                   in_reply_to: str | None = None, references: list[str] | None = None,
                   date: float | None = None, thread_topic: str | None = None) -> BuiltEmail:
-    msg = BuiltEmail(policy=SMTP_POLICY)
-    msg["From"] = header_safe(sender)
-    msg["To"] = header_safe(recipient)
-    msg["Subject"] = header_safe(subject)
-    msg["Date"] = formatdate(date, usegmt=True)
-    msg["Message-ID"] = header_safe(message_id)
+    headers = [("From", header_safe(sender)), ("To", header_safe(recipient)), ("Subject", header_safe(subject)),
+               ("Date", header_date(date)), ("Message-ID", header_safe(message_id))]
     if in_reply_to:
-        msg["In-Reply-To"] = header_safe(in_reply_to)
-        msg["References"] = header_safe(" ".join(references or [in_reply_to]), limit=2000)
+        headers += [("In-Reply-To", header_safe(in_reply_to)),
+                    ("References", header_safe(" ".join(references or [in_reply_to]), limit=2000))]
     if thread_topic:
         # Outlook groups a conversation by this topic, so the changing [P..] of a subject does not split it.
-        msg["Thread-Topic"] = header_safe(thread_topic)
-    msg["Auto-Submitted"] = "auto-generated"
+        headers.append(("Thread-Topic", header_safe(thread_topic)))
+    headers.append(("Auto-Submitted", "auto-generated"))
+    expected = [name.lower() for name, _ in headers] + ["mime-version", "content-type"]
+    wire = alternative_wire(headers, text=text, html=html, policy=SMTP_POLICY)
+    if wire is not None:
+        msg = _read_back(wire, expected, into=BuiltEmail)
+        msg.wire, msg._parts_unread = wire, True
+        if is_bare_address(headers[0][1]) and is_bare_address(headers[1][1]):
+            msg.envelope = (headers[0][1], [headers[1][1]])
+        return msg
+    msg = BuiltEmail(policy=SMTP_POLICY)
+    for name, value in headers:
+        msg[name] = value
     msg.set_content(text)
     msg.add_alternative(html, subtype="html")
-    msg.wire = _refuse_injected_headers(msg)
+    wire = msg.as_bytes()
+    _read_back(wire, expected)
+    msg.wire = wire
     return msg
 
 
-def _refuse_injected_headers(msg: EmailMessage) -> bytes:
-    """The serialised email, once its headers parse back as the ones set."""
-    expected = [k.lower() for k in msg.keys()]
-    wire = msg.as_bytes()
+def _read_back(wire: bytes, expected: list[str], *, into: type[EmailMessage] = EmailMessage) -> EmailMessage:
+    """The top-level headers of ``wire``, refused unless they are the ones set (lower-case ``expected``)."""
     # Only the top-level headers are compared, so only they are parsed back: parsing the MIME parts
-    # too cost two thirds of building an alert email.
-    parsed = BytesHeaderParser(policy=PARSE_POLICY).parsebytes(wire)
+    # too cost two thirds of building an alert email. Injected headers would be in this block: the
+    # parser, like a mail client, reads headers up to the first empty line.
+    end = wire.find(b"\r\n\r\n")
+    block = wire if end < 0 else wire[:end + 4]
+    parsed = BytesHeaderParser(policy=SMTP_POLICY, _class=into).parsebytes(block)
     found = [k.lower() for k in parsed.keys()]
     if found != expected:
         raise ValueError(f"refusing an email whose headers changed when serialised: {found} != {expected}")
-    return wire
+    return parsed
 
 
 def _send(smtp: smtplib.SMTP, msg: EmailMessage) -> None:
     """``send_message``, without serialising a built email again. Addresses that are not ASCII (which need
     SMTPUTF8, negotiated by ``send_message``) take the general path."""
     wire = getattr(msg, "wire", b"")
+    envelope = getattr(msg, "envelope", None)
+    if wire and envelope is not None:
+        smtp.sendmail(*envelope, wire)
+        return
     sender = getaddresses([str(msg["From"])])
     recipients = [address for _, address in getaddresses([str(v) for v in msg.get_all("To", [])])]
     if not wire or len(sender) != 1 or not all(a.isascii() for a in [sender[0][1], *recipients]) \

@@ -204,6 +204,41 @@ def test_escalation_replies_in_the_same_thread_once_per_level(setup):
         assert "priority P3 -> P1" in body and "score 5 -> 900 (+895)" in body
 
 
+def test_a_round_with_several_threads_replies_in_each_in_order(setup):
+    """Emails are rendered ahead while earlier ones wait on the server: one whose story had an email earlier
+    in the same round must still reply to that email, as if rendered after it went out."""
+    stories = ["kettle charged me twice and no refund", "router broke after a week and support hung up",
+               "blender never arrived though I emailed five times"]
+    with SmtpServer() as server:
+        # Above the storm threshold, a responder would get one summary instead.
+        config, store, pipeline, transport = setup(smtp_port=server.port, storm_threshold=100)
+        mentions = []
+        for n in range(4):
+            for s, words in enumerate(stories):
+                m = mention(f"s{s}n{n}", f"RED {words}")
+                m.title = f"Acme {words} ({n})"
+                mentions.append(m)
+        pipeline.process("reddit", Poll(mentions=mentions))
+        story_of = {r["source_id"]: r["story_id"] for r in store.query("SELECT source_id, story_id FROM mentions")}
+        assert len(set(story_of.values())) == 3
+        assert deliver_pending(store, transport, config)[:2] == (12, 0)
+        last: dict = {}
+        for _, msg in server.messages:
+            story = story_of[_source_id(msg)]
+            before = last.get(story)
+            if before is None:
+                assert msg["In-Reply-To"] is None and str(msg["Subject"]).startswith("[P1]")
+            else:
+                assert msg["In-Reply-To"] == before["Message-ID"]
+                assert str(msg["Subject"]) == f"Re: {before['Subject']}".replace("Re: Re: ", "Re: ")
+            last[story] = msg
+        assert len(last) == 3
+
+
+def _source_id(msg) -> str:
+    return str(msg.get_body(("plain",)).get_content()).split("reddit.example/", 1)[1].split()[0]
+
+
 def test_a_story_that_rose_before_its_first_email_went_out_is_sent_once_at_the_level_it_reached(setup):
     with SmtpServer() as server:
         config, store, pipeline, transport = setup(smtp_port=server.port)

@@ -331,6 +331,25 @@ def test_every_part_of_the_store_on_both_backends(store_where, write_config):
         i: store.snapshots(i) for i in (mention_id, other_id) if store.snapshots(i)}
     assert len(store.snapshots_of([mention_id])[mention_id]) == len(store.snapshots(mention_id)) >= 2
     assert store.mentions_by_id([]) == {}
+    # A delivery round's threads, read at once, are each alert's earlier_alerts: the story's other mention
+    # replies in the thread of the email about the first, another recipient's thread is apart.
+    from monitor.alert import Round
+    in_story = store.enqueue_alert(mention_id=other_id, recipient="a@test.local", priority="P1", now=300.0)
+    elsewhere = store.enqueue_alert(mention_id=other_id, recipient="b@test.local", priority="P1", now=300.0)
+    later = store.enqueue_alert(mention_id=mention_id, recipient="a@test.local", priority="P1", now=300.0)
+    round_alerts = [a for a in store.due_alerts(400.0) if a.id in (in_story, elsewhere, later)]
+    assert [a.id for a in round_alerts] == [in_story, elsewhere, later]
+    round_ = Round.read(store, round_alerts)
+    for alert in round_alerts:
+        assert round_.earlier_alerts(alert) == store.earlier_alerts(alert)
+    assert [[a.id for a in round_.earlier_alerts(alert)] for alert in round_alerts] == [[p2], [], [p2]]
+    # What the round sends is part of its threads, as mark_sent records it.
+    store.mark_sent(in_story, 401.0, subject="Re: [P2] Acme")
+    round_.sent(round_alerts[0], subject="Re: [P2] Acme", at=401.0)
+    assert round_.earlier_alerts(round_alerts[2]) == store.earlier_alerts(round_alerts[2])
+    assert [a.id for a in round_.earlier_alerts(round_alerts[2])] == [p2, in_story]
+    store.supersede([elsewhere, later])
+    assert store.sent_in_threads(recipients=[], mention_ids=[1], story_ids=[]) == []
 
     # Labels, health, state, pruning.
     assert store.set_label(mention_id, True, now=1.0, by="me") and store.set_label(mention_id, False, now=2.0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Integer, bindparam, cast, func, select, union
+from sqlalchemy import Integer, bindparam, cast, func, or_, select, union
 
 from .records import AlertRecord
 from .schema import alerts, mentions
@@ -27,6 +27,14 @@ _THREAD = (a.recipient == bindparam("recipient")) & a.mention_id.in_(union(
     select(cast(bindparam("mention_id"), Integer)), select(mentions.c.id).where(mentions.c.story_id == _STORY)))
 _THREAD_ALERTS = select(alerts).where(_THREAD).order_by(a.id)
 _EARLIER_ALERTS = select(alerts).where(_THREAD, a.status == "sent", a.id < bindparam("alert_id")).order_by(a.id)
+# A delivery round's threads at once: the sent alerts to its recipients about its mentions or their stories,
+# each with its mention's story.
+_SENT_IN_THREADS = (select(alerts, mentions.c.story_id.label("thread_story_id"))
+                    .join(mentions, mentions.c.id == a.mention_id)
+                    .where(a.status == "sent", a.recipient.in_(bindparam("recipients", expanding=True)),
+                           or_(a.mention_id.in_(bindparam("mention_ids", expanding=True)),
+                               mentions.c.story_id.in_(bindparam("story_ids", expanding=True))))
+                    .order_by(a.id))
 _ALERT_COLUMNS = ("mention_id", "recipient", "priority", "next_attempt_at", "message_id", "created_at", "urgency",
                   "virality", "score", "comments", "digest", "kind", "held_until", "about")
 _SET_MESSAGE_ID = alerts.update().where(a.id == bindparam("alert_id")).values(message_id=bindparam("message_id"))
@@ -87,6 +95,15 @@ class AlertStore:
         """Alerts already sent to the same recipient about the same mention or its story: the thread to reply in."""
         return _alerts(self._rows(_EARLIER_ALERTS, {"mention_id": alert.mention_id, "recipient": alert.recipient,
                                                     "alert_id": alert.id}))
+
+    def sent_in_threads(self, *, recipients, mention_ids, story_ids) -> list[tuple[AlertRecord, int | None]]:
+        """The sent alerts to any of ``recipients`` about any of ``mention_ids`` or a mention of ``story_ids``,
+        oldest first, each with its mention's story: ``earlier_alerts`` for a delivery round in one query."""
+        if not recipients or not (mention_ids or story_ids):
+            return []
+        rows = self._rows(_SENT_IN_THREADS, {"recipients": sorted(set(recipients)),
+                                             "mention_ids": sorted(set(mention_ids)), "story_ids": sorted(set(story_ids))})
+        return list(zip(_alerts(rows), (r.thread_story_id for r in rows)))
 
     def thread_alerts(self, mention_id: int, recipient: str) -> list[AlertRecord]:
         """Every alert (any status) queued for the recipient about the mention or its story, oldest first."""
