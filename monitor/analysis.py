@@ -8,10 +8,8 @@ load in seconds (bench/bench_load.py measures it).
 
 from __future__ import annotations
 
-import gc
 import io
 import json
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
@@ -20,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .bulk import collector_paused
 from .config import PRIORITIES, Config, load_config
 from .store import frames
 from .store.database import is_url
@@ -102,22 +101,6 @@ _ARROW_TYPE = {"int": pa.int64(), "Int64": pa.int64(), "bool": pa.int64(), "floa
                "time": pa.float64(), "timedelta": pa.float64()}
 
 
-@contextmanager
-def _collector_paused():
-    """The cyclic garbage collector held off while building many containers that cannot form cycles.
-
-    Each few hundred new lists start a collection that walks the objects the process holds: building
-    a million of them with it running took three times as long. Nothing is left uncollected: the
-    collector runs as usual once it is back on."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def _lists(values: pa.ChunkedArray) -> list[list]:
     # A column of JSON lists repeats a handful of distinct values (tag sets,
     # rule sets): parse each distinct text once, then hand every row its own copy.
@@ -125,7 +108,7 @@ def _lists(values: pa.ChunkedArray) -> list[list]:
     encoded = values.combine_chunks().dictionary_encode(null_encoding="encode")
     parsed = [json.loads(u) if isinstance(u, str) else [] for u in encoded.dictionary.to_pylist()]
     # map() over C callables: no Python frame per row. The lists hold names (strings) only: no cycles.
-    with _collector_paused():
+    with collector_paused():
         return list(map(list.copy, map(parsed.__getitem__, encoded.indices.to_numpy(zero_copy_only=False).tolist())))
 
 
