@@ -93,7 +93,7 @@ def _number(value, kind=int):
 @dataclass
 class Progress:
     """Reports to stderr every ``every`` seconds, for files that take a while: rows read (the words: most
-    of the time), then rows ranked."""
+    of the time), then rows scored (ranked)."""
 
     total: int
     every: float = 2.0
@@ -103,7 +103,7 @@ class Progress:
         self.last = time.monotonic()
         self.stage = None
 
-    def __call__(self, done: int, stage: str = "ranked") -> None:
+    def __call__(self, done: int, stage: str = "scored") -> None:
         now = time.monotonic()
         if stage != self.stage:
             self.stage, self.stage_started = stage, now
@@ -122,7 +122,7 @@ def backtest(frame: pd.DataFrame, *, config: Config, brand: str | None = None, n
     per brand often no longer name it in every text). Like ``Pipeline.process``, the rows go through the
     stages together: all matched, all read (each distinct text once), then each ranked in the order of its
     reading. ``progress(done, stage)`` hears of every row read (stage ``"read"``), then of every row ranked
-    (``"ranked"``): reading the words is most of the time.
+    (``"scored"``): reading the words is most of the time.
     """
     # A Mention, a Reading and Scores per row, all kept to the end: the collector would walk them over and
     # over as they pile up (a fifth of a 14,000-row replay).
@@ -171,7 +171,7 @@ def _replay(frame: pd.DataFrame, *, config: Config, brand: str | None, now: date
         before.append((at, mention.engagement.score or 0, mention.engagement.comments or 0))
         scored[i] = scorer.rank(mention, match, readings[texts[i]], signals=signals)
         if progress:
-            progress(done, "ranked")
+            progress(done, "scored")
     return frame.assign(
         brand=[m.brand or "" for m in mentions],
         compound=[s.sentiment.compound for s in scored],

@@ -110,11 +110,11 @@ def test_progress_is_heard_while_the_words_are_read_and_then_while_rows_are_rank
                                    COMPLAINT, "My Acme kettle arrived."]})
     heard = []
     scored = backtest(frame, config=config, progress=lambda done, stage: heard.append((stage, done)))
-    assert heard == [("read", i) for i in range(1, 7)] + [("ranked", i) for i in range(1, 7)]
+    assert heard == [("read", i) for i in range(1, 7)] + [("scored", i) for i in range(1, 7)]
     assert len(scored) == 6 and scored["urgency"][0] == scored["urgency"][2] > scored["urgency"][1]
 
     report = Progress(total=6, every=3600)
     report.stream = io.StringIO()
     backtest(frame, config=config, progress=report)
     lines = report.stream.getvalue().splitlines()
-    assert [line.split(" (")[0] for line in lines] == ["read 6/6 rows", "ranked 6/6 rows"], lines
+    assert [line.split(" (")[0] for line in lines] == ["read 6/6 rows", "scored 6/6 rows"], lines
