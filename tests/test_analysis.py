@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from contextlib import closing
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
@@ -144,6 +145,52 @@ def test_a_store_read_in_key_ranges_gives_what_one_query_gives(tmp_path):
     assert df["author"].isna().sum() == 5 and (df["author"].iloc[5:] == "someone").all()
     assert df["priority"].dtype == PRIORITY_DTYPE and df["priority"].isna().sum() == 5
     assert df["tags"].iloc[0] == [] and df["tags"].iloc[-1] == ["billing"]
+
+
+def test_ranges_read_while_the_store_is_written_are_dropped_for_one_query(tmp_path):
+    """The ranges are read on connections of their own, each seeing the store as it was when it started:
+    a write committed while they read could show in one and not another, so that result is never used
+    (load_mentions then reads the table in one query)."""
+    import sqlite3
+    import threading
+
+    path = tmp_path / "busy.db"
+    store = Store(path)
+    with store.transaction() as db:
+        db.execute(schema.mentions.insert(), [dict(
+            id=i, source="rss", source_id=str(i), kind="post", url=f"https://blog.example/{i}", title="Acme",
+            text="Acme lost my parcel", place="Some blog", created_at=1_790_000_000.0, fetched_at=1_790_000_060.0,
+            brand="Acme", quote="lost my parcel", extra="{}", score=0) for i in (1, 2, 400_001, 400_002)])
+    store.close()
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    query = frames.select(*frames._columns(MENTION_COLUMNS, schema.mentions, {})).order_by(schema.mentions.c.id)
+    assert frames._read_in_ranges(uri, query, schema.mentions.c.id, [200_000]).num_rows == 4, "a quiet store"
+
+    commits, stop = [0], threading.Event()
+
+    def write():  # the daemon at work: one commit after another
+        with closing(sqlite3.connect(path, timeout=30)) as db:
+            while not stop.is_set():
+                with db:
+                    db.execute("UPDATE mentions SET score = score + 1 WHERE id = 1")
+                commits[0] += 1
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        for _ in range(50):
+            before = commits[0]
+            result = frames._read_in_ranges(uri, query, schema.mentions.c.id, [200_000])
+            if commits[0] >= before + 2:  # one commit at least began and ended while the ranges were read
+                break
+        else:
+            pytest.fail("the writer never committed while the ranges were read")
+    finally:
+        stop.set()
+        writer.join()
+    assert result is None
+    df = load_mentions(path)
+    assert df["id"].tolist() == [1, 2, 400_001, 400_002] and df["score"].iloc[0] == commits[0]
 
 
 def test_mention_filters_agree_with_pandas(built):
