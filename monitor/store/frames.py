@@ -127,13 +127,22 @@ def _read_in_ranges(uri: str, query: sa.Select, key: sa.Column, bounds: list[int
     cuts = [None, *bounds, None]
     queries = [query.where(*([key > low] if low is not None else []), *([key <= high] if high is not None else []))
                for low, high in zip(cuts, cuts[1:])]
-    with closing(sqlite3.connect(uri, uri=True)) as watch:
-        # Changes whenever another connection commits: unchanged from before the first range's read to after
-        # the last one's, every range saw the same store.
-        version = watch.execute("PRAGMA data_version").fetchone()
+    import adbc_driver_sqlite.dbapi as adbc
+
+    # Through the driver's own SQLite, as the ranges are read: two copies of SQLite in one process must not
+    # have one file open at once (each would drop the other's locks, and can unmap the other's WAL index).
+    # In autocommit: a transaction left open would pin the version it sees.
+    with adbc.connect(uri, autocommit=True) as conn, conn.cursor() as watch:
+        def version():
+            # Changes whenever another connection commits: unchanged from before the first range's read to
+            # after the last one's, every range saw the same store.
+            watch.execute("PRAGMA data_version")
+            return watch.fetchone()
+
+        before = version()
         with ThreadPoolExecutor(len(queries)) as pool:
             parts = list(pool.map(partial(_read_sqlite, uri), queries))
-        if watch.execute("PRAGMA data_version").fetchone() != version:
+        if version() != before:
             return None
     return _concat(parts)
 
