@@ -16,7 +16,9 @@ from typing import Any, Iterable
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from .bulk import collector_paused
 from .config import PRIORITIES, Config, load_config
 from .store import frames
 from .store.database import is_url
@@ -93,6 +95,8 @@ def _priorities_up_to(min_priority: str) -> list[str]:
     return list(PRIORITIES[: PRIORITIES.index(min_priority) + 1])
 
 
+# What pandas makes of Arrow text: str (Arrow-backed) from pandas 3 on, object before.
+_TEXT = pa.array([], pa.string()).to_pandas().dtype
 _ARROW_TYPE = {"int": pa.int64(), "Int64": pa.int64(), "bool": pa.int64(), "float": pa.float64(),
                "time": pa.float64(), "timedelta": pa.float64()}
 
@@ -103,8 +107,9 @@ def _lists(values: pa.ChunkedArray) -> list[list]:
     # Arrow finds the distinct texts (in C++, without a Python string per row).
     encoded = values.combine_chunks().dictionary_encode(null_encoding="encode")
     parsed = [json.loads(u) if isinstance(u, str) else [] for u in encoded.dictionary.to_pylist()]
-    # map() over C callables: no Python frame per row.
-    return list(map(list.copy, map(parsed.__getitem__, encoded.indices.to_numpy(zero_copy_only=False).tolist())))
+    # map() over C callables: no Python frame per row. The lists hold names (strings) only: no cycles.
+    with collector_paused():
+        return list(map(list.copy, map(parsed.__getitem__, encoded.indices.to_numpy(zero_copy_only=False).tolist())))
 
 
 def _typed(table: pa.Table, spec: dict[str, str]) -> pd.DataFrame:
@@ -112,6 +117,12 @@ def _typed(table: pa.Table, spec: dict[str, str]) -> pd.DataFrame:
     table = table.cast(pa.schema([(c, _ARROW_TYPE.get(kind, pa.string())) for c, kind in spec.items()]))
     lists = {c: _lists(table.column(c)) for c, kind in spec.items() if kind == "list"}
     table = table.drop_columns(list(lists))
+    # Arrow finds each row's text among the column's few distinct ones (in C++): pandas gets categories
+    # and codes instead of a million strings to factorize.
+    for column, kind in spec.items():
+        if kind in ("category", "priority"):
+            at = table.schema.get_field_index(column)
+            table = table.set_column(at, column, pc.dictionary_encode(table.column(at)))
     df = table.to_pandas()
     for column, kind in spec.items():
         if column in lists:
@@ -122,7 +133,9 @@ def _typed(table: pa.Table, spec: dict[str, str]) -> pd.DataFrame:
         elif kind == "timedelta":
             df[column] = pd.to_timedelta(values, unit="s").astype("timedelta64[ns]")
         elif kind == "category":
-            df[column] = values.astype("category")
+            # As astype("category") gives them: sorted, not in the order Arrow met them, and of pandas' text
+            # dtype even when there are none (Arrow's empty dictionary comes out as object).
+            df[column] = values.cat.reorder_categories(values.cat.categories.sort_values().astype(_TEXT))
         elif kind == "priority":
             df[column] = values.astype(PRIORITY_DTYPE)
         elif kind == "Int64":
@@ -196,7 +209,6 @@ def expand_reasons(mentions: pd.DataFrame) -> pd.DataFrame:
 
     The stored reasons are JSON; Arrow's JSON reader parses them all at once.
     """
-    import pyarrow.compute as pc
     import pyarrow.json as pa_json
 
     columns = {"mention_id": pd.Series(dtype="int64"), "kind": pd.Series(dtype="category"),

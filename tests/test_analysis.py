@@ -14,14 +14,14 @@ import pytest
 
 from monitor import load_alerts, load_mentions, load_snapshots, load_stories
 from monitor.alert import deliver_pending
-from monitor.analysis import PRIORITY_DTYPE, expand_reasons, export
+from monitor.analysis import MENTION_COLUMNS, PRIORITY_DTYPE, expand_reasons, export
 from monitor.config import load_config
 from monitor.mail import transport_for
 from monitor.mention import Engagement, Mention
 from monitor.pipeline import Pipeline
 from monitor.report import _day_axis, breakdown, build_report
 from monitor.source import Poll
-from monitor.store import Store, schema, to_epoch
+from monitor.store import Store, frames, schema, to_epoch
 from tests.conftest import ROOT
 
 # Priorities on demand, as in test_alerts: the words pick the urgency and vouch for a complaint.
@@ -114,6 +114,72 @@ def test_mentions_have_documented_dtypes(built):
     assert "mutated" not in by_id.loc["g1", "tags"], "rows never share one list object"
     reasons = json.loads(by_id.loc["r1", "reasons"])
     assert any(r["name"] == "red" for r in reasons)
+
+
+def test_a_store_read_in_key_ranges_gives_what_one_query_gives(tmp_path):
+    """A large SQLite read goes in ranges of ids side by side; put together they are the one query's result,
+    even where a column is all NULL in one range (its reader types it int64) and text in another."""
+    path = tmp_path / "ranges.db"
+    store = Store(path)
+    ids = [*range(1, 6), *range(400_001, 400_006)]
+    with store.transaction() as db:
+        db.execute(schema.mentions.insert(), [dict(
+            id=i, source="rss", source_id=str(i), kind="post", url=f"https://blog.example/{i}", title=f"Acme {i}",
+            text="Acme lost my parcel", place="Some blog", created_at=1_790_000_000.0 + i, fetched_at=1_790_000_060.5 + i,
+            brand="Acme", quote="lost my parcel", extra="{}",
+            author="someone" if i > 400_000 else None, score=i if i > 400_000 else None,
+            priority="P2" if i > 400_000 else None, tags='["billing"]' if i > 400_000 else None,
+        ) for i in ids])
+    store.close()
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    query = frames.select(*frames._columns(MENTION_COLUMNS, schema.mentions, {})).order_by(schema.mentions.c.id)
+    whole = frames._read_sqlite(uri, query)
+    in_ranges = frames._read_in_ranges(uri, query, schema.mentions.c.id, [200_000])
+    assert in_ranges.num_rows == len(ids) and in_ranges.column("id").to_pylist() == ids
+    assert in_ranges.equals(whole), "the ranges put together differ from the one query"
+    assert str(in_ranges.schema.field("author").type) == "string"
+
+    df = load_mentions(path)
+    assert df["id"].tolist() == ids and str(df["score"].dtype) == "Int64" and df["score"].isna().sum() == 5
+    assert df["author"].isna().sum() == 5 and (df["author"].iloc[5:] == "someone").all()
+    assert df["priority"].dtype == PRIORITY_DTYPE and df["priority"].isna().sum() == 5
+    assert df["tags"].iloc[0] == [] and df["tags"].iloc[-1] == ["billing"]
+
+
+def test_ranges_read_while_the_store_is_written_are_dropped_for_one_query(tmp_path):
+    """The ranges are read on connections of their own, each seeing the store as it was when it started:
+    a write committed while they read could show in one and not another, so that result is never used
+    (load_mentions then reads the table in one query)."""
+    path = tmp_path / "busy.db"
+    store = Store(path)
+    with store.transaction() as db:
+        db.execute(schema.mentions.insert(), [dict(
+            id=i, source="rss", source_id=str(i), kind="post", url=f"https://blog.example/{i}", title="Acme",
+            text="Acme lost my parcel", place="Some blog", created_at=1_790_000_000.0, fetched_at=1_790_000_060.0,
+            brand="Acme", quote="lost my parcel", extra="{}", score=0) for i in (1, 2, 400_001, 400_002)])
+    store.close()
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    query = frames.select(*frames._columns(MENTION_COLUMNS, schema.mentions, {})).order_by(schema.mentions.c.id)
+    assert frames._read_in_ranges(uri, query, schema.mentions.c.id, [200_000]).num_rows == 4, "a quiet store"
+
+    # The daemon at work, in a process of its own: one commit after another.
+    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sqlite3, sys
+        db = sqlite3.connect({str(path)!r}, timeout=30)
+        print("writing", flush=True)
+        while True:
+            with db:
+                db.execute("UPDATE mentions SET score = score + 1 WHERE id = 1")
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline() == "writing\n"
+        results = [frames._read_in_ranges(uri, query, schema.mentions.c.id, [200_000]) for _ in range(20)]
+    finally:
+        writer.kill()
+        writer.wait()
+    assert any(result is None for result in results), "ranges read while commits landed were used"
+    df = load_mentions(path)
+    assert df["id"].tolist() == [1, 2, 400_001, 400_002] and df["score"].iloc[0] > 0
 
 
 def test_mention_filters_agree_with_pandas(built):

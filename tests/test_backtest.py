@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 
 import pandas as pd
@@ -97,3 +98,23 @@ def test_rows_of_one_id_are_successive_readings_and_now_sightings_subreddit_are_
     assert urgency[0] == urgency[1] == pytest.approx(urgency[2] + 40) and "espresso-fans" in scored["reasons"][0]
     # Without --now, a row without fetched_at is read at the newest time in the file.
     assert replay()["virality"].tolist()[4] == pytest.approx(virality[2])
+
+
+def test_progress_is_heard_while_the_words_are_read_and_then_while_rows_are_ranked(write_config):
+    from monitor.backtest import Progress, backtest
+    from monitor.config import load_config
+
+    config = load_config(write_config())
+    frame = pd.DataFrame({"id": [str(i) for i in range(6)],
+                          "text": [COMPLAINT, "My Acme kettle arrived.", COMPLAINT, "The Acme app looks different.",
+                                   COMPLAINT, "My Acme kettle arrived."]})
+    heard = []
+    scored = backtest(frame, config=config, progress=lambda done, stage: heard.append((stage, done)))
+    assert heard == [("read", i) for i in range(1, 7)] + [("scored", i) for i in range(1, 7)]
+    assert len(scored) == 6 and scored["urgency"][0] == scored["urgency"][2] > scored["urgency"][1]
+
+    report = Progress(total=6, every=3600)
+    report.stream = io.StringIO()
+    backtest(frame, config=config, progress=report)
+    lines = report.stream.getvalue().splitlines()
+    assert [line.split(" (")[0] for line in lines] == ["read 6/6 rows", "scored 6/6 rows"], lines

@@ -4,12 +4,21 @@ Rows come out as Arrow columns through ADBC (its SQLite driver for a file, its P
 database), not as one Python tuple per row. The queries are SQLAlchemy Core, compiled for the backend's
 dialect; a SQLite store is opened read-only and never migrated from here (a daemon of an older version may
 still run on it).
+
+A large read from a SQLite file is split into ranges of the table's key, read side by side on one
+connection each: the driver builds its Arrow columns in C without the GIL, and that building, not
+SQLite, is most of a large read, so a second core halves it. Each connection reads its own snapshot;
+when a write lands while they read, the split result is dropped and the table read again in one query.
 """
 
 from __future__ import annotations
 
+import os
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -55,35 +64,108 @@ def _columns(names: Iterable[str], table: sa.Table, expressions: dict[str, Any])
     return [expressions[n].label(n) if n in expressions else table.c[n].label(n) for n in names]
 
 
-def _read(where: str | Path, query: sa.Select) -> pa.Table:
-    dialect = "postgresql" if is_url(where) else "sqlite"
+def _compiled(query: sa.Select, dialect: str) -> tuple[str, list]:
     compiled = query.compile(dialect=_DIALECTS[dialect], compile_kwargs={"render_postcompile": True})
-    params = [compiled.params[name] for name in compiled.positiontup or ()]
-    if dialect == "postgresql":
+    return compiled.string, [compiled.params[name] for name in compiled.positiontup or ()]
+
+
+def _read(where: str | Path, query: sa.Select, *, split_on: sa.Column | None = None) -> pa.Table:
+    """The query's rows; on SQLite, read in ranges of ``split_on`` side by side when there are many (the
+    query must order by ``split_on`` first, so the ranges put together keep its order)."""
+    if is_url(where):
         import adbc_driver_postgresql.dbapi as adbc
 
         # libpq takes the password from PGPASSWORD (or ~/.pgpass), as the daemon's connection does.
         with adbc.connect(str(where)) as conn, conn.cursor() as cur:
-            cur.execute(compiled.string, params)
+            cur.execute(*_compiled(query, "postgresql"))
             return cur.fetch_arrow_table()
-    import adbc_driver_sqlite.dbapi as adbc
-
     path = Path(where)
     if not path.exists():
         raise FileNotFoundError(f"no store at {path}")
-    with adbc.connect(f"{path.resolve().as_uri()}?mode=ro") as conn, conn.cursor() as cur:
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    if split_on is not None:
+        bounds = _split_bounds(uri, split_on)
+        if bounds:
+            table = _read_in_ranges(uri, query, split_on, bounds)
+            if table is not None:
+                return table
+    return _read_sqlite(uri, query)
+
+
+def _read_sqlite(uri: str, query: sa.Select) -> pa.Table:
+    import adbc_driver_sqlite.dbapi as adbc
+
+    with adbc.connect(uri) as conn, conn.cursor() as cur:
         # The driver infers each column's type from the first batch; one batch
         # for the whole result means a column that starts with NULLs can't
         # later surprise it with text.
         cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(1 << 30)})
-        cur.execute(compiled.string, params)
+        cur.execute(*_compiled(query, "sqlite"))
         return cur.fetch_arrow_table()
+
+
+# Fewer keys than this per range and the extra connections cost more than they save.
+RANGE_KEYS = 100_000
+
+
+def _workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _split_bounds(uri: str, key: sa.Column) -> list[int]:
+    """Where to cut the integer ``key``'s span into one range per core, or [] when one read is as fast."""
+    span = _read_sqlite(uri, select(func.min(key), func.max(key)).select_from(key.table))
+    low, high = span.column(0)[0].as_py(), span.column(1)[0].as_py()
+    if low is None:
+        return []
+    ranges = min(_workers(), 4, (high - low) // RANGE_KEYS)
+    return [low + (high - low) * i // ranges for i in range(1, ranges)]
+
+
+def _read_in_ranges(uri: str, query: sa.Select, key: sa.Column, bounds: list[int]) -> pa.Table | None:
+    """The query read in ranges of ``key`` cut at ``bounds``, or None when a write landed meanwhile."""
+    cuts = [None, *bounds, None]
+    queries = [query.where(*([key > low] if low is not None else []), *([key <= high] if high is not None else []))
+               for low, high in zip(cuts, cuts[1:])]
+    import adbc_driver_sqlite.dbapi as adbc
+
+    # Through the driver's own SQLite, as the ranges are read: two copies of SQLite in one process must not
+    # have one file open at once (each would drop the other's locks, and can unmap the other's WAL index).
+    # In autocommit: a transaction left open would pin the version it sees.
+    with adbc.connect(uri, autocommit=True) as conn, conn.cursor() as watch:
+        def version():
+            # Changes whenever another connection commits: unchanged from before the first range's read to
+            # after the last one's, every range saw the same store.
+            watch.execute("PRAGMA data_version")
+            return watch.fetchone()
+
+        before = version()
+        with ThreadPoolExecutor(len(queries)) as pool:
+            parts = list(pool.map(partial(_read_sqlite, uri), queries))
+        if version() != before:
+            return None
+    return _concat(parts)
+
+
+# The driver types each range's columns from that range's rows: a column all NULL there arrives as int64,
+# one whose other ranges hold text or fractions as int64 too when this range holds only whole numbers.
+# The widest type any range has values of wins.
+_WIDER = [pa.binary(), pa.string(), pa.float64(), pa.int64()]
+
+
+def _concat(parts: list[pa.Table]) -> pa.Table:
+    fields = []
+    for field in parts[0].schema:
+        seen = {part.schema.field(field.name).type for part in parts
+                if part.column(field.name).null_count < part.num_rows}
+        fields.append(field.with_type(min(seen, key=_WIDER.index) if seen and seen <= set(_WIDER)
+                                      else field.type))
+    schema = pa.schema(fields)
+    return pa.concat_tables([part.cast(schema) for part in parts])
 
 
 def _has_rules(where: str | Path) -> bool:
     """Whether the store keeps the rule names (migration 11); every PostgreSQL store does."""
-    import sqlite3
-
     if is_url(where) or not Path(where).exists():
         return True  # _read says there is no store
     with closing(sqlite3.connect(f"{Path(where).resolve().as_uri()}?mode=ro", uri=True)) as db:
@@ -96,7 +178,10 @@ def mentions_table(where: str | Path, columns: Iterable[str], f: Filters) -> pa.
     # migrated (a daemon of an older version still runs on it) has no rules column: SQLite reads the reasons.
     expressions = {} if _has_rules(where) else {"rules": literal_column(RULE_NAMES.format(reasons="mentions.reasons"))}
     query = select(*_columns(columns, mentions, expressions)).order_by(m.id)
-    return _read(where, _where(query, f, brand=m.brand, source=m.source, time=m.created_at, priority=m.priority))
+    # A brand or a time window is read through an index, a slice too small for ranges to pay off.
+    narrow = f.brands is not None or f.since is not None or f.until is not None
+    return _read(where, _where(query, f, brand=m.brand, source=m.source, time=m.created_at, priority=m.priority),
+                 split_on=None if narrow else m.id)
 
 
 def alerts_table(where: str | Path, columns: Iterable[str], f: Filters) -> pa.Table:
@@ -109,7 +194,8 @@ def alerts_table(where: str | Path, columns: Iterable[str], f: Filters) -> pa.Ta
         "held": case(((a.digest == 1) | a.held_until.is_not(None), 1), else_=0),
     }
     query = select(*_columns(columns, alerts, expressions)).join(mentions, m.id == a.mention_id).order_by(a.id)
-    return _read(where, _where(query, f, brand=m.brand, source=m.source, time=a.created_at, priority=a.priority))
+    return _read(where, _where(query, f, brand=m.brand, source=m.source, time=a.created_at, priority=a.priority),
+                 split_on=a.id)
 
 
 def snapshots_table(where: str | Path, columns: Iterable[str], f: Filters) -> pa.Table:
@@ -117,7 +203,8 @@ def snapshots_table(where: str | Path, columns: Iterable[str], f: Filters) -> pa
                    "mention_created_at": m.created_at, "age": s.taken_at - m.created_at}
     query = (select(*_columns(columns, snapshots, expressions)).join(mentions, m.id == s.mention_id)
              .order_by(s.mention_id, s.taken_at))
-    return _read(where, _where(query, f, brand=m.brand, source=m.source, time=s.taken_at, priority=m.priority))
+    return _read(where, _where(query, f, brand=m.brand, source=m.source, time=s.taken_at, priority=m.priority),
+                 split_on=s.mention_id)
 
 
 def _sources_list(where: str | Path):
