@@ -1,7 +1,7 @@
 """Fetching feeds over HTTP: one feed within bounds, many feeds politely at once.
 
-One shared ``httpx.Client`` (thread-safe, one connection pool) serves every
-worker. Each fetch is bounded in size (``max_bytes``, counted after gzip or
+One ``httpx.Client`` per process (thread-safe, one connection pool) serves
+every fetch thread of that process. Each fetch is bounded in size (``max_bytes``, counted after gzip or
 deflate is undone, so a compression bomb is cut off too) and in time: httpx's
 timeouts bound every single network step, and a total deadline is checked
 between body chunks, so a server that drips its body byte by byte cannot hold
@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Callable, Iterable, TypeVar
-from urllib.parse import urljoin, urlsplit
+from typing import Callable, Iterable, Mapping, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -70,11 +70,6 @@ class Fetched:
     moved_to: str | None = None
     truncated: bool = False
 
-    @property
-    def base_url(self) -> str:
-        """What relative links in the body are relative to (Content-Location, else the final URL)."""
-        return urljoin(self.url, self.headers.get("content-location", ""))
-
 
 def conditional_headers(etag: str | None, last_modified: str | None) -> dict[str, str]:
     headers = {}
@@ -120,7 +115,7 @@ def permanent_target(response: httpx.Response) -> str | None:
     return target
 
 
-def retry_after_seconds(headers: httpx.Headers, *, now: datetime | None = None) -> float | None:
+def retry_after_seconds(headers: Mapping[str, str], *, now: datetime | None = None) -> float | None:
     """``Retry-After`` as seconds from now: either a number of seconds or an HTTP date."""
     value = headers.get("retry-after", "").strip()
     if not value:

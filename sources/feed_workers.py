@@ -1,91 +1,248 @@
-"""Reading fetched feeds on every core: feedparser and html2text in worker processes.
+"""Feeds fetched and read on every core: each worker process makes whole exchanges with its own client.
 
-Both are pure Python, so the fetch threads, which share one interpreter lock,
-parsed one feed at a time on one core, and parsing was most of a first poll's
-fetch-and-read time. The HTTP stays in the source's process (its one client,
-its connection pool, its politeness per host); a feed's bytes go to a worker
-process, its ``Mention``s come back. What a worker logs (an entry skipped) is
-logged again here, where the daemon's handlers and redaction are.
+httpx (a conditional GET costs about half a millisecond of CPU on loopback),
+feedparser and html2text are pure Python: in the source's process, sharing
+one interpreter lock with every fetch thread, they used one core. So a feed's
+whole exchange (``feed_exchange.exchange``: its request, and for a 200 the
+reading of its body) runs in a worker process, one per core, each with its own
+``httpx.Client`` from the source's client factory and so its own keep-alive
+pool. The body is read where it was fetched and never crosses processes; the
+``Mention``s come back.
 
-With one core, or when the pool breaks (a worker killed), the feed is read in
-the calling thread as before: the result is the same either way
-(``tests/test_rss.py`` reads feeds both ways).
+The source's process keeps the scheduling: its lanes (``run_per_host``) are
+threads that only hand a feed to a worker and wait, one feed in flight per
+lane. So the politeness rules hold across processes as they did across
+threads (at most ``per_host`` requests to a host, ``workers`` in all, one
+hanging feed holding only its own lane), the host's timeouts are counted in
+one place, and the source knows which feeds each worker holds: if a worker
+dies, its feeds are fetched again in the source's process, with a warning
+that says why, and nothing is lost. A worker takes up to ``threads`` feeds at
+once, so a hanging feed holds a thread of it, not the process.
+
+What a worker logs while reading (an entry skipped) is logged again here,
+where the daemon's handlers and redaction are. With one core, or until the
+workers have started (importing their modules takes a moment), feeds are
+fetched in the calling thread with the source's own client: the result is the
+same either way (``tests/test_rss.py`` polls feeds both ways).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing
 import os
 import signal
 import threading
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable
 
-from monitor.mention import Mention
+import httpx
 
-from .feed_entries import entry_mentions, parse_feed
+from .feed_exchange import Exchange, FeedRequest, exchange
 
 log = logging.getLogger("complaint_monitor.sources.rss")
 
 PARENT_CHECK_SECONDS = 1.0  # how often a worker looks whether the daemon still lives
+STOP_SECONDS = 5.0  # how long ``close`` waits for a worker to exit before killing it
+
+ClientFactory = Callable[[], httpx.Client]
 
 
-@dataclass
-class FeedRead:
-    """What the source needs of a parsed feed."""
-    mentions: list[Mention]
-    entries: int  # entries in the feed, before ``limit``
-    version: str  # feedparser's name of the format, empty when it found none
-    problem: str | None = None  # not well-formed XML, a wrong encoding...: "ExceptionName: message"
-    logged: list[tuple[int, str]] = field(default_factory=list)  # (level, message) logged while reading
+class WorkerStopped(Exception):
+    """The worker process holding the feed exited before answering."""
 
 
-def read_feed(body: bytes, *, content_type: str | None, source: str, feed_id: str, feed_name: str,
-              base_url: str, reach: float, now: datetime, limit: int | None) -> FeedRead:
-    """Parse a feed's bytes into its mentions (``entry_mentions``); runs in a worker process or here."""
-    records = _Records()
-    log.addHandler(records)
-    try:
-        parsed = parse_feed(body, content_type=content_type)
-        problem = f"{type(parsed.bozo_exception).__name__}: {parsed.bozo_exception}" if parsed.bozo else None
-        mentions = entry_mentions(parsed, source=source, feed_id=feed_id, feed_name=feed_name, base_url=base_url,
-                                  reach=reach, now=now, limit=limit)
-        return FeedRead(mentions, len(parsed.entries), parsed.version or "", problem, records.logged)
-    finally:
-        log.removeHandler(records)
+class FeedWorkers:
+    """Worker processes (``processes``, one per core by default) that make feeds' exchanges.
+
+    ``start`` (at each poll) starts the missing ones without waiting for them; ``exchange`` sends a feed to
+    the ready worker with the fewest feeds in flight and waits for its answer, or makes the exchange in the
+    calling thread when there is none. ``client_factory`` must pickle (a module-level function, a
+    ``functools.partial`` of one): each worker calls it once for its own client.
+    """
+
+    def __init__(self, client_factory: ClientFactory, *, processes: int | None = None, threads: int):
+        self.processes = processes if processes is not None else (os.cpu_count() or 1)
+        self._client_factory = client_factory
+        self._threads = threads
+        self._workers: list[_Worker] = []
+        self._client: httpx.Client | None = None  # this process's own, made when first needed
+        self._served: Counter[int] = Counter()  # exchanges answered, by worker pid
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        if self.processes < 2:
+            return
+        with self._lock:
+            self._workers = [w for w in self._workers if w.alive]
+            while len(self._workers) < self.processes:
+                self._workers.append(_Worker(self._client_factory, threads=self._threads))
+
+    def wait_ready(self, timeout: float = 60) -> bool:
+        """Until every worker has started (its modules imported, its client made)."""
+        give_up_at = time.monotonic() + timeout
+        while not all(w.ready for w in self._workers):
+            if time.monotonic() > give_up_at:
+                return False
+            time.sleep(0.02)
+        return True
+
+    @property
+    def served(self) -> dict[int, int]:
+        """Exchanges each worker process (by pid) made; those made in this process are not counted."""
+        with self._lock:
+            return dict(self._served)
+
+    @property
+    def pids(self) -> list[int]:
+        return [w.process.pid for w in self._workers if w.alive]
+
+    def exchange(self, request: FeedRequest) -> Exchange:
+        worker = self._pick()
+        if worker is not None:
+            try:
+                answer = worker.call(request)
+            except WorkerStopped as err:
+                log.warning("feed %s: %s; fetching it again in the daemon's own process", request.feed_id, err)
+            else:
+                with self._lock:
+                    self._served[worker.process.pid] += 1
+                if answer.read is not None:
+                    for level, message in answer.read.logged:
+                        log.log(level, "%s", message)
+                return answer
+        return exchange(self._own_client(), request)  # what reading logs goes out as it reads
+
+    def _pick(self) -> _Worker | None:
+        with self._lock:
+            ready = [w for w in self._workers if w.ready and w.alive]
+            return min(ready, key=lambda w: w.in_flight, default=None)
+
+    def _own_client(self) -> httpx.Client:
+        with self._lock:
+            if self._client is None:
+                self._client = self._client_factory()
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            workers, self._workers = self._workers, []
+            client, self._client = self._client, None
+        for worker in workers:
+            worker.stop()
+        for worker in workers:
+            worker.join()
+        if client is not None:
+            client.close()
 
 
-class _Records(logging.Handler):
-    """What this thread logs while it reads one feed (another thread's feed has its own)."""
+class _Worker:
+    """One worker process and the pipe to it; a thread here receives its answers."""
 
-    def __init__(self):
-        super().__init__()
-        self.logged: list[tuple[int, str]] = []
-        self._thread = threading.get_ident()
+    def __init__(self, client_factory: ClientFactory, *, threads: int):
+        # spawn: the source's process has threads (fetching, the scheduler), which fork would copy in whatever
+        # state they are.
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child, client_factory, threads, os.getpid()),
+                                       name="feed-worker", daemon=True)
+        self.process.start()
+        child.close()
+        self.ready = False
+        self.alive = True
+        self._stopping = False
+        self._calls: dict[int, Future] = {}
+        self._ids = itertools.count()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._receive, name=f"feed-worker-{self.process.pid}", daemon=True).start()
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.thread == self._thread:
-            self.logged.append((record.levelno, record.getMessage()))
+    @property
+    def in_flight(self) -> int:
+        return len(self._calls)
 
+    def call(self, request: FeedRequest) -> Exchange:
+        future: Future = Future()
+        with self._lock:
+            if not self.alive:
+                raise WorkerStopped(f"the feed worker process {self.process.pid} had stopped")
+            call_id = next(self._ids)
+            self._calls[call_id] = future
+            try:
+                self._conn.send((call_id, request))
+            except OSError:
+                pass  # the worker is gone: ``_receive`` sees its end and fails the calls it held, this one too
+        return future.result()
 
-class ReadFailed(Exception):
-    """Reading the feed raised; the message is the original's "ExceptionName: message"."""
-
-
-def read_batch(items: list[tuple[bytes, dict]]) -> list[FeedRead | str]:
-    """``read_feed`` for several feeds (one round trip to a worker for all): a FeedRead each, or the error
-    that one raised as text, so one bad feed does not cost the others."""
-    results: list[FeedRead | str] = []
-    for body, how in items:
+    def _receive(self) -> None:
         try:
-            results.append(read_feed(body, **how))
-        except Exception as err:
-            results.append(f"{type(err).__name__}: {err}")
-    return results
+            while True:
+                message = self._conn.recv()
+                if message == "ready":
+                    self.ready = True
+                else:
+                    call_id, answer = message
+                    with self._lock:
+                        future = self._calls.pop(call_id)
+                    future.set_result(answer)
+        except (EOFError, OSError):
+            pass
+        with self._lock:
+            self.alive = False
+            calls, self._calls = self._calls, {}
+        self.process.join(timeout=STOP_SECONDS)
+        reason = f"the feed worker process {self.process.pid} stopped (exit code {self.process.exitcode})"
+        if not self._stopping:
+            log.warning("%s; it is started again at the next poll", reason)
+        for future in calls.values():
+            future.set_exception(WorkerStopped(f"{reason} while fetching it"))
+
+    def stop(self) -> None:
+        self._stopping = True
+        try:
+            with self._lock:
+                self._conn.send(None)
+        except OSError:
+            pass
+
+    def join(self) -> None:
+        self.process.join(timeout=STOP_SECONDS)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self._conn.close()
+
+
+def _serve(conn, client_factory: ClientFactory, threads: int, parent: int) -> None:
+    """A worker process: makes the exchanges sent to it, up to ``threads`` at once, until told to stop."""
+    _worker_init(parent)
+    client = client_factory()
+    sending = threading.Lock()
+
+    def answer(call_id: int, request: FeedRequest) -> None:
+        try:
+            result = exchange(client, request)
+        except Exception as err:  # exchange itself never raises; this is the last guard against a lost feed
+            result = Exchange(error=f"{type(err).__name__}: {err}")
+        with sending:
+            try:
+                conn.send((call_id, result))
+            except Exception as err:  # an answer that does not pickle still answers
+                conn.send((call_id, Exchange(error=f"{type(err).__name__}: {err}")))
+
+    conn.send("ready")
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="feed")
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            message = None
+        if message is None:
+            # Nothing to flush: an exchange still in flight is one the daemon no longer waits for.
+            os._exit(0)
+        pool.submit(answer, *message)
 
 
 def _worker_init(parent: int) -> None:
@@ -101,7 +258,7 @@ def _worker_init(parent: int) -> None:
     logging.getLogger().handlers.clear()
     log.propagate = False
     # Polling, not PR_SET_PDEATHSIG: that signal comes when the *thread* that started the worker ends, and the
-    # pool starts its workers from whichever fetch thread submitted first.
+    # workers are started from whichever thread runs the poll.
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="parent-watch").start()
 
 
@@ -110,82 +267,3 @@ def _exit_with_parent(parent: int) -> None:
         time.sleep(PARENT_CHECK_SECONDS)
         if os.getppid() != parent:
             os._exit(0)
-
-
-class Reading:
-    """A feed on its way through a worker; ``result()`` waits for it."""
-
-    def __init__(self, body: bytes, how: dict, done: FeedRead | None = None):
-        self.body, self.how = body, how
-        self.future: Future | None = None
-        self.index = 0
-        self._done = done
-
-    def result(self) -> FeedRead:
-        if self._done is None:
-            try:
-                outcome = self.future.result()[self.index]
-            except BrokenProcessPool:
-                log.warning("a feed reader process stopped; reading this feed in the daemon's own process")
-                outcome = read_feed(self.body, **self.how)
-                outcome.logged = []  # logged here already
-            if isinstance(outcome, str):
-                raise ReadFailed(outcome)
-            for level, message in outcome.logged:
-                log.log(level, "%s", message)
-            self._done = outcome
-        return self._done
-
-
-class FeedReaders:
-    """Worker processes (one per core) that read fetched feeds while the fetch threads go on fetching.
-
-    ``submit`` hands a feed's bytes over and returns at once; feeds go to a worker ``BATCH`` at a time (one
-    round trip each) and ``flush`` sends what is left when the fetching is done. The pool starts at the first
-    feed that needs reading and lives until ``close``. With one core each feed is read in the calling thread.
-    """
-
-    BATCH = 16
-
-    def __init__(self, processes: int | None = None):
-        self.processes = processes if processes is not None else (os.cpu_count() or 1)
-        self._pool: ProcessPoolExecutor | None = None
-        self._waiting: list[Reading] = []
-        self._lock = threading.Lock()
-
-    def submit(self, body: bytes, **how) -> Reading:
-        if self.processes < 2:
-            return Reading(body, how, done=read_feed(body, **how))  # what it logged went out as it read
-        reading = Reading(body, how)
-        with self._lock:
-            self._waiting.append(reading)
-            if len(self._waiting) >= self.BATCH:
-                self._send()
-        return reading
-
-    def flush(self) -> None:
-        with self._lock:
-            if self._waiting:
-                self._send()
-
-    def _send(self) -> None:
-        batch, self._waiting = self._waiting, []
-        if self._pool is None:
-            # spawn: the source's process has threads (fetching, the scheduler), which fork would copy in
-            # whatever state they are.
-            self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_worker_init, initargs=(os.getpid(),))
-        try:
-            future = self._pool.submit(read_batch, [(r.body, r.how) for r in batch])
-        except BrokenProcessPool:
-            self._pool = None  # a new pool for the next batch; this one is read here
-            future = Future()
-            future.set_exception(BrokenProcessPool("the feed reader pool stopped"))
-        for index, reading in enumerate(batch):
-            reading.future, reading.index = future, index
-
-    def close(self) -> None:
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
