@@ -1,211 +1,241 @@
-"""Feeds fetched and read on every core: each worker process makes whole exchanges with its own client.
+"""Feeds fetched and read on every core: worker processes that run the poll's lanes with their own clients.
 
 httpx (a conditional GET costs about half a millisecond of CPU on loopback),
 feedparser and html2text are pure Python: in the source's process, sharing
-one interpreter lock with every fetch thread, they used one core. So a feed's
-whole exchange (``feed_exchange.exchange``: its request, and for a 200 the
-reading of its body) runs in a worker process, one per core, each with its own
-``httpx.Client`` from the source's client factory and so its own keep-alive
-pool. The body is read where it was fetched and never crosses processes; the
-``Mention``s come back.
+one interpreter lock with every fetch thread, they used one core. So the
+poll's lanes (``feed_lanes``) run in worker processes, one per core, each with
+its own ``httpx.Client`` from the source's client factory and so its own
+keep-alive pool. A lane makes each feed's whole exchange
+(``feed_exchange.exchange``: its request, and for a 200 the reading of its
+body) where it runs, so a body never crosses processes and no feed waits for
+a round trip to the source's process: lanes take their host's next feed from
+counters every process shares. Answers stream back to the source's process,
+which settles each feed as it comes (its schedule, its logs).
 
-The source's process keeps the scheduling: its lanes (``run_per_host``) are
-threads that only hand a feed to a worker and wait, one feed in flight per
-lane. So the politeness rules hold across processes as they did across
-threads (at most ``per_host`` requests to a host, ``workers`` in all, one
-hanging feed holding only its own lane), the host's timeouts are counted in
-one place, and the source knows which feeds each worker holds: if a worker
-dies, its feeds are fetched again in the source's process, with a warning
-that says why, and nothing is lost. A worker takes up to ``threads`` feeds at
-once, so a hanging feed holds a thread of it, not the process.
+The politeness rules hold across processes as they did across threads (at
+most ``per_host`` requests to a host, ``workers`` in all, a hanging feed
+holding only its own lane, a host skipped after its timeouts). The claims
+record which process took each feed: if a worker dies, the feeds it held or
+would have taken are fetched in the source's process after the others, with a
+warning saying why, and no feed is lost; at the next poll every worker starts
+afresh (it may have died holding the claims lock).
 
 What a worker logs while reading (an entry skipped) is logged again here,
-where the daemon's handlers and redaction are. With one core, or until the
-workers have started (importing their modules takes a moment), feeds are
-fetched in the calling thread with the source's own client: the result is the
-same either way (``tests/test_rss.py`` polls feeds both ways).
+where the daemon's handlers and redaction are. With one core, or when no
+worker has started, the lanes run here with the source's own client: the
+result is the same either way (``tests/test_rss.py`` polls feeds both ways).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import multiprocessing
 import os
+import queue
 import signal
 import threading
 import time
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
 import httpx
 
 from .feed_exchange import Exchange, FeedRequest, exchange
+from .feed_lanes import Claims, Plan, run_lanes
 
 log = logging.getLogger("complaint_monitor.sources.rss")
 
 PARENT_CHECK_SECONDS = 1.0  # how often a worker looks whether the daemon still lives
 STOP_SECONDS = 5.0  # how long ``close`` waits for a worker to exit before killing it
+START_SECONDS = 60.0  # how long a poll waits for starting workers (importing their modules) before going on here
 
 ClientFactory = Callable[[], httpx.Client]
-
-
-class WorkerStopped(Exception):
-    """The worker process holding the feed exited before answering."""
+Answered = Callable[[int, Exchange], None]
 
 
 class FeedWorkers:
-    """Worker processes (``processes``, one per core by default) that make feeds' exchanges.
+    """Worker processes (``processes``, one per core by default) that run a poll's lanes.
 
-    ``start`` (at each poll) starts the missing ones without waiting for them; ``exchange`` sends a feed to
-    the ready worker with the fewest feeds in flight and waits for its answer, or makes the exchange in the
-    calling thread when there is none. ``client_factory`` must pickle (a module-level function, a
-    ``functools.partial`` of one): each worker calls it once for its own client.
+    ``start`` (at each poll) starts them if they are not running; ``run`` runs one poll's feeds and returns
+    when each was answered. ``client_factory`` must pickle (a module-level function, a ``functools.partial``
+    of one): each worker calls it once for its own client. ``capacity``: the most feeds a poll has.
     """
 
-    def __init__(self, client_factory: ClientFactory, *, processes: int | None = None, threads: int):
+    def __init__(self, client_factory: ClientFactory, *, processes: int | None = None, capacity: int):
         self.processes = processes if processes is not None else (os.cpu_count() or 1)
         self._client_factory = client_factory
-        self._threads = threads
+        self._slots = 3 * max(1, capacity)  # Plan.slots() of a poll of every feed, each on its own host
         self._workers: list[_Worker] = []
+        self._shared: tuple | None = None  # the claims' array and lock the current workers were given
+        self._inbox: queue.Queue = queue.Queue()  # what the workers answer, from each one's receiving thread
         self._client: httpx.Client | None = None  # this process's own, made when first needed
-        self._served: Counter[int] = Counter()  # exchanges answered, by worker pid
-        self._lock = threading.Lock()
+        self._served: Counter[int] = Counter()  # feeds answered, by worker pid
+        self._polls = 0
 
     def start(self) -> None:
         if self.processes < 2:
             return
-        with self._lock:
-            self._workers = [w for w in self._workers if w.alive]
-            while len(self._workers) < self.processes:
-                self._workers.append(_Worker(self._client_factory, threads=self._threads))
+        if any(not w.alive for w in self._workers):
+            self._stop(self._workers)  # one died, perhaps holding the claims lock: all start afresh
+            self._workers = []
+        if not self._workers:
+            context = multiprocessing.get_context("spawn")
+            self._shared = (context.RawArray("q", self._slots), context.Lock())
+            self._workers = [_Worker(slot, self._client_factory, self._shared, self._inbox)
+                             for slot in range(1, self.processes + 1)]
 
-    def wait_ready(self, timeout: float = 60) -> bool:
-        """Until every worker has started (its modules imported, its client made)."""
+    def wait_ready(self, timeout: float = START_SECONDS) -> bool:
+        """Until every worker has started (its modules imported, its client made) or stopped."""
         give_up_at = time.monotonic() + timeout
-        while not all(w.ready for w in self._workers):
+        while not all(w.ready or not w.alive for w in self._workers):
             if time.monotonic() > give_up_at:
                 return False
-            time.sleep(0.02)
-        return True
+            time.sleep(0.01)
+        return all(w.ready for w in self._workers)
 
     @property
     def served(self) -> dict[int, int]:
-        """Exchanges each worker process (by pid) made; those made in this process are not counted."""
-        with self._lock:
-            return dict(self._served)
+        """Feeds each worker process (by pid) answered; those answered in this process are not counted."""
+        return dict(self._served)
 
     @property
     def pids(self) -> list[int]:
         return [w.process.pid for w in self._workers if w.alive]
 
-    def exchange(self, request: FeedRequest) -> Exchange:
-        worker = self._pick()
-        if worker is not None:
-            try:
-                answer = worker.call(request)
-            except WorkerStopped as err:
-                log.warning("feed %s: %s; fetching it again in the daemon's own process", request.feed_id, err)
-            else:
-                with self._lock:
-                    self._served[worker.process.pid] += 1
+    def run(self, requests: list[FeedRequest], hosts: list[str], *, per_host: int, workers: int, skip_after: int,
+            answered: Answered) -> None:
+        """Each request's exchange, at most ``per_host`` at once per host (``hosts``: each request's) and
+        ``workers`` in all, handed to ``answered(index, exchange)`` in this thread as it comes back."""
+        plan = Plan.of(hosts)
+        self.wait_ready()
+        ready = [w for w in self._workers if w.ready and w.alive][:workers]
+        left, timeouts, why = range(len(requests)), None, {}
+        if ready:
+            left, timeouts, why = self._run_in(ready, plan, requests, per_host=per_host, workers=workers,
+                                               skip_after=skip_after, answered=answered)
+        for index in left if why else ():
+            log.warning("feed %s: %s; fetching it in the daemon's own process", requests[index].feed_id, why[index])
+        if left:
+            self._run_here([requests[i] for i in left], [hosts[i] for i in left], per_host=per_host,
+                           workers=workers, skip_after=skip_after, timeouts=timeouts,
+                           answered=lambda index, answer: answered(left[index], answer))
+
+    def _run_in(self, ready: list[_Worker], plan: Plan, requests: list[FeedRequest], *, per_host: int, workers: int,
+                skip_after: int, answered: Answered) -> tuple[list[int], dict[str, int], dict[int, str]]:
+        """The poll in the worker processes; what they left (a worker died), the hosts' timeouts, and why."""
+        claims = Claims(plan, *self._shared, skip_after=skip_after)
+        claims.reset()
+        self._polls += 1
+        lanes = plan.lanes(per_host)
+        pending = set()
+        for rank, worker in enumerate(ready):
+            its_lanes = lanes[rank::len(ready)]
+            threads = workers // len(ready) + (rank < workers % len(ready))  # ``workers`` threads in all
+            its_feeds = {i: requests[i] for host in set(its_lanes) for i in plan.order[host]}
+            if its_lanes and worker.send(("poll", self._polls, plan, its_feeds, its_lanes, threads, skip_after)):
+                pending.add(worker)
+        done: set[int] = set()
+        stopped: dict[int, str] = {}  # why, by the slot of the worker that stopped
+        while pending:
+            kind, worker, *rest = self._inbox.get()
+            if kind == "stopped":
+                if worker in pending:  # not one stopped after an earlier poll, whose slot a new worker took
+                    stopped[worker.slot] = rest[0]
+                    pending.discard(worker)
+            elif rest[0] != self._polls:
+                continue  # a poll that ended when a worker stopped (it never answered what it held)
+            elif kind == "finished":
+                pending.discard(worker)
+            elif rest[1] not in done:
+                index, answer = rest[1:]
+                done.add(index)
+                self._served[worker.process.pid] += 1
                 if answer.read is not None:
                     for level, message in answer.read.logged:
                         log.log(level, "%s", message)
-                return answer
-        return exchange(self._own_client(), request)  # what reading logs goes out as it reads
+                answered(index, answer)
+        left = [i for i in range(plan.feeds) if i not in done]
+        anyone = "; ".join(stopped.values()) or "the worker processes did not take it"
+        why = {i: f"{stopped[claims.taker(i)]} while fetching it" if claims.taker(i) in stopped
+               else f"{anyone} before it was fetched" for i in left}
+        return left, dict(zip(plan.hosts, claims.timeouts())), why
 
-    def _pick(self) -> _Worker | None:
-        with self._lock:
-            ready = [w for w in self._workers if w.ready and w.alive]
-            return min(ready, key=lambda w: w.in_flight, default=None)
+    def _run_here(self, requests: list[FeedRequest], hosts: list[str], *, per_host: int, workers: int,
+                  skip_after: int, timeouts: dict[str, int] | None, answered: Answered) -> None:
+        plan = Plan.of(hosts)
+        claims = Claims.local(plan, skip_after=skip_after, timeouts=[(timeouts or {}).get(h, 0) for h in plan.hosts])
+        client = self._own_client()
+        # What reading logs goes out as it reads, here.
+        run_lanes(claims, plan.lanes(per_host), threads=workers, taker=0,
+                  exchange=lambda index: exchange(client, requests[index]), answered=answered)
 
     def _own_client(self) -> httpx.Client:
-        with self._lock:
-            if self._client is None:
-                self._client = self._client_factory()
-            return self._client
+        if self._client is None:
+            self._client = self._client_factory()
+        return self._client
 
     def close(self) -> None:
-        with self._lock:
-            workers, self._workers = self._workers, []
-            client, self._client = self._client, None
+        workers, self._workers = self._workers, []
+        self._stop(workers)
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    @staticmethod
+    def _stop(workers: list[_Worker]) -> None:
         for worker in workers:
             worker.stop()
         for worker in workers:
             worker.join()
-        if client is not None:
-            client.close()
 
 
 class _Worker:
-    """One worker process and the pipe to it; a thread here receives its answers."""
+    """One worker process and the pipe to it; a thread here passes what it sends on to the inbox."""
 
-    def __init__(self, client_factory: ClientFactory, *, threads: int):
+    def __init__(self, slot: int, client_factory: ClientFactory, shared: tuple, inbox: queue.Queue):
         # spawn: the source's process has threads (fetching, the scheduler), which fork would copy in whatever
         # state they are.
         context = multiprocessing.get_context("spawn")
+        self.slot = slot  # its number in the claims (0 is the source's own process)
         self._conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, client_factory, threads, os.getpid()),
-                                       name="feed-worker", daemon=True)
+        self.process = context.Process(target=_serve, args=(slot, child, client_factory, *shared, os.getpid()),
+                                       name=f"feed-worker-{slot}", daemon=True)
         self.process.start()
         child.close()
         self.ready = False
         self.alive = True
         self._stopping = False
-        self._calls: dict[int, Future] = {}
-        self._ids = itertools.count()
-        self._lock = threading.Lock()
-        threading.Thread(target=self._receive, name=f"feed-worker-{self.process.pid}", daemon=True).start()
+        self._sending = threading.Lock()
+        threading.Thread(target=self._receive, args=(inbox,), name=f"feed-worker-{slot}", daemon=True).start()
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._calls)
+    def send(self, message) -> bool:
+        try:
+            with self._sending:
+                self._conn.send(message)
+            return True
+        except OSError:
+            return False  # it stopped: its receiving thread says so
 
-    def call(self, request: FeedRequest) -> Exchange:
-        future: Future = Future()
-        with self._lock:
-            if not self.alive:
-                raise WorkerStopped(f"the feed worker process {self.process.pid} had stopped")
-            call_id = next(self._ids)
-            self._calls[call_id] = future
-            try:
-                self._conn.send((call_id, request))
-            except OSError:
-                pass  # the worker is gone: ``_receive`` sees its end and fails the calls it held, this one too
-        return future.result()
-
-    def _receive(self) -> None:
+    def _receive(self, inbox: queue.Queue) -> None:
         try:
             while True:
                 message = self._conn.recv()
-                if message == "ready":
+                if message[0] == "ready":
                     self.ready = True
                 else:
-                    call_id, answer = message
-                    with self._lock:
-                        future = self._calls.pop(call_id)
-                    future.set_result(answer)
+                    inbox.put((message[0], self, *message[1:]))
         except (EOFError, OSError):
             pass
-        with self._lock:
-            self.alive = False
-            calls, self._calls = self._calls, {}
+        self.alive = False
         self.process.join(timeout=STOP_SECONDS)
         reason = f"the feed worker process {self.process.pid} stopped (exit code {self.process.exitcode})"
         if not self._stopping:
-            log.warning("%s; it is started again at the next poll", reason)
-        for future in calls.values():
-            future.set_exception(WorkerStopped(f"{reason} while fetching it"))
+            log.warning("%s; the workers start afresh at the next poll", reason)
+        inbox.put(("stopped", self, reason))
 
     def stop(self) -> None:
         self._stopping = True
-        try:
-            with self._lock:
-                self._conn.send(None)
-        except OSError:
-            pass
+        self.send(None)
 
     def join(self) -> None:
         self.process.join(timeout=STOP_SECONDS)
@@ -215,25 +245,37 @@ class _Worker:
         self._conn.close()
 
 
-def _serve(conn, client_factory: ClientFactory, threads: int, parent: int) -> None:
-    """A worker process: makes the exchanges sent to it, up to ``threads`` at once, until told to stop."""
+def _serve(slot: int, conn, client_factory: ClientFactory, values, lock, parent: int) -> None:
+    """A worker process: runs the lanes of each poll sent to it, until told to stop."""
     _worker_init(parent)
     client = client_factory()
     sending = threading.Lock()
 
-    def answer(call_id: int, request: FeedRequest) -> None:
-        try:
-            result = exchange(client, request)
-        except Exception as err:  # exchange itself never raises; this is the last guard against a lost feed
-            result = Exchange(error=f"{type(err).__name__}: {err}")
+    def send(message) -> None:
         with sending:
-            try:
-                conn.send((call_id, result))
-            except Exception as err:  # an answer that does not pickle still answers
-                conn.send((call_id, Exchange(error=f"{type(err).__name__}: {err}")))
+            conn.send(message)
 
-    conn.send("ready")
-    pool = ThreadPoolExecutor(threads, thread_name_prefix="feed")
+    def poll(number: int, plan: Plan, requests: dict[int, FeedRequest], lanes: list[int], threads: int,
+             skip_after: int) -> None:
+        def answered(index: int, answer: Exchange) -> None:
+            try:
+                send(("done", number, index, answer))
+            except OSError:
+                raise
+            except Exception as err:  # an answer that does not pickle still answers
+                send(("done", number, index, Exchange(error=f"{type(err).__name__}: {err}")))
+
+        def exchange_of(index: int) -> Exchange:
+            try:
+                return exchange(client, requests[index])
+            except Exception as err:  # exchange never raises; this is the last guard against a lost feed
+                return Exchange(error=f"{type(err).__name__}: {err}")
+
+        run_lanes(Claims(plan, values, lock, skip_after=skip_after), lanes, threads=threads, taker=slot,
+                  exchange=exchange_of, answered=answered)
+        send(("finished", number))
+
+    send(("ready",))
     while True:
         try:
             message = conn.recv()
@@ -242,7 +284,7 @@ def _serve(conn, client_factory: ClientFactory, threads: int, parent: int) -> No
         if message is None:
             # Nothing to flush: an exchange still in flight is one the daemon no longer waits for.
             os._exit(0)
-        pool.submit(answer, *message)
+        threading.Thread(target=poll, args=message[1:], name="poll", daemon=True).start()
 
 
 def _worker_init(parent: int) -> None:

@@ -25,7 +25,7 @@ from monitor.mention import Mention, utcnow
 from monitor.source import EngagementMap, Poll, SourceContext, SourceField, also_rule_fields
 
 from .feed_exchange import Exchange, FeedRead, FeedRequest
-from .feed_fetch import SlowHosts, conditional_headers, host_of, retry_after_seconds, run_per_host
+from .feed_fetch import conditional_headers, host_of, retry_after_seconds
 from .feed_schedule import FeedState
 from .feed_workers import ClientFactory, FeedWorkers
 from .rss_status import feeds_status
@@ -149,7 +149,10 @@ class RssSource:
         # The job runs as often as the most eager feed wants; the others wait until they are due.
         self.interval = min([settings.interval, *(f.interval for f in settings.feeds if f.interval)])
         # Feeds are fetched and read in worker processes (httpx, feedparser and html2text are pure Python).
-        self.workers = FeedWorkers(client_factory, processes=processes, threads=settings.workers)
+        self.workers = FeedWorkers(client_factory, processes=processes, capacity=len(settings.feeds))
+        if settings.feeds:
+            # Now, not at the first poll: they import their modules (about a second) while the daemon starts up.
+            self.workers.start()
 
     @classmethod
     def from_settings(cls, settings: RssSettings, *, context: SourceContext) -> "RssSource":
@@ -177,17 +180,18 @@ class RssSource:
             feed_state = FeedState.from_dict(state.get(key))
             if feed_state.is_due(now, slack=slack):
                 jobs.append(FeedJob(feed=feed, key=key, state=feed_state))
-        slow_hosts = SlowHosts(limit=HOST_TIMEOUTS_BEFORE_SKIP)
         if jobs:
-            self.workers.start()  # those missing (the first poll, one that died); this poll uses them once ready
-        done = run_per_host(jobs, lambda job: self._poll_feed(job, now, slow_hosts), host=lambda job: host_of(job.url),
-                            workers=self.settings.workers, per_host=self.settings.per_host)
+            self.workers.start()  # unless they run (one died at the last poll)
+            self.workers.run([self._request(job, now) for job in jobs], [host_of(job.url) for job in jobs],
+                             per_host=self.settings.per_host, workers=self.settings.workers,
+                             skip_after=HOST_TIMEOUTS_BEFORE_SKIP,
+                             answered=lambda index, answer: self._poll_feed(jobs[index], answer, now))
         poll = Poll()
         configured = {f"feed:{feed.identity}" for feed in self.settings.feeds}
         for key in state:
             if key.startswith("feed:") and key not in configured:
                 poll.state[key] = None  # a feed taken out of the config leaves status and the store
-        for job in done:
+        for job in jobs:
             poll.mentions.extend(job.mentions)
             poll.state[job.key] = job.state.as_dict()
             if job.error:
@@ -196,32 +200,23 @@ class RssSource:
                 poll.succeeded.append(job.key)
         return poll
 
-    def _poll_feed(self, job: FeedJob, now: datetime, slow_hosts: SlowHosts) -> FeedJob:
-        """Fetch and read one feed, recording the outcome in ``job``; never raises."""
+    def _request(self, job: FeedJob, now: datetime) -> FeedRequest:
+        return FeedRequest(url=job.url, headers=conditional_headers(job.state.etag, job.state.last_modified),
+                           max_bytes=self.settings.max_bytes, deadline=self.settings.deadline,
+                           read={"source": self.name, "feed_id": job.feed.identity, "feed_name": job.feed.name,
+                                 "reach": self.engagement.reach_of({"weight": job.feed.weight}), "now": now,
+                                 "limit": self.settings.max_entries})
+
+    def _poll_feed(self, job: FeedJob, answer: Exchange, now: datetime) -> None:
+        """What one feed's exchange means for it, recorded in ``job``; never raises."""
         interval = job.feed.interval or self.settings.interval
         was_gone = job.state.disabled
         try:
-            self._settle(job, self._exchange(job, now, slow_hosts), now, interval)
+            self._settle(job, answer, now, interval)
         except Exception as err:  # one broken feed never stops the others
             self._fail(job, now, interval, f"{type(err).__name__}: {err}")
         if was_gone and not job.state.disabled:
             log.warning("feed %s is back (it had answered 410 Gone): read again", job.label)
-        return job
-
-    def _exchange(self, job: FeedJob, now: datetime, slow_hosts: SlowHosts) -> Exchange:
-        host = host_of(job.url)
-        slow_hosts.check(host)
-        answer = self.workers.exchange(FeedRequest(
-            url=job.url, headers=conditional_headers(job.state.etag, job.state.last_modified),
-            max_bytes=self.settings.max_bytes, deadline=self.settings.deadline,
-            read={"source": self.name, "feed_id": job.feed.identity, "feed_name": job.feed.name,
-                  "reach": self.engagement.reach_of({"weight": job.feed.weight}), "now": now,
-                  "limit": self.settings.max_entries}))
-        if answer.timed_out:
-            slow_hosts.timed_out(host)
-        elif answer.error is None:
-            slow_hosts.answered(host)
-        return answer
 
     def _settle(self, job: FeedJob, answer: Exchange, now: datetime, interval: float) -> None:
         """What the feed's answer means for it."""

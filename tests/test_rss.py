@@ -20,7 +20,8 @@ from monitor.pipeline import Pipeline
 from monitor.source import validate_source_settings
 from monitor.store import Store
 from sources.feed_entries import html_to_text
-from sources.feed_fetch import run_per_host
+from sources.feed_exchange import Exchange
+from sources.feed_lanes import Claims, Plan, run_lanes
 from sources.feed_schedule import FeedState
 from sources.rss import RssSettings, RssSource, client_factory
 from tests.servers import feeds as samples
@@ -563,14 +564,17 @@ def test_feeds_are_fetched_concurrently_but_at_most_per_host_at_once(feeds, moni
     assert feeds.max_in_flight == 2
 
 
-def test_run_per_host_spreads_work_across_hosts_within_limits():
+def test_lanes_spread_work_across_hosts_within_limits():
     in_flight: dict[str, int] = {}
     peak: dict[str, int] = {}
     total_peak = [0]
     lock = threading.Lock()
 
-    def work(job):
-        host, n = job
+    jobs = [(f"h{n % 5}", n) for n in range(40)]
+    done = []
+
+    def work(index):
+        host, n = jobs[index]
         with lock:
             in_flight[host] = in_flight.get(host, 0) + 1
             peak[host] = max(peak.get(host, 0), in_flight[host])
@@ -578,10 +582,11 @@ def test_run_per_host_spreads_work_across_hosts_within_limits():
         time.sleep(0.02)
         with lock:
             in_flight[host] -= 1
-        return n
+        return Exchange(status=200)
 
-    jobs = [(f"h{n % 5}", n) for n in range(40)]
-    done = run_per_host(jobs, work, host=lambda job: job[0], workers=6, per_host=2)
+    plan = Plan.of([host for host, _ in jobs])
+    run_lanes(Claims.local(plan, skip_after=2), plan.lanes(2), threads=6, taker=0, exchange=work,
+              answered=lambda index, answer: done.append(jobs[index][1]))
 
     assert sorted(done) == list(range(40))
     assert max(peak.values()) == 2 and total_peak[0] <= 6
@@ -685,7 +690,7 @@ def test_a_hanging_feed_holds_only_its_lane_not_the_hosts_other_lane_in_another_
 
 def test_a_worker_process_killed_mid_poll_loses_no_feed(feeds, caplog):
     """Killed (the OOM killer, an operator) while it holds feeds: they are fetched again in the daemon's process,
-    with a warning saying why; the next poll has workers again."""
+    with a warning saying why; the next poll has new workers."""
     slow = [feeds.serve(f"/slow{n}.xml", complaint_feed(n), delay=1) for n in range(4)]
     settings = RssSettings(feeds=[{"url": u} for u in slow], per_host=4)
     source = RssSource(settings=settings, client_factory=client_factory(settings), processes=2)
@@ -707,7 +712,7 @@ def test_a_worker_process_killed_mid_poll_loses_no_feed(feeds, caplog):
         poll = result["poll"]
         assert sorted(poll.succeeded) == sorted(f"feed:{u}" for u in slow) and len(poll.mentions) == 4
         assert all(feeds.hits(f"/slow{n}.xml") == 2 for n in range(4)), "each fetched again after the kill"
-        refetched = [m for m in (r.getMessage() for r in caplog.records) if "fetching it again in the daemon's" in m]
+        refetched = [m for m in (r.getMessage() for r in caplog.records) if "fetching it in the daemon's own" in m]
         assert len(refetched) == 4 and all("stopped (exit code -9) while fetching it" in m for m in refetched)
 
         source.workers.start()  # the next poll: new workers, not the dead ones
