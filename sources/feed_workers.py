@@ -22,8 +22,9 @@ afresh (it may have died holding the claims lock).
 
 What a worker logs while reading (an entry skipped) is logged again here,
 where the daemon's handlers and redaction are. With one core, or when no
-worker has started, the lanes run here with the source's own client: the
-result is the same either way (``tests/test_rss.py`` polls feeds both ways).
+worker has started, the lanes run here with the source's own client (and
+while some are still starting, the share of those): the result is the same
+either way (``tests/test_rss.py`` polls feeds both ways).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ log = logging.getLogger("complaint_monitor.sources.rss")
 
 PARENT_CHECK_SECONDS = 1.0  # how often a worker looks whether the daemon still lives
 STOP_SECONDS = 5.0  # how long ``close`` waits for a worker to exit before killing it
-START_SECONDS = 60.0  # how long a poll waits for starting workers (importing their modules) before going on here
+START_SECONDS = 60.0  # how long ``wait_ready`` waits for starting workers (importing their modules)
 
 ClientFactory = Callable[[], httpx.Client]
 Answered = Callable[[int, Exchange], None]
@@ -68,7 +69,9 @@ class FeedWorkers:
         self._workers: list[_Worker] = []
         self._shared: tuple | None = None  # the claims' array and lock the current workers were given
         self._inbox: queue.Queue = queue.Queue()  # what the workers answer, from each one's receiving thread
-        self._client: httpx.Client | None = None  # this process's own, made when first needed
+        # This process's own, for polls while no worker is ready. Made now: a client loads its TLS certificates,
+        # which the first poll (while the workers start and take the CPU) should not wait for.
+        self._client = client_factory()
         self._served: Counter[int] = Counter()  # feeds answered, by worker pid
         self._polls = 0
 
@@ -105,12 +108,17 @@ class FeedWorkers:
     def run(self, requests: list[FeedRequest], hosts: list[str], *, per_host: int, workers: int, skip_after: int,
             answered: Answered) -> None:
         """Each request's exchange, at most ``per_host`` at once per host (``hosts``: each request's) and
-        ``workers`` in all, handed to ``answered(index, exchange)`` in this thread as it comes back."""
+        ``workers`` in all, handed to ``answered(index, exchange)`` as it comes back: in this thread, or in a
+        lane's when the lanes run here."""
         plan = Plan.of(hosts)
-        self.wait_ready()
-        ready = [w for w in self._workers if w.ready and w.alive][:workers]
+        alive = [w for w in self._workers if w.alive]
+        ready = [w for w in alive if w.ready][:workers]
         left, timeouts, why = range(len(requests)), None, {}
         if ready:
+            # Workers still starting (the first poll after start-up) are not waited for: this process runs
+            # their share of the lanes.
+            if len(ready) < min(len(alive), workers):
+                ready.append(_Here(self._shared, self._inbox, self._client))
             left, timeouts, why = self._run_in(ready, plan, requests, per_host=per_host, workers=workers,
                                                skip_after=skip_after, answered=answered)
         for index in left if why else ():
@@ -120,8 +128,8 @@ class FeedWorkers:
                            workers=workers, skip_after=skip_after, timeouts=timeouts,
                            answered=lambda index, answer: answered(left[index], answer))
 
-    def _run_in(self, ready: list[_Worker], plan: Plan, requests: list[FeedRequest], *, per_host: int, workers: int,
-                skip_after: int, answered: Answered) -> tuple[list[int], dict[str, int], dict[int, str]]:
+    def _run_in(self, ready: list[_Worker | _Here], plan: Plan, requests: list[FeedRequest], *, per_host: int,
+                workers: int, skip_after: int, answered: Answered) -> tuple[list[int], dict[str, int], dict[int, str]]:
         """The poll in the worker processes; what they left (a worker died), the hosts' timeouts, and why."""
         claims = Claims(plan, *self._shared, skip_after=skip_after)
         claims.reset()
@@ -149,6 +157,9 @@ class FeedWorkers:
             elif rest[1] not in done:
                 index, answer = rest[1:]
                 done.add(index)
+                if isinstance(worker, _Here):  # what it logged went out as it read
+                    answered(index, answer)
+                    continue
                 self._served[worker.process.pid] += 1
                 if answer.read is not None:
                     for level, message in answer.read.logged:
@@ -164,22 +175,15 @@ class FeedWorkers:
                   skip_after: int, timeouts: dict[str, int] | None, answered: Answered) -> None:
         plan = Plan.of(hosts)
         claims = Claims.local(plan, skip_after=skip_after, timeouts=[(timeouts or {}).get(h, 0) for h in plan.hosts])
-        client = self._own_client()
+        client = self._client
         # What reading logs goes out as it reads, here.
         run_lanes(claims, plan.lanes(per_host), threads=workers, taker=0,
                   exchange=lambda index: exchange(client, requests[index]), answered=answered)
 
-    def _own_client(self) -> httpx.Client:
-        if self._client is None:
-            self._client = self._client_factory()
-        return self._client
-
     def close(self) -> None:
         workers, self._workers = self._workers, []
         self._stop(workers)
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        self._client.close()
 
     @staticmethod
     def _stop(workers: list[_Worker]) -> None:
@@ -245,6 +249,21 @@ class _Worker:
         self._conn.close()
 
 
+class _Here:
+    """This process as one more taker of lanes, with its own client, while the workers are still starting."""
+
+    slot = 0
+
+    def __init__(self, shared: tuple, inbox: queue.Queue, client: httpx.Client):
+        self._shared, self._inbox, self._client = shared, inbox, client
+
+    def send(self, message) -> bool:
+        threading.Thread(target=_run_poll, args=message[1:], name="poll", daemon=True,
+                         kwargs={"shared": self._shared, "client": self._client, "taker": self.slot,
+                                 "send": lambda answer: self._inbox.put((answer[0], self, *answer[1:]))}).start()
+        return True
+
+
 def _serve(slot: int, conn, client_factory: ClientFactory, values, lock, parent: int) -> None:
     """A worker process: runs the lanes of each poll sent to it, until told to stop."""
     _worker_init(parent)
@@ -255,26 +274,6 @@ def _serve(slot: int, conn, client_factory: ClientFactory, values, lock, parent:
         with sending:
             conn.send(message)
 
-    def poll(number: int, plan: Plan, requests: dict[int, FeedRequest], lanes: list[int], threads: int,
-             skip_after: int) -> None:
-        def answered(index: int, answer: Exchange) -> None:
-            try:
-                send(("done", number, index, answer))
-            except OSError:
-                raise
-            except Exception as err:  # an answer that does not pickle still answers
-                send(("done", number, index, Exchange(error=f"{type(err).__name__}: {err}")))
-
-        def exchange_of(index: int) -> Exchange:
-            try:
-                return exchange(client, requests[index])
-            except Exception as err:  # exchange never raises; this is the last guard against a lost feed
-                return Exchange(error=f"{type(err).__name__}: {err}")
-
-        run_lanes(Claims(plan, values, lock, skip_after=skip_after), lanes, threads=threads, taker=slot,
-                  exchange=exchange_of, answered=answered)
-        send(("finished", number))
-
     send(("ready",))
     while True:
         try:
@@ -284,7 +283,34 @@ def _serve(slot: int, conn, client_factory: ClientFactory, values, lock, parent:
         if message is None:
             # Nothing to flush: an exchange still in flight is one the daemon no longer waits for.
             os._exit(0)
-        threading.Thread(target=poll, args=message[1:], name="poll", daemon=True).start()
+        threading.Thread(target=_run_poll, args=message[1:], name="poll", daemon=True,
+                         kwargs={"shared": (values, lock), "client": client, "taker": slot, "send": send}).start()
+
+
+def _run_poll(number: int, plan: Plan, requests: dict[int, FeedRequest], lanes: list[int], threads: int,
+              skip_after: int, *, shared: tuple, client: httpx.Client, taker: int, send: Callable) -> None:
+    """One poll's ``lanes`` of a taker (a worker process, or the daemon's while they start): each answer, then
+    "finished", goes to ``send``."""
+
+    def answered(index: int, answer: Exchange) -> None:
+        try:
+            send(("done", number, index, answer))
+        except OSError:
+            raise
+        except Exception as err:  # an answer that does not pickle still answers
+            send(("done", number, index, Exchange(error=f"{type(err).__name__}: {err}")))
+
+    def exchange_of(index: int) -> Exchange:
+        try:
+            return exchange(client, requests[index])
+        except Exception as err:  # exchange never raises; this is the last guard against a lost feed
+            return Exchange(error=f"{type(err).__name__}: {err}")
+
+    try:
+        run_lanes(Claims(plan, *shared, skip_after=skip_after), lanes, threads=threads, taker=taker,
+                  exchange=exchange_of, answered=answered)
+    finally:  # whatever went wrong, the daemon learns these lanes are done (what they left, it fetches)
+        send(("finished", number))
 
 
 def _worker_init(parent: int) -> None:
