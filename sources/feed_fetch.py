@@ -1,7 +1,7 @@
-"""Fetching feeds over HTTP: one feed within bounds, many feeds politely at once.
+"""Fetching a feed over HTTP within bounds (many at once, politely: ``feed_lanes``).
 
-One shared ``httpx.Client`` (thread-safe, one connection pool) serves every
-worker. Each fetch is bounded in size (``max_bytes``, counted after gzip or
+One ``httpx.Client`` per process (thread-safe, one connection pool) serves
+every fetch thread of that process. Each fetch is bounded in size (``max_bytes``, counted after gzip or
 deflate is undone, so a compression bomb is cut off too) and in time: httpx's
 timeouts bound every single network step, and a total deadline is checked
 between body chunks, so a server that drips its body byte by byte cannot hold
@@ -10,15 +10,12 @@ a worker for more than ``deadline`` plus one read timeout.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import defaultdict, deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Callable, Iterable, TypeVar
-from urllib.parse import urljoin, urlsplit
+from typing import Mapping
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -27,37 +24,6 @@ PERMANENT_REDIRECTS = (301, 308)
 
 class DeadlineExceeded(Exception):
     """The whole fetch took longer than its deadline (a slow-drip body)."""
-
-
-class HostSkipped(Exception):
-    """Not fetched: its host already timed out too often in this poll."""
-
-
-class SlowHosts:
-    """Hosts that keep timing out in one poll: their remaining feeds are not tried until the next poll.
-
-    Without this a host that is down (connections time out rather than being
-    refused) and serves 100 of our feeds would cost 100 timeouts in a row,
-    holding the whole poll, and every other feed's mentions, for as long.
-    """
-
-    def __init__(self, *, limit: int = 2):
-        self.limit = limit
-        self._timeouts: dict[str, int] = defaultdict(int)
-        self._lock = threading.Lock()
-
-    def check(self, host: str) -> None:
-        with self._lock:
-            if self._timeouts[host] >= self.limit:
-                raise HostSkipped(f"not tried: {host} timed out {self._timeouts[host]} times in a row in this poll")
-
-    def timed_out(self, host: str) -> None:
-        with self._lock:
-            self._timeouts[host] += 1
-
-    def answered(self, host: str) -> None:
-        with self._lock:
-            self._timeouts[host] = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,11 +35,6 @@ class Fetched:
     # Where the feed moved for good (only 301/308 all the way), to ask there next time.
     moved_to: str | None = None
     truncated: bool = False
-
-    @property
-    def base_url(self) -> str:
-        """What relative links in the body are relative to (Content-Location, else the final URL)."""
-        return urljoin(self.url, self.headers.get("content-location", ""))
 
 
 def conditional_headers(etag: str | None, last_modified: str | None) -> dict[str, str]:
@@ -120,7 +81,7 @@ def permanent_target(response: httpx.Response) -> str | None:
     return target
 
 
-def retry_after_seconds(headers: httpx.Headers, *, now: datetime | None = None) -> float | None:
+def retry_after_seconds(headers: Mapping[str, str], *, now: datetime | None = None) -> float | None:
     """``Retry-After`` as seconds from now: either a number of seconds or an HTTP date."""
     value = headers.get("retry-after", "").strip()
     if not value:
@@ -139,41 +100,3 @@ def retry_after_seconds(headers: httpx.Headers, *, now: datetime | None = None) 
 def host_of(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.hostname}:{parts.port or ''}"
-
-
-Job = TypeVar("Job")
-Result = TypeVar("Result")
-
-
-def run_per_host(jobs: Iterable[Job], work: Callable[[Job], Result], *, host: Callable[[Job], str],
-                 workers: int, per_host: int) -> list[Result]:
-    """Run ``work`` on every job with at most ``workers`` at once and at most ``per_host`` per host.
-
-    Each host gets up to ``per_host`` lanes that take that host's jobs from
-    one queue, so no worker ever sits waiting for a busy host, and one hanging
-    feed delays only its own lane while the host's other lane carries on.
-    Lanes of different hosts are interleaved so every host starts early.
-    """
-    queues: dict[str, deque[Job]] = defaultdict(deque)
-    for job in jobs:
-        queues[host(job)].append(job)
-    lanes = [queue for rank in range(per_host) for queue in queues.values() if len(queue) > rank]
-    results: list[Result] = []
-    lock = threading.Lock()
-
-    def drain(queue: deque[Job]) -> None:
-        while True:
-            try:
-                job = queue.popleft()
-            except IndexError:
-                return
-            result = work(job)
-            with lock:
-                results.append(result)
-
-    if not lanes:
-        return results
-    with ThreadPoolExecutor(max_workers=min(workers, len(lanes)), thread_name_prefix="feed") as pool:
-        for future in [pool.submit(drain, lane) for lane in lanes]:
-            future.result()
-    return results

@@ -1,15 +1,30 @@
-"""Reading fetched feeds on every core: feedparser and html2text in worker processes.
+"""Feeds fetched and read on every core: worker processes that run the poll's lanes with their own clients.
 
-Both are pure Python, so the fetch threads, which share one interpreter lock,
-parsed one feed at a time on one core, and parsing was most of a first poll's
-fetch-and-read time. The HTTP stays in the source's process (its one client,
-its connection pool, its politeness per host); a feed's bytes go to a worker
-process, its ``Mention``s come back. What a worker logs (an entry skipped) is
-logged again here, where the daemon's handlers and redaction are.
+httpx (a conditional GET costs about half a millisecond of CPU on loopback),
+feedparser and html2text are pure Python: in the source's process, sharing
+one interpreter lock with every fetch thread, they used one core. So the
+poll's lanes (``feed_lanes``) run in worker processes, one per core, each with
+its own ``httpx.Client`` from the source's client factory and so its own
+keep-alive pool. A lane makes each feed's whole exchange
+(``feed_exchange.exchange``: its request, and for a 200 the reading of its
+body) where it runs, so a body never crosses processes and no feed waits for
+a round trip to the source's process: lanes take their host's next feed from
+counters every process shares. Answers stream back to the source's process,
+which settles each feed as it comes (its schedule, its logs).
 
-With one core, or when the pool breaks (a worker killed), the feed is read in
-the calling thread as before: the result is the same either way
-(``tests/test_rss.py`` reads feeds both ways).
+The politeness rules hold across processes as they did across threads (at
+most ``per_host`` requests to a host, ``workers`` in all, a hanging feed
+holding only its own lane, a host skipped after its timeouts). The claims
+record which process took each feed: if a worker dies, the feeds it held or
+would have taken are fetched in the source's process after the others, with a
+warning saying why, and no feed is lost; at the next poll every worker starts
+afresh (it may have died holding the claims lock).
+
+What a worker logs while reading (an entry skipped) is logged again here,
+where the daemon's handlers and redaction are. With one core, or when no
+worker has started, the lanes run here with the source's own client (and
+while some are still starting, the share of those): the result is the same
+either way (``tests/test_rss.py`` polls feeds both ways).
 """
 
 from __future__ import annotations
@@ -17,75 +32,285 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import queue
 import signal
 import threading
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections import Counter
+from typing import Callable
 
-from monitor.mention import Mention
+import httpx
 
-from .feed_entries import entry_mentions, parse_feed
+from .feed_exchange import Exchange, FeedRequest, exchange
+from .feed_lanes import Claims, Plan, run_lanes
 
 log = logging.getLogger("complaint_monitor.sources.rss")
 
 PARENT_CHECK_SECONDS = 1.0  # how often a worker looks whether the daemon still lives
+STOP_SECONDS = 5.0  # how long ``close`` waits for a worker to exit before killing it
+START_SECONDS = 60.0  # how long ``wait_ready`` waits for starting workers (importing their modules)
+
+ClientFactory = Callable[[], httpx.Client]
+Answered = Callable[[int, Exchange], None]
 
 
-@dataclass
-class FeedRead:
-    """What the source needs of a parsed feed."""
-    mentions: list[Mention]
-    entries: int  # entries in the feed, before ``limit``
-    version: str  # feedparser's name of the format, empty when it found none
-    problem: str | None = None  # not well-formed XML, a wrong encoding...: "ExceptionName: message"
-    logged: list[tuple[int, str]] = field(default_factory=list)  # (level, message) logged while reading
+class FeedWorkers:
+    """Worker processes (``processes``, one per core by default) that run a poll's lanes.
+
+    ``start`` (at each poll) starts them if they are not running; ``run`` runs one poll's feeds and returns
+    when each was answered. ``client_factory`` must pickle (a module-level function, a ``functools.partial``
+    of one): each worker calls it once for its own client. ``capacity``: the most feeds a poll has.
+    """
+
+    def __init__(self, client_factory: ClientFactory, *, processes: int | None = None, capacity: int):
+        self.processes = processes if processes is not None else (os.cpu_count() or 1)
+        self._client_factory = client_factory
+        self._slots = 3 * max(1, capacity)  # Plan.slots() of a poll of every feed, each on its own host
+        self._workers: list[_Worker] = []
+        self._shared: tuple | None = None  # the claims' array and lock the current workers were given
+        self._inbox: queue.Queue = queue.Queue()  # what the workers answer, from each one's receiving thread
+        # This process's own, for polls while no worker is ready. Made now: a client loads its TLS certificates,
+        # which the first poll (while the workers start and take the CPU) should not wait for.
+        self._client = client_factory()
+        self._served: Counter[int] = Counter()  # feeds answered, by worker pid
+        self._polls = 0
+
+    def start(self) -> None:
+        if self.processes < 2:
+            return
+        if any(not w.alive for w in self._workers):
+            self._stop(self._workers)  # one died, perhaps holding the claims lock: all start afresh
+            self._workers = []
+        if not self._workers:
+            context = multiprocessing.get_context("spawn")
+            self._shared = (context.RawArray("q", self._slots), context.Lock())
+            self._workers = [_Worker(slot, self._client_factory, self._shared, self._inbox)
+                             for slot in range(1, self.processes + 1)]
+
+    def wait_ready(self, timeout: float = START_SECONDS) -> bool:
+        """Until every worker has started (its modules imported, its client made) or stopped."""
+        give_up_at = time.monotonic() + timeout
+        while not all(w.ready or not w.alive for w in self._workers):
+            if time.monotonic() > give_up_at:
+                return False
+            time.sleep(0.01)
+        return all(w.ready for w in self._workers)
+
+    @property
+    def served(self) -> dict[int, int]:
+        """Feeds each worker process (by pid) answered; those answered in this process are not counted."""
+        return dict(self._served)
+
+    @property
+    def pids(self) -> list[int]:
+        return [w.process.pid for w in self._workers if w.alive]
+
+    def run(self, requests: list[FeedRequest], hosts: list[str], *, per_host: int, workers: int, skip_after: int,
+            answered: Answered) -> None:
+        """Each request's exchange, at most ``per_host`` at once per host (``hosts``: each request's) and
+        ``workers`` in all, handed to ``answered(index, exchange)`` as it comes back: in this thread, or in a
+        lane's when the lanes run here."""
+        plan = Plan.of(hosts)
+        alive = [w for w in self._workers if w.alive]
+        ready = [w for w in alive if w.ready][:workers]
+        left, timeouts, why = range(len(requests)), None, {}
+        if ready:
+            # Workers still starting (the first poll after start-up) are not waited for: this process runs
+            # their share of the lanes.
+            if len(ready) < min(len(alive), workers):
+                ready.append(_Here(self._shared, self._inbox, self._client))
+            left, timeouts, why = self._run_in(ready, plan, requests, per_host=per_host, workers=workers,
+                                               skip_after=skip_after, answered=answered)
+        for index in left if why else ():
+            log.warning("feed %s: %s; fetching it in the daemon's own process", requests[index].feed_id, why[index])
+        if left:
+            self._run_here([requests[i] for i in left], [hosts[i] for i in left], per_host=per_host,
+                           workers=workers, skip_after=skip_after, timeouts=timeouts,
+                           answered=lambda index, answer: answered(left[index], answer))
+
+    def _run_in(self, ready: list[_Worker | _Here], plan: Plan, requests: list[FeedRequest], *, per_host: int,
+                workers: int, skip_after: int, answered: Answered) -> tuple[list[int], dict[str, int], dict[int, str]]:
+        """The poll in the worker processes; what they left (a worker died), the hosts' timeouts, and why."""
+        claims = Claims(plan, *self._shared, skip_after=skip_after)
+        claims.reset()
+        self._polls += 1
+        lanes = plan.lanes(per_host)
+        pending = set()
+        for rank, worker in enumerate(ready):
+            its_lanes = lanes[rank::len(ready)]
+            threads = workers // len(ready) + (rank < workers % len(ready))  # ``workers`` threads in all
+            its_feeds = {i: requests[i] for host in set(its_lanes) for i in plan.order[host]}
+            if its_lanes and worker.send(("poll", self._polls, plan, its_feeds, its_lanes, threads, skip_after)):
+                pending.add(worker)
+        done: set[int] = set()
+        stopped: dict[int, str] = {}  # why, by the slot of the worker that stopped
+        while pending:
+            kind, worker, *rest = self._inbox.get()
+            if kind == "stopped":
+                if worker in pending:  # not one stopped after an earlier poll, whose slot a new worker took
+                    stopped[worker.slot] = rest[0]
+                    pending.discard(worker)
+            elif rest[0] != self._polls:
+                continue  # a poll that ended when a worker stopped (it never answered what it held)
+            elif kind == "finished":
+                pending.discard(worker)
+            elif rest[1] not in done:
+                index, answer = rest[1:]
+                done.add(index)
+                if isinstance(worker, _Here):  # what it logged went out as it read
+                    answered(index, answer)
+                    continue
+                self._served[worker.process.pid] += 1
+                if answer.read is not None:
+                    for level, message in answer.read.logged:
+                        log.log(level, "%s", message)
+                answered(index, answer)
+        left = [i for i in range(plan.feeds) if i not in done]
+        anyone = "; ".join(stopped.values()) or "the worker processes did not take it"
+        why = {i: f"{stopped[claims.taker(i)]} while fetching it" if claims.taker(i) in stopped
+               else f"{anyone} before it was fetched" for i in left}
+        return left, dict(zip(plan.hosts, claims.timeouts())), why
+
+    def _run_here(self, requests: list[FeedRequest], hosts: list[str], *, per_host: int, workers: int,
+                  skip_after: int, timeouts: dict[str, int] | None, answered: Answered) -> None:
+        plan = Plan.of(hosts)
+        claims = Claims.local(plan, skip_after=skip_after, timeouts=[(timeouts or {}).get(h, 0) for h in plan.hosts])
+        client = self._client
+        # What reading logs goes out as it reads, here.
+        run_lanes(claims, plan.lanes(per_host), threads=workers, taker=0,
+                  exchange=lambda index: exchange(client, requests[index]), answered=answered)
+
+    def close(self) -> None:
+        workers, self._workers = self._workers, []
+        self._stop(workers)
+        self._client.close()
+
+    @staticmethod
+    def _stop(workers: list[_Worker]) -> None:
+        for worker in workers:
+            worker.stop()
+        for worker in workers:
+            worker.join()
 
 
-def read_feed(body: bytes, *, content_type: str | None, source: str, feed_id: str, feed_name: str,
-              base_url: str, reach: float, now: datetime, limit: int | None) -> FeedRead:
-    """Parse a feed's bytes into its mentions (``entry_mentions``); runs in a worker process or here."""
-    records = _Records()
-    log.addHandler(records)
-    try:
-        parsed = parse_feed(body, content_type=content_type)
-        problem = f"{type(parsed.bozo_exception).__name__}: {parsed.bozo_exception}" if parsed.bozo else None
-        mentions = entry_mentions(parsed, source=source, feed_id=feed_id, feed_name=feed_name, base_url=base_url,
-                                  reach=reach, now=now, limit=limit)
-        return FeedRead(mentions, len(parsed.entries), parsed.version or "", problem, records.logged)
-    finally:
-        log.removeHandler(records)
+class _Worker:
+    """One worker process and the pipe to it; a thread here passes what it sends on to the inbox."""
 
+    def __init__(self, slot: int, client_factory: ClientFactory, shared: tuple, inbox: queue.Queue):
+        # spawn: the source's process has threads (fetching, the scheduler), which fork would copy in whatever
+        # state they are.
+        context = multiprocessing.get_context("spawn")
+        self.slot = slot  # its number in the claims (0 is the source's own process)
+        self._conn, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(slot, child, client_factory, *shared, os.getpid()),
+                                       name=f"feed-worker-{slot}", daemon=True)
+        self.process.start()
+        child.close()
+        self.ready = False
+        self.alive = True
+        self._stopping = False
+        self._sending = threading.Lock()
+        threading.Thread(target=self._receive, args=(inbox,), name=f"feed-worker-{slot}", daemon=True).start()
 
-class _Records(logging.Handler):
-    """What this thread logs while it reads one feed (another thread's feed has its own)."""
-
-    def __init__(self):
-        super().__init__()
-        self.logged: list[tuple[int, str]] = []
-        self._thread = threading.get_ident()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.thread == self._thread:
-            self.logged.append((record.levelno, record.getMessage()))
-
-
-class ReadFailed(Exception):
-    """Reading the feed raised; the message is the original's "ExceptionName: message"."""
-
-
-def read_batch(items: list[tuple[bytes, dict]]) -> list[FeedRead | str]:
-    """``read_feed`` for several feeds (one round trip to a worker for all): a FeedRead each, or the error
-    that one raised as text, so one bad feed does not cost the others."""
-    results: list[FeedRead | str] = []
-    for body, how in items:
+    def send(self, message) -> bool:
         try:
-            results.append(read_feed(body, **how))
-        except Exception as err:
-            results.append(f"{type(err).__name__}: {err}")
-    return results
+            with self._sending:
+                self._conn.send(message)
+            return True
+        except OSError:
+            return False  # it stopped: its receiving thread says so
+
+    def _receive(self, inbox: queue.Queue) -> None:
+        try:
+            while True:
+                message = self._conn.recv()
+                if message[0] == "ready":
+                    self.ready = True
+                else:
+                    inbox.put((message[0], self, *message[1:]))
+        except (EOFError, OSError):
+            pass
+        self.alive = False
+        self.process.join(timeout=STOP_SECONDS)
+        reason = f"the feed worker process {self.process.pid} stopped (exit code {self.process.exitcode})"
+        if not self._stopping:
+            log.warning("%s; the workers start afresh at the next poll", reason)
+        inbox.put(("stopped", self, reason))
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.send(None)
+
+    def join(self) -> None:
+        self.process.join(timeout=STOP_SECONDS)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self._conn.close()
+
+
+class _Here:
+    """This process as one more taker of lanes, with its own client, while the workers are still starting."""
+
+    slot = 0
+
+    def __init__(self, shared: tuple, inbox: queue.Queue, client: httpx.Client):
+        self._shared, self._inbox, self._client = shared, inbox, client
+
+    def send(self, message) -> bool:
+        threading.Thread(target=_run_poll, args=message[1:], name="poll", daemon=True,
+                         kwargs={"shared": self._shared, "client": self._client, "taker": self.slot,
+                                 "send": lambda answer: self._inbox.put((answer[0], self, *answer[1:]))}).start()
+        return True
+
+
+def _serve(slot: int, conn, client_factory: ClientFactory, values, lock, parent: int) -> None:
+    """A worker process: runs the lanes of each poll sent to it, until told to stop."""
+    _worker_init(parent)
+    client = client_factory()
+    sending = threading.Lock()
+
+    def send(message) -> None:
+        with sending:
+            conn.send(message)
+
+    send(("ready",))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            message = None
+        if message is None:
+            # Nothing to flush: an exchange still in flight is one the daemon no longer waits for.
+            os._exit(0)
+        threading.Thread(target=_run_poll, args=message[1:], name="poll", daemon=True,
+                         kwargs={"shared": (values, lock), "client": client, "taker": slot, "send": send}).start()
+
+
+def _run_poll(number: int, plan: Plan, requests: dict[int, FeedRequest], lanes: list[int], threads: int,
+              skip_after: int, *, shared: tuple, client: httpx.Client, taker: int, send: Callable) -> None:
+    """One poll's ``lanes`` of a taker (a worker process, or the daemon's while they start): each answer, then
+    "finished", goes to ``send``."""
+
+    def answered(index: int, answer: Exchange) -> None:
+        try:
+            send(("done", number, index, answer))
+        except OSError:
+            raise
+        except Exception as err:  # an answer that does not pickle still answers
+            send(("done", number, index, Exchange(error=f"{type(err).__name__}: {err}")))
+
+    def exchange_of(index: int) -> Exchange:
+        try:
+            return exchange(client, requests[index])
+        except Exception as err:  # exchange never raises; this is the last guard against a lost feed
+            return Exchange(error=f"{type(err).__name__}: {err}")
+
+    try:
+        run_lanes(Claims(plan, *shared, skip_after=skip_after), lanes, threads=threads, taker=taker,
+                  exchange=exchange_of, answered=answered)
+    finally:  # whatever went wrong, the daemon learns these lanes are done (what they left, it fetches)
+        send(("finished", number))
 
 
 def _worker_init(parent: int) -> None:
@@ -101,7 +326,7 @@ def _worker_init(parent: int) -> None:
     logging.getLogger().handlers.clear()
     log.propagate = False
     # Polling, not PR_SET_PDEATHSIG: that signal comes when the *thread* that started the worker ends, and the
-    # pool starts its workers from whichever fetch thread submitted first.
+    # workers are started from whichever thread runs the poll.
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="parent-watch").start()
 
 
@@ -110,82 +335,3 @@ def _exit_with_parent(parent: int) -> None:
         time.sleep(PARENT_CHECK_SECONDS)
         if os.getppid() != parent:
             os._exit(0)
-
-
-class Reading:
-    """A feed on its way through a worker; ``result()`` waits for it."""
-
-    def __init__(self, body: bytes, how: dict, done: FeedRead | None = None):
-        self.body, self.how = body, how
-        self.future: Future | None = None
-        self.index = 0
-        self._done = done
-
-    def result(self) -> FeedRead:
-        if self._done is None:
-            try:
-                outcome = self.future.result()[self.index]
-            except BrokenProcessPool:
-                log.warning("a feed reader process stopped; reading this feed in the daemon's own process")
-                outcome = read_feed(self.body, **self.how)
-                outcome.logged = []  # logged here already
-            if isinstance(outcome, str):
-                raise ReadFailed(outcome)
-            for level, message in outcome.logged:
-                log.log(level, "%s", message)
-            self._done = outcome
-        return self._done
-
-
-class FeedReaders:
-    """Worker processes (one per core) that read fetched feeds while the fetch threads go on fetching.
-
-    ``submit`` hands a feed's bytes over and returns at once; feeds go to a worker ``BATCH`` at a time (one
-    round trip each) and ``flush`` sends what is left when the fetching is done. The pool starts at the first
-    feed that needs reading and lives until ``close``. With one core each feed is read in the calling thread.
-    """
-
-    BATCH = 16
-
-    def __init__(self, processes: int | None = None):
-        self.processes = processes if processes is not None else (os.cpu_count() or 1)
-        self._pool: ProcessPoolExecutor | None = None
-        self._waiting: list[Reading] = []
-        self._lock = threading.Lock()
-
-    def submit(self, body: bytes, **how) -> Reading:
-        if self.processes < 2:
-            return Reading(body, how, done=read_feed(body, **how))  # what it logged went out as it read
-        reading = Reading(body, how)
-        with self._lock:
-            self._waiting.append(reading)
-            if len(self._waiting) >= self.BATCH:
-                self._send()
-        return reading
-
-    def flush(self) -> None:
-        with self._lock:
-            if self._waiting:
-                self._send()
-
-    def _send(self) -> None:
-        batch, self._waiting = self._waiting, []
-        if self._pool is None:
-            # spawn: the source's process has threads (fetching, the scheduler), which fork would copy in
-            # whatever state they are.
-            self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_worker_init, initargs=(os.getpid(),))
-        try:
-            future = self._pool.submit(read_batch, [(r.body, r.how) for r in batch])
-        except BrokenProcessPool:
-            self._pool = None  # a new pool for the next batch; this one is read here
-            future = Future()
-            future.set_exception(BrokenProcessPool("the feed reader pool stopped"))
-        for index, reading in enumerate(batch):
-            reading.future, reading.index = future, index
-
-    def close(self) -> None:
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)

@@ -3,7 +3,9 @@
 This module decides what happens to each feed in a poll (due or not, what
 an HTTP answer means for its schedule) and gathers the results into one
 ``Poll``. Fetching lives in ``feed_fetch``, reading entries in
-``feed_entries``, each feed's schedule and backoff in ``feed_schedule``.
+``feed_entries``, both together in ``feed_exchange`` (made in worker
+processes, ``feed_workers``), each feed's schedule and backoff in
+``feed_schedule``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import cached_property
+from functools import cached_property, partial
 from http import HTTPStatus
 from typing import Any
 
@@ -22,10 +24,10 @@ from monitor.links import public_url, with_credentials_of
 from monitor.mention import Mention, utcnow
 from monitor.source import EngagementMap, Poll, SourceContext, SourceField, also_rule_fields
 
-from .feed_fetch import (DeadlineExceeded, Fetched, SlowHosts, conditional_headers, fetch, host_of,
-                         retry_after_seconds, run_per_host)
+from .feed_exchange import Exchange, FeedRead, FeedRequest
+from .feed_fetch import conditional_headers, host_of, retry_after_seconds
 from .feed_schedule import FeedState
-from .feed_workers import FeedRead, FeedReaders, ReadFailed, Reading
+from .feed_workers import ClientFactory, FeedWorkers
 from .rss_status import feeds_status
 
 log = logging.getLogger("complaint_monitor.sources.rss")
@@ -90,12 +92,19 @@ def status_phrase(code: int) -> str:
         return ""
 
 
-def make_client(settings: RssSettings) -> httpx.Client:
-    """One client for every feed: thread-safe, with a connection pool as large as the worker pool."""
-    return httpx.Client(timeout=httpx.Timeout(settings.timeout), follow_redirects=True,
-                        headers={"User-Agent": settings.user_agent},
-                        limits=httpx.Limits(max_connections=settings.workers,
-                                            max_keepalive_connections=settings.workers))
+def make_client(*, timeout: float, user_agent: str, connections: int) -> httpx.Client:
+    """A process's client for every feed it fetches: thread-safe, with a connection pool as large as the
+    worker pool."""
+    return httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=True, headers={"User-Agent": user_agent},
+                        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections))
+
+
+def client_factory(settings: RssSettings) -> ClientFactory:
+    """``make_client`` for these settings, as a worker process is sent it: a module-level function and three
+    values, not the settings with every feed (a worker's start-up data must stay small, or starting it waits
+    for the worker to read it)."""
+    return partial(make_client, timeout=settings.timeout, user_agent=settings.user_agent,
+                   connections=settings.workers)
 
 
 @dataclass
@@ -105,10 +114,6 @@ class FeedJob:
     state: FeedState
     mentions: list[Mention] = field(default_factory=list)
     error: str | None = None
-    # A body being read in a worker process while other feeds are fetched; finished by ``RssSource.poll``.
-    fetched: Fetched | None = None
-    reading: Reading | None = None
-    was_gone: bool = False
 
     @property
     def url(self) -> str:
@@ -135,23 +140,26 @@ class RssSource:
     }
     rule_fields = also_rule_fields(extra_keys, "feed", "feed_url")
 
-    def __init__(self, *, name: str = "rss", settings: RssSettings, client: httpx.Client,
+    def __init__(self, *, name: str = "rss", settings: RssSettings, client_factory: ClientFactory,
                  processes: int | None = None):
+        """``client_factory``: makes an ``httpx.Client`` for a process (each worker process calls it once, so it
+        must pickle); ``processes``: worker processes, one per core by default, 1 for none."""
         self.name = name
         self.settings = settings
         # The job runs as often as the most eager feed wants; the others wait until they are due.
         self.interval = min([settings.interval, *(f.interval for f in settings.feeds if f.interval)])
-        self._client = client
-        # Feeds are parsed in worker processes (feedparser and html2text are pure Python: one core each).
-        self._readers = FeedReaders(processes)
+        # Feeds are fetched and read in worker processes (httpx, feedparser and html2text are pure Python).
+        self.workers = FeedWorkers(client_factory, processes=processes, capacity=len(settings.feeds))
+        if settings.feeds:
+            # Now, not at the first poll: they import their modules (about a second) while the daemon starts up.
+            self.workers.start()
 
     @classmethod
     def from_settings(cls, settings: RssSettings, *, context: SourceContext) -> "RssSource":
-        return cls(name=context.name, settings=settings, client=make_client(settings))
+        return cls(name=context.name, settings=settings, client_factory=client_factory(settings))
 
     def close(self) -> None:
-        self._client.close()
-        self._readers.close()
+        self.workers.close()
 
     def work_units(self) -> list[str]:
         """Each feed is a unit of work that daemons sharing a PostgreSQL store lease (monitor/sharing.py)."""
@@ -172,19 +180,18 @@ class RssSource:
             feed_state = FeedState.from_dict(state.get(key))
             if feed_state.is_due(now, slack=slack):
                 jobs.append(FeedJob(feed=feed, key=key, state=feed_state))
-        slow_hosts = SlowHosts(limit=HOST_TIMEOUTS_BEFORE_SKIP)
-        done = run_per_host(jobs, lambda job: self._poll_feed(job, now, slow_hosts), host=lambda job: host_of(job.url),
-                            workers=self.settings.workers, per_host=self.settings.per_host)
-        self._readers.flush()
-        for job in done:
-            if job.reading is not None:
-                self._finish_read(job, now)
+        if jobs:
+            self.workers.start()  # unless they run (one died at the last poll)
+            self.workers.run([self._request(job, now) for job in jobs], [host_of(job.url) for job in jobs],
+                             per_host=self.settings.per_host, workers=self.settings.workers,
+                             skip_after=HOST_TIMEOUTS_BEFORE_SKIP,
+                             answered=lambda index, answer: self._poll_feed(jobs[index], answer, now))
         poll = Poll()
         configured = {f"feed:{feed.identity}" for feed in self.settings.feeds}
         for key in state:
             if key.startswith("feed:") and key not in configured:
                 poll.state[key] = None  # a feed taken out of the config leaves status and the store
-        for job in done:
+        for job in jobs:
             poll.mentions.extend(job.mentions)
             poll.state[job.key] = job.state.as_dict()
             if job.error:
@@ -193,63 +200,44 @@ class RssSource:
                 poll.succeeded.append(job.key)
         return poll
 
-    def _poll_feed(self, job: FeedJob, now: datetime, slow_hosts: SlowHosts) -> FeedJob:
-        """Fetch and read one feed, recording the outcome in ``job``; never raises."""
+    def _request(self, job: FeedJob, now: datetime) -> FeedRequest:
+        return FeedRequest(url=job.url, headers=conditional_headers(job.state.etag, job.state.last_modified),
+                           max_bytes=self.settings.max_bytes, deadline=self.settings.deadline,
+                           read={"source": self.name, "feed_id": job.feed.identity, "feed_name": job.feed.name,
+                                 "reach": self.engagement.reach_of({"weight": job.feed.weight}), "now": now,
+                                 "limit": self.settings.max_entries})
+
+    def _poll_feed(self, job: FeedJob, answer: Exchange, now: datetime) -> None:
+        """What one feed's exchange means for it, recorded in ``job``; never raises."""
         interval = job.feed.interval or self.settings.interval
-        job.was_gone = job.state.disabled
+        was_gone = job.state.disabled
         try:
-            fetched = self._fetch(job, slow_hosts)
-            self._follow_move(job, fetched)
-            if fetched.status == 304:  # unchanged: nothing to parse
-                job.state.succeeded(now, interval=interval, problem=job.state.last_problem)
-            elif fetched.status == 410:
-                self._give_up(job, now, "410 Gone: the feed was removed; remove it from the config or give a new url")
-            elif fetched.status != 200:
-                self._fail(job, now, interval, f"HTTP {fetched.status} {status_phrase(fetched.status)}".strip(),
-                           retry_after=retry_after_seconds(fetched.headers) if fetched.status in (429, 503) else None)
-            else:
-                # Parsed in a worker process while this thread fetches the next feed; finished by poll().
-                job.fetched = fetched
-                job.reading = self._readers.submit(
-                    fetched.body, content_type=fetched.headers.get("content-type"), source=self.name,
-                    feed_id=job.feed.identity, feed_name=job.feed.name, base_url=fetched.base_url,
-                    reach=self.engagement.reach_of({"weight": job.feed.weight}), now=now, limit=self.settings.max_entries)
-                return job
+            self._settle(job, answer, now, interval)
         except Exception as err:  # one broken feed never stops the others
             self._fail(job, now, interval, f"{type(err).__name__}: {err}")
-        self._back(job)
-        return job
-
-    def _finish_read(self, job: FeedJob, now: datetime) -> None:
-        """The rest of a feed whose body was read in a worker process; never raises."""
-        interval = job.feed.interval or self.settings.interval
-        try:
-            self._read_entries(job, job.fetched, job.reading.result(), now, interval)
-        except ReadFailed as err:  # what reading the feed raised, as "ExceptionName: message"
-            self._fail(job, now, interval, str(err))
-        except Exception as err:  # one broken feed never stops the others
-            self._fail(job, now, interval, f"{type(err).__name__}: {err}")
-        self._back(job)
-
-    def _back(self, job: FeedJob) -> None:
-        if job.was_gone and not job.state.disabled:
+        if was_gone and not job.state.disabled:
             log.warning("feed %s is back (it had answered 410 Gone): read again", job.label)
 
-    def _fetch(self, job: FeedJob, slow_hosts: SlowHosts) -> Fetched:
-        host = host_of(job.url)
-        slow_hosts.check(host)
-        try:
-            fetched = fetch(self._client, job.url, max_bytes=self.settings.max_bytes, deadline=self.settings.deadline,
-                            headers=conditional_headers(job.state.etag, job.state.last_modified))
-        except (httpx.TimeoutException, DeadlineExceeded):
-            slow_hosts.timed_out(host)
-            raise
-        slow_hosts.answered(host)
-        return fetched
+    def _settle(self, job: FeedJob, answer: Exchange, now: datetime, interval: float) -> None:
+        """What the feed's answer means for it."""
+        if answer.error is not None:
+            return self._fail(job, now, interval, answer.error)
+        self._follow_move(job, answer)
+        if answer.status == 304:  # unchanged: nothing to read
+            job.state.succeeded(now, interval=interval, problem=job.state.last_problem)
+        elif answer.status == 410:
+            self._give_up(job, now, "410 Gone: the feed was removed; remove it from the config or give a new url")
+        elif answer.status != 200:
+            self._fail(job, now, interval, f"HTTP {answer.status} {status_phrase(answer.status)}".strip(),
+                       retry_after=retry_after_seconds(answer.headers) if answer.status in (429, 503) else None)
+        elif answer.read_error is not None:  # what reading the feed raised, as "ExceptionName: message"
+            self._fail(job, now, interval, answer.read_error)
+        else:
+            self._read_entries(job, answer, answer.read, now, interval)
 
-    def _read_entries(self, job: FeedJob, fetched: Fetched, read: FeedRead, now: datetime, interval: float) -> None:
+    def _read_entries(self, job: FeedJob, answer: Exchange, read: FeedRead, now: datetime, interval: float) -> None:
         problems = []
-        if fetched.truncated:
+        if answer.truncated:
             problems.append(f"body cut off at {self.settings.max_bytes} bytes (max_bytes)")
         if read.problem:
             # Not well-formed XML (SAXParseException), a declared encoding that was wrong, ...
@@ -267,12 +255,12 @@ class RssSource:
         problem = "; ".join(problems) or None
         if problem and problem != job.state.last_problem:  # once per new problem, not every poll
             log.warning("feed %s: %s; kept %d entries", job.label, problem, len(job.mentions))
-        job.state.etag = fetched.headers.get("etag")
-        job.state.last_modified = fetched.headers.get("last-modified")
+        job.state.etag = answer.headers.get("etag")
+        job.state.last_modified = answer.headers.get("last-modified")
         job.state.succeeded(now, interval=interval, problem=problem)
 
-    def _follow_move(self, job: FeedJob, fetched: Fetched) -> None:
-        moved_to = public_url(fetched.moved_to) if fetched.moved_to else None
+    def _follow_move(self, job: FeedJob, answer: Exchange) -> None:
+        moved_to = public_url(answer.moved_to) if answer.moved_to else None
         if moved_to and moved_to != public_url(job.url):
             log.info("feed %s moved permanently to %s; asking there from now on", job.label, moved_to)
             job.state.current_url = moved_to

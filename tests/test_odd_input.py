@@ -15,7 +15,7 @@ import pytest
 from monitor.config import load_config
 from monitor.pipeline import Pipeline
 from monitor.store import Store
-from sources.rss import RssSettings, RssSource, make_client
+from sources.rss import RssSettings, RssSource, client_factory
 from tests.servers.feeds import rss
 from tests.servers.reddit import RawJson
 from tests.test_reddit import setup  # noqa: F401 - the Reddit source and pipeline fixture, shared
@@ -69,7 +69,7 @@ def test_surrogate_character_references_in_a_feed_cost_no_entry(feeds, store_and
                  "description": "Nothing odd here"}]).replace("&amp;#", "&#")
     url = feeds.serve("/surrogates.xml", body)
     _, store, pipeline = store_and_pipeline()
-    source = RssSource(settings=RssSettings(feeds=[{"url": url}]), client=make_client(RssSettings()))
+    source = RssSource(settings=RssSettings(feeds=[{"url": url}]), client_factory=client_factory(RssSettings()))
     try:
         poll = source.poll(store.source_state("rss"))
         pipeline.process("rss", poll)

@@ -20,9 +20,10 @@ from monitor.pipeline import Pipeline
 from monitor.source import validate_source_settings
 from monitor.store import Store
 from sources.feed_entries import html_to_text
-from sources.feed_fetch import run_per_host
+from sources.feed_exchange import Exchange
+from sources.feed_lanes import Claims, Plan, run_lanes
 from sources.feed_schedule import FeedState
-from sources.rss import RssSettings, RssSource, make_client
+from sources.rss import RssSettings, RssSource, client_factory
 from tests.servers import feeds as samples
 from tests.servers.feeds import FeedServer, atom, drip, padding, rss
 
@@ -58,8 +59,8 @@ def monitor_feeds(write_config):
         config = load_config(write_config({"sources": {"rss": {"feeds": feed_list, **settings}}}))
         rss_settings = RssSettings.model_validate(config.sources["rss"])
         store = Store(config.store_path)
-        harness = Harness(store=store, source=RssSource(settings=rss_settings, client=make_client(rss_settings)),
-                          pipeline=Pipeline(config=config, store=store))
+        source = RssSource(settings=rss_settings, client_factory=client_factory(rss_settings))
+        harness = Harness(store=store, source=source, pipeline=Pipeline(config=config, store=store))
         built.append(harness)
         return harness
 
@@ -563,14 +564,17 @@ def test_feeds_are_fetched_concurrently_but_at_most_per_host_at_once(feeds, moni
     assert feeds.max_in_flight == 2
 
 
-def test_run_per_host_spreads_work_across_hosts_within_limits():
+def test_lanes_spread_work_across_hosts_within_limits():
     in_flight: dict[str, int] = {}
     peak: dict[str, int] = {}
     total_peak = [0]
     lock = threading.Lock()
 
-    def work(job):
-        host, n = job
+    jobs = [(f"h{n % 5}", n) for n in range(40)]
+    done = []
+
+    def work(index):
+        host, n = jobs[index]
         with lock:
             in_flight[host] = in_flight.get(host, 0) + 1
             peak[host] = max(peak.get(host, 0), in_flight[host])
@@ -578,10 +582,11 @@ def test_run_per_host_spreads_work_across_hosts_within_limits():
         time.sleep(0.02)
         with lock:
             in_flight[host] -= 1
-        return n
+        return Exchange(status=200)
 
-    jobs = [(f"h{n % 5}", n) for n in range(40)]
-    done = run_per_host(jobs, work, host=lambda job: job[0], workers=6, per_host=2)
+    plan = Plan.of([host for host, _ in jobs])
+    run_lanes(Claims.local(plan, skip_after=2), plan.lanes(2), threads=6, taker=0, exchange=work,
+              answered=lambda index, answer: done.append(jobs[index][1]))
 
     assert sorted(done) == list(range(40))
     assert max(peak.values()) == 2 and total_peak[0] <= 6
@@ -604,59 +609,142 @@ def test_status_shows_each_feeds_last_success_error_and_next_poll(feeds, monitor
             f" HTTP 502 Bad Gateway (1 in a row); mentions last hour 0; next poll {down_state['next_poll']}") in report
 
 
-def test_feeds_read_in_worker_processes_give_what_reading_them_in_the_thread_gives(feeds, caplog):
-    """feedparser and html2text read in the calling thread are the oracle for the worker processes."""
+def poll_with(settings: RssSettings, processes: int, caplog, state: dict | None = None):
+    """One poll by a new source with ``processes`` workers (started before it: the poll uses them, not the
+    daemon's own client while they import), and the warnings it logged."""
+    source = RssSource(settings=settings, client_factory=client_factory(settings), processes=processes)
+    try:
+        source.workers.start()
+        assert source.workers.wait_ready(), "the worker processes never started"
+        with caplog.at_level(logging.WARNING, logger="complaint_monitor.sources.rss"):
+            caplog.clear()
+            poll = source.poll(state or {})
+            return poll, sorted(r.getMessage() for r in caplog.records), source.workers.served
+    finally:
+        source.close()
+
+
+def test_feeds_fetched_and_read_in_worker_processes_give_what_the_daemons_own_process_gives(feeds, caplog):
+    """The exchange in the daemon's own process (httpx, feedparser and html2text there) is the oracle for the
+    worker processes: the same mentions, failures, state and logs."""
     bodies = {**{path: body for path, (body, _) in DIALECTS.items()}, "/broken.xml": samples.ILLFORMED,
               "/enc.xml": samples.WINDOWS_1252, "/garbage": b"\x00\x01 this is <<< not xml at all"}
-    settings = RssSettings(feeds=[{"url": feeds.serve(path, body, content_type="application/xml")}
-                                  for path, body in bodies.items()])
-    polls = {}
-    for processes in (1, 2):
-        source = RssSource(settings=settings, client=make_client(settings), processes=processes)
-        try:
-            with caplog.at_level(logging.WARNING, logger="complaint_monitor.sources.rss"):
-                caplog.clear()
-                polls[processes] = (source.poll({}), sorted(r.getMessage() for r in caplog.records))
-        finally:
-            source.close()
-    (thread, thread_logs), (workers, worker_logs) = polls[1], polls[2]
+    urls = [feeds.serve(path, body, content_type="application/xml") for path, body in bodies.items()]
+    moved = feeds.serve("/moved.xml", b"", status=301, headers={"Location": urls[0]}, conditional=False)
+    busy = feeds.serve("/busy.xml", b"", status=429, headers={"Retry-After": "120"}, conditional=False)
+    gone = feeds.serve("/gone.xml", b"", status=410, conditional=False)
+    settings = RssSettings(feeds=[{"url": u} for u in [*urls, moved, busy, gone]])
+    (here, here_logs, here_served), (workers, worker_logs, worker_served) = (
+        poll_with(settings, processes, caplog) for processes in (1, 2))
 
     def comparable(mention):
         # An entry without a date is as old as its poll: the two polls ran at different moments.
         undated = mention.created_at == mention.fetched_at
         return {k: "now" if k == "created_at" and undated else getattr(mention, k)
                 for k in mention.__slots__ if k != "fetched_at"}
-    assert sorted(map(repr, map(comparable, workers.mentions))) == sorted(map(repr, map(comparable, thread.mentions)))
-    assert len(thread.mentions) >= len(DIALECTS) + 2
-    assert workers.failed.keys() == thread.failed.keys() and len(workers.failed) == 1
-    assert [s.split("next try")[0] for s in worker_logs] == [s.split("next try")[0] for s in thread_logs]
+
+    def state(poll):  # without the times of the poll
+        return {key: {k: v for k, v in feed.items() if k in ("etag", "last_modified", "current_url", "disabled",
+                                                             "failures", "last_error", "last_problem")}
+                for key, feed in poll.state.items()}
+    assert here_served == {} and sum(worker_served.values()) == len(settings.feeds), "each poll where it says"
+    assert sorted(map(repr, map(comparable, workers.mentions))) == sorted(map(repr, map(comparable, here.mentions)))
+    assert len(here.mentions) >= len(DIALECTS) + 2
+    assert workers.failed == here.failed and len(here.failed) == 3  # garbage, 429, 410
+    assert state(workers) == state(here) and state(here)[f"feed:{moved}"]["current_url"] == urls[0]
+    assert [s.split("next try")[0] for s in worker_logs] == [s.split("next try")[0] for s in here_logs]
     assert any("not well-formed" in m for m in worker_logs), "what a worker logs is logged here"
+
+
+def test_at_most_per_host_requests_at_once_across_worker_processes(feeds, caplog):
+    urls = [feeds.serve(f"/slow{n}.xml", complaint_feed(n), delay=0.1) for n in range(16)]
+    settings = RssSettings(feeds=[{"url": u} for u in urls], per_host=2, workers=16)
+
+    poll, _, served = poll_with(settings, 2, caplog)
+
+    assert len(poll.succeeded) == 16 and len(poll.mentions) == 16
+    assert len(served) == 2 and all(served.values()), "both worker processes fetched"
+    assert feeds.max_in_flight == 2
+
+
+def test_a_hanging_feed_holds_only_its_lane_not_the_hosts_other_lane_in_another_process(feeds, caplog):
+    hang = feeds.serve("/hang.xml", complaint_feed(0), delay=3600)
+    quick = [feeds.serve(f"/quick{n}.xml", complaint_feed(n)) for n in range(1, 13)]
+    settings = RssSettings(feeds=[{"url": u} for u in [hang, *quick]], per_host=2, timeout=120)
+    result = {}
+    polling = threading.Thread(target=lambda: result.update(poll=poll_with(settings, 2, caplog)[0]), daemon=True)
+    polling.start()
+
+    # Every quick feed is answered while the hanging one still hangs: it never answers until the server stops.
+    give_up_at = time.monotonic() + 60
+    while len([p for p, _ in feeds.answers if p.startswith("/quick")]) < len(quick) and time.monotonic() < give_up_at:
+        time.sleep(0.05)
+    answered_while_hanging = sorted(p for p, _ in feeds.answers)
+    feeds.stopping.set()  # the hanging answer ends: its connection closes without an answer
+    polling.join(60)
+
+    assert answered_while_hanging == sorted(f"/quick{n}.xml" for n in range(1, 13))
+    assert sorted(result["poll"].succeeded) == sorted(f"feed:{u}" for u in quick)
+    assert list(result["poll"].failed) == [f"feed:{hang}"]
+
+
+def test_a_worker_process_killed_mid_poll_loses_no_feed(feeds, caplog):
+    """Killed (the OOM killer, an operator) while it holds feeds: they are fetched again in the daemon's process,
+    with a warning saying why; the next poll has new workers."""
+    slow = [feeds.serve(f"/slow{n}.xml", complaint_feed(n), delay=1) for n in range(4)]
+    settings = RssSettings(feeds=[{"url": u} for u in slow], per_host=4)
+    source = RssSource(settings=settings, client_factory=client_factory(settings), processes=2)
+    try:
+        source.workers.start()
+        assert source.workers.wait_ready()
+        killed = source.workers.pids
+        result = {}
+        with caplog.at_level(logging.WARNING, logger="complaint_monitor.sources.rss"):
+            polling = threading.Thread(target=lambda: result.update(poll=source.poll({})), daemon=True)
+            polling.start()
+            give_up_at = time.monotonic() + 30
+            while feeds.in_flight < 4 and time.monotonic() < give_up_at:
+                time.sleep(0.01)
+            assert feeds.in_flight == 4, "every feed is in a worker's hands"
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+            polling.join(60)
+        poll = result["poll"]
+        assert sorted(poll.succeeded) == sorted(f"feed:{u}" for u in slow) and len(poll.mentions) == 4
+        assert all(feeds.hits(f"/slow{n}.xml") == 2 for n in range(4)), "each fetched again after the kill"
+        refetched = [m for m in (r.getMessage() for r in caplog.records) if "fetching it in the daemon's own" in m]
+        assert len(refetched) == 4 and all("stopped (exit code -9) while fetching it" in m for m in refetched)
+
+        source.workers.start()  # the next poll: new workers, not the dead ones
+        assert source.workers.wait_ready() and set(source.workers.pids).isdisjoint(killed)
+        assert len(source.workers.pids) == 2
+    finally:
+        source.close()
 
 
 KILLED_WITH_WORKERS = """
 import os, signal, sys
-from datetime import datetime, timezone
 from multiprocessing import resource_tracker
-from sources.feed_workers import FeedReaders
+from sources.rss import RssSettings, RssSource, client_factory
 
 if __name__ == "__main__":  # a spawned worker imports this module again
-    readers = FeedReaders(2)
-    reading = readers.submit(sys.stdin.buffer.read(), content_type="application/xml", source="rss", feed_id="f",
-                             feed_name="", base_url="http://127.0.0.1/", reach=1000.0,
-                             now=datetime.now(timezone.utc), limit=200)
-    readers.flush()
+    settings = RssSettings(feeds=[{"url": sys.argv[2]}])
+    source = RssSource(settings=settings, client_factory=client_factory(settings), processes=2)
+    source.workers.start()
     if sys.argv[1] == "running":
-        assert reading.result().mentions and readers._pool is not None  # read by a worker, not here
-    pids = [*readers._pool._processes, resource_tracker._resource_tracker._pid]
+        assert source.workers.wait_ready()
+        poll = source.poll({})
+        assert poll.mentions and sum(source.workers.served.values()) == 1  # fetched by a worker, not here
+    pids = [*source.workers.pids, resource_tracker._resource_tracker._pid]
     print(" ".join(map(str, pids)), flush=True)
     os.kill(os.getpid(), signal.SIGKILL)   # no close(): the daemon killed with kill -9
 """
 
 
 @pytest.mark.parametrize("when", ["running", "starting"])
-def test_worker_processes_exit_when_the_daemon_is_killed(tmp_path, when):
-    """Killed once its workers read, or while they are still starting (the pool was just made, the workers
-    are importing their modules): no worker, nor multiprocessing's resource tracker, is left behind."""
+def test_worker_processes_exit_when_the_daemon_is_killed(feeds, tmp_path, when):
+    """Killed once its workers fetched, or while they are still starting (the workers are importing their
+    modules): no worker, nor multiprocessing's resource tracker, is left behind."""
     import subprocess
     import sys
 
@@ -665,14 +753,13 @@ def test_worker_processes_exit_when_the_daemon_is_killed(tmp_path, when):
     script = tmp_path / "killed.py"
     script.write_text(KILLED_WITH_WORKERS)
     # Not subprocess.run: a worker left behind would hold the output pipe open, and the test would hang on it.
-    daemon = subprocess.Popen([sys.executable, str(script), when], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    url = feeds.serve("/rss20.xml", DIALECTS["/rss20.xml"][0])
+    daemon = subprocess.Popen([sys.executable, str(script), when, url], stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
-    daemon.stdin.write(DIALECTS["/rss20.xml"][0])
-    daemon.stdin.close()
     pids = [int(p) for p in daemon.stdout.readline().split()]
     daemon.stdout.close()
     assert daemon.wait(timeout=60) == -9
-    assert len(pids) >= 2  # workers start as work comes (one here, maybe two), and the tracker
+    assert len(pids) == 3  # two workers and the tracker
 
     def alive(pid: int) -> bool:
         try:

@@ -78,6 +78,7 @@ class FeedServer(LocalHttpServer):
                 if resource is None:
                     return self._send(404, b"not found", {"Content-Type": "text/plain"})
                 if resource.delay and server.stopping.wait(resource.delay):
+                    self.close_connection = True  # released unanswered: the client learns it now, not at its timeout
                     return
                 if resource.basic_auth and self.headers.get("Authorization") != basic_header(*resource.basic_auth):
                     return self._send(401, b"who are you?", {"Content-Type": "text/plain",
