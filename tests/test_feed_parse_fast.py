@@ -94,7 +94,7 @@ def test_the_bench_feeds_take_the_fast_path():
             return path
 
     collected = Collect()
-    serve_feeds(collected, 20, 5)
+    serve_feeds([collected], 20, 5)
     assert all(agree(body, RSS_TYPE) for body in collected.bodies)
 
 
