@@ -55,6 +55,22 @@ def header_safe(value: str | None, limit: int = 200) -> str:
     return text
 
 
+def references_value(message_ids: list[str], *, limit: int = 2000) -> str:
+    """The References header of a reply: whole Message-IDs only. A thread too long for ``limit`` keeps its
+    first email (the root clients thread on) and as many of the latest as fit: cutting the joined string
+    would end the header in half an id, which no client can match."""
+    ids = [header_safe(i) for i in message_ids if i and header_safe(i)]
+    if len(" ".join(ids)) <= limit:
+        return " ".join(ids)
+    root, latest, used = ids[0], [], len(ids[0])
+    for message_id in reversed(ids[1:]):
+        if used + 1 + len(message_id) > limit:
+            break
+        latest.append(message_id)
+        used += 1 + len(message_id)
+    return " ".join([root, *reversed(latest)])
+
+
 def trim(text: str, limit: int = BODY_LIMIT) -> str:
     if len(text) <= limit:
         return text
@@ -145,7 +161,7 @@ def build_message(*, sender: str, recipient: str, subject: str, text: str, html:
                ("Date", header_date(date)), ("Message-ID", header_safe(message_id))]
     if in_reply_to:
         headers += [("In-Reply-To", header_safe(in_reply_to)),
-                    ("References", header_safe(" ".join(references or [in_reply_to]), limit=2000))]
+                    ("References", references_value(references or [in_reply_to]))]
     if thread_topic:
         # Outlook groups a conversation by this topic, so the changing [P..] of a subject does not split it.
         headers.append(("Thread-Topic", header_safe(thread_topic)))

@@ -31,6 +31,25 @@ def test_header_safe_strips_controls_and_encoded_words():
     assert "=?" not in cleaned
 
 
+def test_a_long_thread_references_its_root_and_latest_emails_by_whole_ids():
+    # 80 earlier alerts of one story: more than the header's 2,000 characters.
+    thread = [f"<alert-{i}.mention-{i * 7919}@complaint-monitor.example>" for i in range(80)]
+    msg = build_message(sender="monitor@example.com", recipient="oncall@example.com", subject="[P1] Acme",
+                        text="t", html="<p>t</p>", message_id="<new@complaint-monitor.example>",
+                        in_reply_to=thread[-1], references=thread)
+    parsed = email.message_from_bytes(msg.as_bytes(), policy=PARSE_POLICY)
+    ids = str(parsed["References"]).split()
+    assert set(ids) <= set(thread), "every id is whole: none cut in half"
+    assert ids[0] == thread[0] and ids[-1] == thread[-1]  # the root, and the email this one answers
+    assert ids[1:] == thread[len(thread) - len(ids) + 1:]  # then the latest, in order
+    assert len(" ".join(ids)) <= 2000 and len(ids) < len(thread)
+    short = thread[:3]
+    reply = build_message(sender="monitor@example.com", recipient="oncall@example.com", subject="[P1] Acme",
+                          text="t", html="<p>t</p>", message_id="<new@complaint-monitor.example>",
+                          in_reply_to=short[-1], references=short)
+    assert str(email.message_from_bytes(reply.as_bytes(), policy=PARSE_POLICY)["References"]).split() == short
+
+
 @pytest.mark.parametrize("subject", [
     "x" * 80 + " " + INJECTION,
     INJECTION + " " + "y" * 200,
