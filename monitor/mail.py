@@ -59,7 +59,7 @@ def references_value(message_ids: list[str], *, limit: int = 2000) -> str:
     """The References header of a reply: whole Message-IDs only. A thread too long for ``limit`` keeps its
     first email (the root clients thread on) and as many of the latest as fit: cutting the joined string
     would end the header in half an id, which no client can match."""
-    ids = [header_safe(i) for i in message_ids if i and header_safe(i)]
+    ids = [safe for message_id in message_ids if (safe := header_safe(message_id))]
     if len(" ".join(ids)) <= limit:
         return " ".join(ids)
     root, latest, used = ids[0], [], len(ids[0])
