@@ -9,8 +9,9 @@ keep-alive pool. A lane makes each feed's whole exchange
 (``feed_exchange.exchange``: its request, and for a 200 the reading of its
 body) where it runs, so a body never crosses processes and no feed waits for
 a round trip to the source's process: lanes take their host's next feed from
-counters every process shares. Answers stream back to the source's process,
-which settles each feed as it comes (its schedule, its logs).
+counters every process shares. Answers stream back to the source's process a
+few milliseconds' worth at a time (``_Batches``), and it settles each feed
+(its schedule, its logs).
 
 The politeness rules hold across processes as they did across threads (at
 most ``per_host`` requests to a host, ``workers`` in all, a hanging feed
@@ -40,6 +41,7 @@ from collections import Counter
 from typing import Callable
 
 import httpx
+from multiprocessing.reduction import ForkingPickler
 
 from .feed_exchange import Exchange, FeedRequest, exchange
 from .feed_lanes import Claims, Plan, run_lanes
@@ -49,6 +51,7 @@ log = logging.getLogger("complaint_monitor.sources.rss")
 PARENT_CHECK_SECONDS = 1.0  # how often a worker looks whether the daemon still lives
 STOP_SECONDS = 5.0  # how long ``close`` waits for a worker to exit before killing it
 START_SECONDS = 60.0  # how long ``wait_ready`` waits for starting workers (importing their modules)
+BATCH_SECONDS = 0.005  # how long a worker gathers answers before sending them
 
 ClientFactory = Callable[[], httpx.Client]
 Answered = Callable[[int, Exchange], None]
@@ -145,26 +148,27 @@ class FeedWorkers:
         done: set[int] = set()
         stopped: dict[int, str] = {}  # why, by the slot of the worker that stopped
         while pending:
-            kind, worker, *rest = self._inbox.get()
-            if kind == "stopped":
-                if worker in pending:  # not one stopped after an earlier poll, whose slot a new worker took
-                    stopped[worker.slot] = rest[0]
+            worker, messages = self._inbox.get()
+            for kind, *rest in messages:
+                if kind == "stopped":
+                    if worker in pending:  # not one stopped after an earlier poll, whose slot a new worker took
+                        stopped[worker.slot] = rest[0]
+                        pending.discard(worker)
+                elif rest[0] != self._polls:
+                    continue  # a poll that ended when a worker stopped (it never answered what it held)
+                elif kind == "finished":
                     pending.discard(worker)
-            elif rest[0] != self._polls:
-                continue  # a poll that ended when a worker stopped (it never answered what it held)
-            elif kind == "finished":
-                pending.discard(worker)
-            elif rest[1] not in done:
-                index, answer = rest[1:]
-                done.add(index)
-                if isinstance(worker, _Here):  # what it logged went out as it read
+                elif rest[1] not in done:
+                    index, answer = rest[1:]
+                    done.add(index)
+                    if isinstance(worker, _Here):  # what it logged went out as it read
+                        answered(index, answer)
+                        continue
+                    self._served[worker.process.pid] += 1
+                    if answer.read is not None:
+                        for level, message in answer.read.logged:
+                            log.log(level, "%s", message)
                     answered(index, answer)
-                    continue
-                self._served[worker.process.pid] += 1
-                if answer.read is not None:
-                    for level, message in answer.read.logged:
-                        log.log(level, "%s", message)
-                answered(index, answer)
         left = [i for i in range(plan.feeds) if i not in done]
         anyone = "; ".join(stopped.values()) or "the worker processes did not take it"
         why = {i: f"{stopped[claims.taker(i)]} while fetching it" if claims.taker(i) in stopped
@@ -224,10 +228,10 @@ class _Worker:
         try:
             while True:
                 message = self._conn.recv()
-                if message[0] == "ready":
+                if message == ("ready",):
                     self.ready = True
                 else:
-                    inbox.put((message[0], self, *message[1:]))
+                    inbox.put((self, message))
         except (EOFError, OSError):
             pass
         self.alive = False
@@ -235,7 +239,7 @@ class _Worker:
         reason = f"the feed worker process {self.process.pid} stopped (exit code {self.process.exitcode})"
         if not self._stopping:
             log.warning("%s; the workers start afresh at the next poll", reason)
-        inbox.put(("stopped", self, reason))
+        inbox.put((self, [("stopped", reason)]))
 
     def stop(self) -> None:
         self._stopping = True
@@ -260,7 +264,7 @@ class _Here:
     def send(self, message) -> bool:
         threading.Thread(target=_run_poll, args=message[1:], name="poll", daemon=True,
                          kwargs={"shared": self._shared, "client": self._client, "taker": self.slot,
-                                 "send": lambda answer: self._inbox.put((answer[0], self, *answer[1:]))}).start()
+                                 "send": lambda answer: self._inbox.put((self, [answer]))}).start()
         return True
 
 
@@ -268,13 +272,8 @@ def _serve(slot: int, conn, client_factory: ClientFactory, values, lock, parent:
     """A worker process: runs the lanes of each poll sent to it, until told to stop."""
     _worker_init(parent)
     client = client_factory()
-    sending = threading.Lock()
-
-    def send(message) -> None:
-        with sending:
-            conn.send(message)
-
-    send(("ready",))
+    conn.send(("ready",))
+    send = _Batches(conn).put
     while True:
         try:
             message = conn.recv()
@@ -287,18 +286,58 @@ def _serve(slot: int, conn, client_factory: ClientFactory, values, lock, parent:
                          kwargs={"shared": (values, lock), "client": client, "taker": slot, "send": send}).start()
 
 
+class _Batches:
+    """What a worker answers, sent to the daemon a few milliseconds' worth at a time, in order.
+
+    Every message costs the daemon a wake-up of its receiving thread and a hand-over to the polling one. Sent
+    one by one, the 1,000 answers of a quiet cycle (all 304s) cost the daemon 0.14-0.18 s of CPU, on the same
+    two cores the workers' requests need; a few at a time, 0.07-0.10 s."""
+
+    def __init__(self, conn):
+        self._conn = conn
+        self._waiting: list = []
+        self._ready = threading.Condition()
+        threading.Thread(target=self._send, name="answers", daemon=True).start()
+
+    def put(self, message) -> None:
+        with self._ready:
+            self._waiting.append(message)
+            if len(self._waiting) == 1:
+                self._ready.notify()
+
+    def _send(self) -> None:
+        while True:
+            with self._ready:
+                self._ready.wait_for(lambda: self._waiting)
+            time.sleep(BATCH_SECONDS)  # let a few more answers come
+            with self._ready:
+                batch, self._waiting = self._waiting, []
+            try:
+                try:
+                    self._conn.send(batch)
+                except OSError:
+                    raise
+                except Exception:  # an answer that does not pickle (nothing was sent): it still answers
+                    self._conn.send([_picklable(message) for message in batch])
+            except OSError:
+                os._exit(0)  # the daemon is gone
+
+
+def _picklable(message: tuple) -> tuple:
+    try:
+        ForkingPickler.dumps(message)
+        return message
+    except Exception as err:
+        return (*message[:3], Exchange(error=f"{type(err).__name__}: {err}"))
+
+
 def _run_poll(number: int, plan: Plan, requests: dict[int, FeedRequest], lanes: list[int], threads: int,
               skip_after: int, *, shared: tuple, client: httpx.Client, taker: int, send: Callable) -> None:
     """One poll's ``lanes`` of a taker (a worker process, or the daemon's while they start): each answer, then
     "finished", goes to ``send``."""
 
     def answered(index: int, answer: Exchange) -> None:
-        try:
-            send(("done", number, index, answer))
-        except OSError:
-            raise
-        except Exception as err:  # an answer that does not pickle still answers
-            send(("done", number, index, Exchange(error=f"{type(err).__name__}: {err}")))
+        send(("done", number, index, answer))
 
     def exchange_of(index: int) -> Exchange:
         try:

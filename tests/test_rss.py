@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import signal
 import threading
@@ -20,9 +21,10 @@ from monitor.pipeline import Pipeline
 from monitor.source import validate_source_settings
 from monitor.store import Store
 from sources.feed_entries import html_to_text
-from sources.feed_exchange import Exchange
+from sources.feed_exchange import Exchange, FeedRead
 from sources.feed_lanes import Claims, Plan, run_lanes
 from sources.feed_schedule import FeedState
+from sources.feed_workers import _Batches
 from sources.rss import RssSettings, RssSource, client_factory
 from tests.servers import feeds as samples
 from tests.servers.feeds import FeedServer, atom, drip, padding, rss
@@ -720,6 +722,25 @@ def test_a_worker_process_killed_mid_poll_loses_no_feed(feeds, caplog):
         assert len(source.workers.pids) == 2
     finally:
         source.close()
+
+
+def test_a_workers_answer_that_does_not_pickle_still_answers_its_feed_in_order():
+    """A worker sends its answers a few at a time; one that cannot cross to the daemon (it does not pickle)
+    arrives as that feed's failure, and the rest of its batch, in order, with it."""
+    daemons_end, workers_end = multiprocessing.Pipe()
+    batches = _Batches(workers_end)
+    unpicklable = Exchange(status=200, read=FeedRead(mentions=[lambda: "a lambda does not pickle"], entries=1,
+                                                     version="rss20"))
+    sent = [("done", 7, 0, Exchange(status=304)), ("done", 7, 1, unpicklable), ("done", 7, 2, Exchange(status=304)),
+            ("finished", 7)]
+    for message in sent:
+        batches.put(message)
+    received = []
+    while len(received) < len(sent) and daemons_end.poll(10):
+        received += daemons_end.recv()
+    assert [m[:3] for m in received] == [m[:3] for m in sent]
+    assert received[0][3].status == received[2][3].status == 304
+    assert received[1][3].read is None and received[1][3].error.startswith(("PicklingError", "AttributeError"))
 
 
 KILLED_WITH_WORKERS = """
