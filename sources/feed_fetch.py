@@ -80,7 +80,9 @@ def fetch(client: httpx.Client, url: str, *, headers: dict[str, str], max_bytes:
 _prepared: weakref.WeakKeyDictionary[httpx.Client, dict[str, tuple[dict[str, str], httpx.Request]]] = \
     weakref.WeakKeyDictionary()
 _preparing = threading.Lock()
-PREPARED_MOST = 20_000  # requests kept per client; beyond that the oldest is built again when asked
+# Requests kept per client (about 2.6 KB each, so 13 MB at most); beyond that the oldest kept goes, and a
+# feed asked again after it is built again, as every feed was before.
+PREPARED_MOST = 5_000
 
 
 def _request(client: httpx.Client, url: str, headers: dict[str, str]) -> httpx.Request:
