@@ -34,6 +34,25 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def children_peak_rss_mb() -> list[float]:
+    """Each live child process's peak RSS (the feed workers): RUSAGE_SELF counts only the daemon's own."""
+    me = os.getpid()
+    try:
+        children = open(f"/proc/{me}/task/{me}/children").read().split()
+    except OSError:
+        return []
+    peaks = []
+    for pid in children:
+        try:
+            status = open(f"/proc/{pid}/status").read()
+        except OSError:
+            continue  # it ended meanwhile
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                peaks.append(int(line.split()[1]) / 1024)
+    return peaks
+
+
 def current_rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -84,11 +103,13 @@ def main() -> None:
                     print(f"{stored:>7,} mentions: peak RSS {results[stored][0]:.1f} MB,"
                           f" current {results[stored][1]:.1f} MB,"
                           f" {(stored - PAGE) / results[stored][2]:,.0f} mentions/s")
+            workers = children_peak_rss_mb()
             count = monitor.store.query("SELECT count(*) FROM mentions")[0][0]
             assert count == stored, (count, stored)
         finally:
             monitor.close()
     first, last = results[checkpoints[0]][0], results[checkpoints[-1]][0]
+    print(f"the worker processes' peak RSS: {', '.join(f'{mb:.1f} MB' for mb in workers) or 'no worker running'}")
     print(f"peak RSS {last:.1f} MB at {checkpoints[-1]:,} (target < 200 MB: {'OK' if last < 200 else 'OVER'});"
           f" growth {checkpoints[0]:,} -> {checkpoints[-1]:,}: x{last / first:.2f}"
           f" (vs first page: x{last / baseline:.2f})")
