@@ -8,13 +8,14 @@ import subprocess
 import sys
 import textwrap
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from monitor import load_alerts, load_mentions, load_snapshots, load_stories
 from monitor.alert import deliver_pending
-from monitor.analysis import MENTION_COLUMNS, PRIORITY_DTYPE, expand_reasons, export
+from monitor.analysis import LOADERS, MENTION_COLUMNS, PRIORITY_DTYPE, expand_reasons, export
 from monitor.config import load_config
 from monitor.mail import transport_for
 from monitor.mention import Engagement, Mention
@@ -22,6 +23,7 @@ from monitor.pipeline import Pipeline
 from monitor.report import _day_axis, breakdown, build_report
 from monitor.source import Poll
 from monitor.store import Store, frames, schema, to_epoch
+from monitor.store.database import is_url
 from tests.conftest import ROOT
 
 # Priorities on demand, as in test_alerts: the words pick the urgency and vouch for a complaint.
@@ -180,6 +182,48 @@ def test_ranges_read_while_the_store_is_written_are_dropped_for_one_query(tmp_pa
     assert any(result is None for result in results), "ranges read while commits landed were used"
     df = load_mentions(path)
     assert df["id"].tolist() == [1, 2, 400_001, 400_002] and df["score"].iloc[0] > 0
+
+
+# Another process asking for the store's write lock: what it is told.
+WRITE_LOCK_PROBE = textwrap.dedent("""
+    import sqlite3, sys
+    db = sqlite3.connect(sys.argv[1], timeout=0.1, isolation_level=None)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        print("got the write lock")
+    except sqlite3.OperationalError as err:
+        print(err)
+""")
+
+
+class Undone(Exception):
+    pass
+
+
+def test_loading_while_a_store_of_this_process_writes_keeps_its_lock_and_gives_the_same_frames(built):
+    """ADBC's driver bundles a SQLite of its own, and POSIX locks belong to the process: reading through it
+    while this process's Store holds the write lock dropped that lock, and another process (the daemon) could
+    write under it. With the file open here the loaders read through Python's sqlite3: the lock holds, and
+    the frames are what they are with nothing open."""
+    if is_url(built.store_path):
+        pytest.skip("a PostgreSQL store has no file locks")
+    alone = {name: load(built) for name, load in LOADERS.items()}
+    assert not frames.open_in_this_process(Path(built.store_path))
+    store = Store(built.store_path)
+    try:
+        with pytest.raises(Undone), store.transaction() as db:
+            db.execute(schema.stories.update().values(title="being edited"))  # the write lock, until rollback
+            assert frames.open_in_this_process(Path(built.store_path))
+            held = {name: load(built) for name, load in LOADERS.items()}
+            other = subprocess.run([sys.executable, "-c", WRITE_LOCK_PROBE, str(built.store_path)],
+                                   capture_output=True, text=True, timeout=60)
+            assert other.stdout.strip() == "database is locked", other.stdout + other.stderr
+            raise Undone
+    finally:
+        store.close()
+    for name in LOADERS:
+        pd.testing.assert_frame_equal(held[name], alone[name], obj=name)
+    assert len(held["mentions"]) == 6 and len(held["stories"]) > 0
 
 
 def test_mention_filters_agree_with_pandas(built):

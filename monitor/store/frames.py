@@ -9,6 +9,14 @@ A large read from a SQLite file is split into ranges of the table's key, read si
 connection each: the driver builds its Arrow columns in C without the GIL, and that building, not
 SQLite, is most of a large read, so a second core halves it. Each connection reads its own snapshot;
 when a write lands while they read, the split result is dropped and the table read again in one query.
+
+The driver bundles a SQLite of its own. POSIX file locks belong to a process, not to a connection, so
+when one copy of SQLite closes a file, every lock the process held on it goes, the other copy's too: an
+analyst's own ``Store`` (or ``sqlite3`` connection) on the file would lose its write lock to the first
+load, and another process, the daemon, could then write under it
+(https://sqlite.org/howtocorrupt.html, "multiple copies of SQLite"). So while this process already has the
+file open, it is read through Python's own ``sqlite3``, the copy that connection uses, which keeps every
+connection's locks apart: slower, and the same columns.
 """
 
 from __future__ import annotations
@@ -83,6 +91,8 @@ def _read(where: str | Path, query: sa.Select, *, split_on: sa.Column | None = N
     if not path.exists():
         raise FileNotFoundError(f"no store at {path}")
     uri = f"{path.resolve().as_uri()}?mode=ro"
+    if open_in_this_process(path):
+        return _read_sqlite_stdlib(uri, query)
     if split_on is not None:
         bounds = _split_bounds(uri, split_on)
         if bounds:
@@ -102,6 +112,34 @@ def _read_sqlite(uri: str, query: sa.Select) -> pa.Table:
         cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(1 << 30)})
         cur.execute(*_compiled(query, "sqlite"))
         return cur.fetch_arrow_table()
+
+
+def open_in_this_process(path: Path) -> bool:
+    """Whether a descriptor of this process already has the file open (a ``Store``, a ``sqlite3`` connection)."""
+    try:
+        target = os.stat(path)
+        descriptors = os.listdir("/dev/fd")  # Linux and macOS; without it (Windows, no POSIX locks): False
+    except OSError:
+        return False
+    for name in descriptors:
+        try:
+            held = os.fstat(int(name))
+        except (OSError, ValueError):
+            continue  # the listing's own descriptor, closed by now
+        if (held.st_dev, held.st_ino) == (target.st_dev, target.st_ino):
+            return True
+    return False
+
+
+def _read_sqlite_stdlib(uri: str, query: sa.Select) -> pa.Table:
+    """The query's rows through Python's ``sqlite3``, as Arrow columns typed as the driver types them (a
+    column with no value as int64)."""
+    with closing(sqlite3.connect(uri, uri=True)) as db:
+        cursor = db.execute(*_compiled(query, "sqlite"))
+        names = [column[0] for column in cursor.description]
+        rows = cursor.fetchall()
+    columns = [pa.array(values) for values in zip(*rows)] if rows else [pa.array([])] * len(names)
+    return pa.table([c.cast(pa.int64()) if pa.types.is_null(c.type) else c for c in columns], names=names)
 
 
 # Fewer keys than this per range and the extra connections cost more than they save.
