@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from datetime import datetime
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator
 
 from .alert import recipients
@@ -24,6 +25,7 @@ from .source import Poll
 from .spike import Volume, brand_volume
 from .stories import Stories
 from .store import Store, StoreError, from_epoch, to_epoch
+from .store.records import ThreadSummary
 
 log = logging.getLogger("complaint_monitor.pipeline")
 
@@ -52,6 +54,8 @@ class _Storing:
     # ``store.watched_since()`` (the first mention's fetch time), read once per poll and kept as the mentions
     # stored since would move it: one statement per poll instead of one per mention.
     watched_since: float | None = None
+    # Alert threads by (story, recipient) while the batch holds the store (``_queue_alerts``), else None.
+    threads: dict | None = None
 
 
 class Pipeline:
@@ -87,7 +91,8 @@ class Pipeline:
         for batch in _batches(read):
             # Each mention stays all or nothing with its alerts; a crash loses the batch, and the source's
             # state, saved after all of them, has the next poll read them again.
-            with self.store.batch():
+            with self.store.batch() as exclusive:
+                storing.threads = {} if exclusive else None
                 outcome.stored.extend(_each(batch, lambda *item: self._store_new(*item, storing, now=now)))
         outcome.alerts += self._rescore_grown(storing.grown)
         if poll.updates:
@@ -171,7 +176,7 @@ class Pipeline:
         signals = before._replace(**signal_changes)
         match = self._match(mention)
         scores = self.scorer.rank(mention, match, self._read(mention_id, mention, match), signals=signals)
-        with self.store.transaction():
+        with self.store.transaction(), _forgetting(threads):
             self.store.update_scores(mention_id, scores)
             return self._queue_alerts(mention_id, mention, scores, new_place=signals.sightings > before.sightings,
                                       story_id=row.story_id, threads=threads)
@@ -257,20 +262,22 @@ class Pipeline:
                                             suppressed=scores.verdict.suppressed, notify=scores.verdict.notify,
                                             about=scores.about):
             kept = (story_id, recipient) if threads is not None and story_id is not None else None
-            if fresh and alone and recipient not in asked:
-                thread = []
-            elif kept is not None and kept in threads:
-                thread = threads[kept]
-            else:
-                thread = [a for a in self.store.thread_alerts(mention_id, recipient) if a.status != "superseded"]
-                if kept is not None:
-                    threads[kept] = thread
+            # Stored in this transaction and not queued for this recipient yet: it has no alert of its own.
+            no_own = fresh and recipient not in asked
             asked.add(recipient)
-            own = [a for a in thread if a.mention_id == mention_id]
+            if no_own and alone:
+                thread = EMPTY_THREAD
+            elif kept is not None and kept in threads:
+                thread = replace(threads[kept], own=() if no_own else self.store.own_alerts(mention_id, recipient))
+            else:
+                thread = self.store.thread_summary(mention_id, recipient)
+            own = thread.own
             kind, due = "alert", now
             if own and min(a.priority for a in own) <= priority:
                 due = self._follow_up_due(thread, own[-1], mention, new_place=new_place, now=now)
                 if due is None:
+                    if kept is not None:
+                        threads[kept] = thread.after(None, priority=priority, queued_at=now, superseded=0)
                     continue
                 kind = "follow_up"
             alert_id = self.store.enqueue_alert(
@@ -278,29 +285,32 @@ class Pipeline:
                 urgency=scores.urgency, virality=scores.virality, score=mention.engagement.score,
                 comments=mention.engagement.comments, digest=digest, kind=kind, not_before=due, about=scores.about,
                 supersede_lower=not fresh)
+            superseded = 0
             if alert_id:
                 queued += 1
-                if kept is not None:
-                    del threads[kept]  # it has one more alert (and may supersede some)
-                if thread and priority < min(a.priority for a in thread):
+                # enqueue_alert superseded the mention's own lower levels still waiting (none when fresh).
+                superseded = 0 if fresh else sum(1 for a in own if a.status == "pending" and a.priority > priority)
+                if thread.best is not None and priority < thread.best:
                     # The escalation tells all the news: a follow-up still waiting would only repeat it.
-                    self.store.supersede([a.id for a in thread if a.status == "pending"
-                                          and a.kind == "follow_up"])
+                    superseded += self.store.supersede_follow_ups(mention_id, recipient, besides=alert_id)
+            if kept is not None:
+                # What the batch itself queued and superseded is all that changed in the thread meanwhile.
+                threads[kept] = thread.after(alert_id, priority=priority, queued_at=now, superseded=superseded)
         return queued
 
-    def _follow_up_due(self, thread: list, last_own, mention: Mention, *, new_place: bool,
+    def _follow_up_due(self, thread: ThreadSummary, last_own, mention: Mention, *, new_place: bool,
                        now: float) -> float | None:
         """When a follow-up may go out, or None when there is no news. News: the mention's score + comments
         grew ``follow_up_growth`` times since its last email, or its story reached a new place. One per
         thread every ``follow_up_minutes``, so a story going viral is a few emails, not one per re-read."""
         settings = self.config.email
-        if any(a.status == "pending" for a in thread):
+        if thread.pending:
             return None  # the email still waiting is rendered from the story as it is when it goes out
         before = (last_own.score or 0) + (last_own.comments or 0)
         after = (mention.engagement.score or 0) + (mention.engagement.comments or 0)
         if not (new_place or after >= settings.follow_up_growth * max(before, FOLLOW_UP_MIN_BASE)):
             return None
-        return max(now, max(a.created_at for a in thread) + settings.follow_up_minutes * 60)
+        return max(now, thread.latest + settings.follow_up_minutes * 60)
 
     def _match_new(self, mention: Mention) -> tuple[Mention, BrandMatch] | None:
         haystack = _haystack(mention)
@@ -324,7 +334,7 @@ class Pipeline:
         signals = signals_from_mention(mention, now=now or mention.fetched_at, sightings=sighting.sightings,
                                        brand_spike=volume.ratio)
         scores = self.scorer.rank(mention, match, reading, signals=signals)
-        with self.store.transaction():
+        with self.store.transaction(), _forgetting(storing.threads):
             mention_id = self.store.add_mention(mention, scores)
             if mention_id is None:
                 return None
@@ -336,7 +346,8 @@ class Pipeline:
             # Old news found by a first look (Mention.backfill) is kept for the record and alerts nobody.
             if not mention.backfill:
                 outcome.alerts += self._queue_alerts(mention_id, mention, scores, new_place=sighting.grew,
-                                                     fresh=True, alone=story_id is None)
+                                                     fresh=True, alone=story_id is None, story_id=story_id,
+                                                     threads=storing.threads)
             if sighting.grew and not mention.backfill:
                 # Seen somewhere new: the story's earlier mentions are more viral now too. Re-scored once the
                 # poll is stored (``_rescore_grown``), each once with its story's last count: a story found in
@@ -362,6 +373,20 @@ def _each(items: list[tuple], step: Callable[..., Any]) -> Iterator[Any]:
             continue
         if result is not None:
             yield result
+
+
+EMPTY_THREAD = ThreadSummary(own=(), best=None, latest=None, pending=0)
+
+
+@contextmanager
+def _forgetting(threads: dict | None) -> Iterator[None]:
+    """A mention's transaction that fails is undone: the kept threads, which counted what it queued, go too."""
+    try:
+        yield
+    except BaseException:
+        if threads is not None:
+            threads.clear()
+        raise
 
 
 def _batches(items: list) -> Iterator[list]:

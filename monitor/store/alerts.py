@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Integer, bindparam, cast, func, or_, select, union
+from sqlalchemy import Integer, bindparam, case, cast, func, or_, select, union
 
-from .records import AlertRecord
+from .records import AlertRecord, ThreadSummary
 from .schema import alerts, mentions
 
 a = alerts.c
@@ -26,6 +26,13 @@ _STORY = select(mentions.c.story_id).where(mentions.c.id == bindparam("mention_i
 _THREAD = (a.recipient == bindparam("recipient")) & a.mention_id.in_(union(
     select(cast(bindparam("mention_id"), Integer)), select(mentions.c.id).where(mentions.c.story_id == _STORY)))
 _THREAD_ALERTS = select(alerts).where(_THREAD).order_by(a.id)
+_LIVE = a.status != "superseded"
+_THREAD_AGGREGATES = select(func.min(a.priority), func.max(a.created_at),
+                            func.coalesce(func.sum(case((a.status == "pending", 1), else_=0)), 0)).where(_THREAD, _LIVE)
+_OWN_ALERTS = select(alerts).where(a.recipient == bindparam("recipient"), a.mention_id == bindparam("mention_id"),
+                                   _LIVE).order_by(a.id)
+_WAITING_FOLLOW_UPS = select(a.id).where(_THREAD, a.status == "pending", a.kind == "follow_up",
+                                         a.id != bindparam("besides"))
 _EARLIER_ALERTS = select(alerts).where(_THREAD, a.status == "sent", a.id < bindparam("alert_id")).order_by(a.id)
 # A delivery round's threads at once: the sent alerts to its recipients about its mentions or their stories,
 # each with its mention's story.
@@ -108,6 +115,25 @@ class AlertStore:
     def thread_alerts(self, mention_id: int, recipient: str) -> list[AlertRecord]:
         """Every alert (any status) queued for the recipient about the mention or its story, oldest first."""
         return _alerts(self._rows(_THREAD_ALERTS, {"mention_id": mention_id, "recipient": recipient}))
+
+    def thread_summary(self, mention_id: int, recipient: str) -> ThreadSummary:
+        """``thread_alerts`` as ``ThreadSummary``: the mention's own alerts, and of the thread only aggregates."""
+        params = {"mention_id": mention_id, "recipient": recipient}
+        best, latest, pending = self._rows(_THREAD_AGGREGATES, params)[0]
+        return ThreadSummary(own=self.own_alerts(mention_id, recipient), best=best, latest=latest,
+                             pending=int(pending))
+
+    def own_alerts(self, mention_id: int, recipient: str) -> tuple[AlertRecord, ...]:
+        """The mention's own alerts to the recipient (superseded ones left out), oldest first."""
+        return tuple(_alerts(self._rows(_OWN_ALERTS, {"mention_id": mention_id, "recipient": recipient})))
+
+    def supersede_follow_ups(self, mention_id: int, recipient: str, *, besides: int) -> int:
+        """The thread's follow-ups still waiting, but ``besides``: an escalation queued since tells all the news.
+        How many there were."""
+        waiting = [row[0] for row in self._rows(_WAITING_FOLLOW_UPS, {"mention_id": mention_id, "recipient": recipient,
+                                                                      "besides": besides})]
+        self.supersede(waiting)
+        return len(waiting)
 
     def sent_priorities(self, mention_id: int) -> list[str]:
         """The levels the mention was alerted at (sent), highest first."""

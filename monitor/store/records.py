@@ -81,6 +81,28 @@ class MentionRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ThreadSummary:
+    """What deciding a new alert needs of a recipient's thread about a mention and its story, superseded alerts
+    left out: the mention's own alerts, and of the whole thread only aggregates. A story that went viral has
+    thousands of alerts, and reading all of them for every new mention made storing a poll's mentions
+    quadratic in the story's size."""
+    own: tuple["AlertRecord", ...]  # the mention's own alerts to the recipient, oldest first
+    best: str | None  # the highest priority in the thread ("P1" < "P2"), None for an empty thread
+    latest: float | None  # when the thread's last alert was queued
+    pending: int  # alerts of the thread still waiting to go out
+
+    def after(self, alert_id: int | None, *, priority: str, queued_at: float, superseded: int) -> "ThreadSummary":
+        """The thread's aggregates once ``alert_id`` was queued at ``priority`` and ``superseded`` pending alerts
+        of it were superseded (None: nothing was queued, nor superseded); the mention's own alerts are left out
+        (each mention reads its own)."""
+        if alert_id is None:
+            return ThreadSummary(own=(), best=self.best, latest=self.latest, pending=self.pending)
+        return ThreadSummary(own=(), best=priority if self.best is None else min(self.best, priority),
+                             latest=queued_at if self.latest is None else max(self.latest, queued_at),
+                             pending=self.pending + 1 - superseded)
+
+
+@dataclass(frozen=True, slots=True)
 class AlertRecord:
     id: int
     mention_id: int
