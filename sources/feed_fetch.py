@@ -39,6 +39,33 @@ class Fetched:
     truncated: bool = False
 
 
+class _CookiesSetByAnswers(httpx.Cookies):
+    """httpx's cookie jar, but an answer is handed to it only when it sets a cookie. httpx gives every answer
+    to ``http.cookiejar`` through two adapters (a urllib request, and an email message of all its headers):
+    about 0.1 ms of CPU a response, a fifth of what a 304 costs, for feeds that almost never set one."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        if "set-cookie" in response.headers or "set-cookie2" in response.headers:
+            super().extract_cookies(response)
+
+
+class FeedClient(httpx.Client):
+    """``httpx.Client`` whose ``cookies`` (its public property, overridden) is ``_CookiesSetByAnswers``; all
+    else is httpx's."""
+
+    def __init__(self, *, cookies: httpx.Cookies | dict[str, str] | None = None, **settings):
+        super().__init__(**settings)
+        self.cookies = cookies
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._answered_cookies
+
+    @cookies.setter
+    def cookies(self, cookies) -> None:
+        self._answered_cookies = _CookiesSetByAnswers(cookies)
+
+
 def conditional_headers(etag: str | None, last_modified: str | None) -> dict[str, str]:
     headers = {}
     if etag:

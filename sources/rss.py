@@ -25,7 +25,7 @@ from monitor.mention import Mention, utcnow
 from monitor.source import EngagementMap, Poll, SourceContext, SourceField, also_rule_fields
 
 from .feed_exchange import Exchange, FeedRead, FeedRequest
-from .feed_fetch import conditional_headers, host_of, retry_after_seconds
+from .feed_fetch import FeedClient, conditional_headers, host_of, retry_after_seconds
 from .feed_schedule import FeedState
 from .feed_workers import ClientFactory, FeedWorkers
 from .rss_status import feeds_status
@@ -95,8 +95,8 @@ def status_phrase(code: int) -> str:
 def make_client(*, timeout: float, user_agent: str, connections: int) -> httpx.Client:
     """A process's client for every feed it fetches: thread-safe, with a connection pool as large as the
     worker pool."""
-    return httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=True, headers={"User-Agent": user_agent},
-                        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections))
+    return FeedClient(timeout=httpx.Timeout(timeout), follow_redirects=True, headers={"User-Agent": user_agent},
+                      limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections))
 
 
 def client_factory(settings: RssSettings) -> ClientFactory:

@@ -3,14 +3,15 @@
 ``fetch`` keeps each feed's request and sends it again while the feed's validators stay the same (a quiet
 cycle asks every feed again with the same ETag). What the server receives must stay what httpx's own
 ``client.stream("GET", ...)`` sends with the same history: the conditional headers, the credentials of the
-URL, and any cookie a host set.
+URL, and any cookie a host set (the feeds' ``FeedClient`` hands httpx's cookie jar only the answers that set
+one).
 """
 
 from __future__ import annotations
 
 import httpx
 
-from sources.feed_fetch import conditional_headers, fetch
+from sources.feed_fetch import FeedClient, conditional_headers, fetch
 from tests.servers.feeds import rss
 
 
@@ -20,8 +21,8 @@ def plain_fetch(client: httpx.Client, url: str, *, headers: dict[str, str]) -> t
         return response.status_code, response.headers
 
 
-def make_client() -> httpx.Client:
-    return httpx.Client(timeout=httpx.Timeout(10), follow_redirects=True, headers={"User-Agent": "cm-test/1"})
+def make_client(kind: type[httpx.Client] = FeedClient) -> httpx.Client:
+    return kind(timeout=httpx.Timeout(10), follow_redirects=True, headers={"User-Agent": "cm-test/1"})
 
 
 def asked(feeds, path: str, ask) -> tuple[int, dict[str, str]]:
@@ -36,7 +37,7 @@ def asked(feeds, path: str, ask) -> tuple[int, dict[str, str]]:
 def test_a_feed_asked_again_is_asked_as_httpx_itself_asks_it(feeds):
     path = "/quiet.xml"
     url = feeds.serve(path, rss([{"title": "Acme kettle broke", "link": "https://x.example/1", "guid": "1"}]))
-    ours, theirs = make_client(), make_client()
+    ours, theirs = make_client(FeedClient), make_client(httpx.Client)
     validators = {"ours": (None, None), "theirs": (None, None)}
 
     def ours_ask():
