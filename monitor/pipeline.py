@@ -277,7 +277,7 @@ class Pipeline:
                 due = self._follow_up_due(thread, own[-1], mention, new_place=new_place, now=now)
                 if due is None:
                     if kept is not None:
-                        threads[kept] = thread.after(None, priority=priority, queued_at=now, superseded=0)
+                        threads[kept] = thread
                     continue
                 kind = "follow_up"
             alert_id = self.store.enqueue_alert(
@@ -285,17 +285,19 @@ class Pipeline:
                 urgency=scores.urgency, virality=scores.virality, score=mention.engagement.score,
                 comments=mention.engagement.comments, digest=digest, kind=kind, not_before=due, about=scores.about,
                 supersede_lower=not fresh)
-            superseded = 0
-            if alert_id:
-                queued += 1
-                # enqueue_alert superseded the mention's own lower levels still waiting (none when fresh).
-                superseded = 0 if fresh else sum(1 for a in own if a.status == "pending" and a.priority > priority)
-                if thread.best is not None and priority < thread.best:
-                    # The escalation tells all the news: a follow-up still waiting would only repeat it.
-                    superseded += self.store.supersede_follow_ups(mention_id, recipient, besides=alert_id)
+            if not alert_id:  # queued before at this level: the thread is as it was
+                if kept is not None:
+                    threads[kept] = thread
+                continue
+            queued += 1
+            # enqueue_alert superseded the mention's own lower levels still waiting (none when fresh).
+            superseded = 0 if fresh else sum(1 for a in own if a.status == "pending" and a.priority > priority)
+            if thread.best is not None and priority < thread.best:
+                # The escalation tells all the news: a follow-up still waiting would only repeat it.
+                superseded += self.store.supersede_follow_ups(mention_id, recipient, besides=alert_id)
             if kept is not None:
                 # What the batch itself queued and superseded is all that changed in the thread meanwhile.
-                threads[kept] = thread.after(alert_id, priority=priority, queued_at=now, superseded=superseded)
+                threads[kept] = thread.after(priority=priority, queued_at=now, superseded=superseded)
         return queued
 
     def _follow_up_due(self, thread: ThreadSummary, last_own, mention: Mention, *, new_place: bool,

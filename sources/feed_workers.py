@@ -313,12 +313,11 @@ class _Batches:
             with self._ready:
                 batch, self._waiting = self._waiting, []
             try:
-                try:
-                    self._conn.send(batch)
-                except OSError:
-                    raise
-                except Exception:  # an answer that does not pickle (nothing was sent): it still answers
-                    self._conn.send([_picklable(message) for message in batch])
+                payload = ForkingPickler.dumps(batch)  # what ``conn.send`` would write
+            except Exception:  # an answer that does not pickle still answers, as that feed's failure
+                payload = ForkingPickler.dumps([_picklable(message) for message in batch])
+            try:
+                self._conn.send_bytes(payload)
             except OSError:
                 os._exit(0)  # the daemon is gone
 

@@ -91,12 +91,9 @@ class ThreadSummary:
     latest: float | None  # when the thread's last alert was queued
     pending: int  # alerts of the thread still waiting to go out
 
-    def after(self, alert_id: int | None, *, priority: str, queued_at: float, superseded: int) -> "ThreadSummary":
-        """The thread's aggregates once ``alert_id`` was queued at ``priority`` and ``superseded`` pending alerts
-        of it were superseded (None: nothing was queued, nor superseded); the mention's own alerts are left out
-        (each mention reads its own)."""
-        if alert_id is None:
-            return ThreadSummary(own=(), best=self.best, latest=self.latest, pending=self.pending)
+    def after(self, *, priority: str, queued_at: float, superseded: int) -> "ThreadSummary":
+        """The thread's aggregates once an alert was queued in it at ``priority`` and ``superseded`` of its
+        pending alerts were superseded; the mention's own alerts are left out (each mention reads its own)."""
         return ThreadSummary(own=(), best=priority if self.best is None else min(self.best, priority),
                              latest=queued_at if self.latest is None else max(self.latest, queued_at),
                              pending=self.pending + 1 - superseded)
